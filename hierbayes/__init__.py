@@ -1,0 +1,44 @@
+"""hierbayes: Bayesian hierarchical (multilevel) models from lme4-style formulas.
+
+>>> import hierbayes as hb
+>>> df = hb.datasets.load("eight_schools")
+>>> model = hb.Model("y ~ 1 + (1 | school)", df, se="sigma")  # doctest: +SKIP
+>>> fit = model.fit(random_seed=1)  # doctest: +SKIP
+>>> fit.pooling().table  # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from hierbayes import datasets, priors, report
+from hierbayes.errors import (
+    DataError,
+    IdentifiabilityWarning,
+    PriorWarning,
+    SamplingError,
+    SamplingWarning,
+    SpecError,
+)
+from hierbayes.fit import Fit
+from hierbayes.model import Model
+from hierbayes.report import PoolingReport
+
+try:
+    __version__ = version("hierbayes")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DataError",
+    "Fit",
+    "Model",
+    "IdentifiabilityWarning",
+    "PoolingReport",
+    "PriorWarning",
+    "SamplingError",
+    "SamplingWarning",
+    "SpecError",
+    "__version__",
+    "datasets",
+    "priors",
+    "report",
+]

@@ -1,0 +1,283 @@
+"""From a formula and a DataFrame to a validated numerical design.
+
+Everything the PyMC graph and the reports need is computed here once: the response,
+the population-level design matrix ``X``, and for each grouping factor the integer group
+code of every row and its small matrix ``Z`` of varying-effect columns. Group-level
+effects are gathered by code, so no N x J indicator matrix is ever made.
+
+Every check names the column, the offending rows (by their index labels) and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import get_close_matches
+
+import formulae as fm
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import DataError, SpecError, describe_rows
+from hierbayes.families import Family
+from hierbayes.formula import Formula, GroupTerm
+
+__all__ = ["FactorDesign", "Design", "build_design"]
+
+
+@dataclass(frozen=True, eq=False)
+class FactorDesign:
+    """The varying effects of one grouping factor.
+
+    Attributes
+    ----------
+    name : str
+        The factor, a column name or ``"a:b"`` for nested/interacted columns.
+    codes : ndarray of int, shape (N,)
+        Group index of every row.
+    levels : pandas.Index, shape (J,)
+        Group labels, in order of first appearance (or category order for a Categorical).
+    Z : ndarray, shape (N, q)
+        Columns whose coefficients vary by group (``1`` gives the ``Intercept`` column).
+    terms : tuple of str
+        Names of the ``q`` varying coefficients.
+    blocks : tuple of tuple of int
+        Term indices that share a correlated block; an uncorrelated term is a block of one.
+    """
+
+    name: str
+    codes: np.ndarray
+    levels: pd.Index
+    Z: np.ndarray
+    terms: tuple[str, ...]
+    blocks: tuple[tuple[int, ...], ...]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.levels)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Observations per group."""
+        return np.bincount(self.codes, minlength=self.n_groups)
+
+    @property
+    def term_dim(self) -> str:
+        """Name of the coordinate that lists this factor's varying coefficients."""
+        return f"{self.name}_term"
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """The validated numerical form of a model's data.
+
+    ``se`` holds known observation standard errors (meta-analysis form) or is None when
+    the residual SD is estimated. ``scale`` is the response scale used by default priors.
+    """
+
+    response: str
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    se: np.ndarray | None
+    factors: tuple[FactorDesign, ...]
+    index: pd.Index
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.y)
+
+    def owned_terms(self) -> dict[str, tuple[str, ...]]:
+        """Factor -> the population coefficients its group coefficients are centred on.
+
+        A varying coefficient with a population-level twin (``Intercept``, ``x``) is centred
+        on it, ``b_j = beta + u_j``, in the first factor that varies it; in later factors
+        (crossed designs) ``b_j = u_j`` is a deviation.
+        """
+        owned: dict[str, tuple[str, ...]] = {}
+        taken: set[str] = set()
+        for f in self.factors:
+            mine = tuple(t for t in f.terms if t in self.fixed_names and t not in taken)
+            owned[f.name] = mine
+            taken |= set(mine)
+        return owned
+
+    @property
+    def scale(self) -> float:
+        """SD of the response, or the mean known SE when the response is constant."""
+        sd = float(np.std(self.y, ddof=1)) if self.n_obs > 1 else 0.0
+        if sd > 0:
+            return sd
+        if self.se is not None:
+            return float(np.mean(self.se))
+        raise DataError(  # guarded in build_design; kept so the property never returns 0
+            f"response column {self.response!r} is constant: no scale to fit"
+        )
+
+
+def _check_columns(data: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        col = missing[0]
+        close = get_close_matches(col, [str(c) for c in data.columns], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"column {col!r} is used by the model but is not in the data.{hint} "
+            f"The data have columns: {', '.join(map(repr, data.columns))}"
+        )
+    for col in columns:
+        values = data[col]
+        bad = values.isna().to_numpy()
+        what = "missing values (NaN/None)"
+        if not bad.any() and pd.api.types.is_numeric_dtype(values):
+            if not pd.api.types.is_bool_dtype(values):
+                bad = ~np.isfinite(values.to_numpy(dtype=float))
+                what = "infinite values"
+        if bad.any():
+            raise DataError(
+                f"column {col!r} has {what} in {describe_rows(data.index[bad])}. hierbayes "
+                "never drops rows silently: remove or impute these rows before fitting"
+            )
+
+
+def _evaluate(rhs: str, data: pd.DataFrame, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Evaluate a right-hand side with formulae: (matrix, column names)."""
+    try:
+        dm = fm.design_matrices(rhs, data, na_action="error")
+    except Exception as exc:  # formulae raises plain Exceptions for bad calls and types
+        raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {exc}") from None
+    if dm.common is None:
+        return np.empty((len(data), 0)), ()
+    frame = dm.common.as_dataframe()
+    return frame.to_numpy(dtype=float), tuple(str(c) for c in frame.columns)
+
+
+def _check_predictors(X: np.ndarray, names: tuple[str, ...], where: str) -> None:
+    for k, name in enumerate(names):
+        if name != "Intercept" and X.shape[0] > 1 and np.ptp(X[:, k]) == 0:
+            raise DataError(
+                f"{where}: predictor {name!r} is constant ({X[0, k]:g} in every row), so its "
+                "effect cannot be told from the intercept: remove it from the formula"
+            )
+    for k in range(1, len(names) + 1):
+        if np.linalg.matrix_rank(X[:, :k]) < k:
+            raise DataError(
+                f"{where}: predictor {names[k - 1]!r} is a linear combination of "
+                f"{list(names[: k - 1])} (perfectly collinear): remove one of them"
+            )
+
+
+def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    if len(columns) == 1:
+        labels = data[columns[0]]
+        if isinstance(labels.dtype, pd.CategoricalDtype):
+            return labels.cat.remove_unused_categories()
+        return labels
+    return data[list(columns)].astype(str).agg(":".join, axis=1)
+
+
+def _factor_design(
+    name: str, terms: list[GroupTerm], data: pd.DataFrame
+) -> FactorDesign:
+    labels = _group_labels(data, terms[0].factor_columns)
+    if isinstance(labels.dtype, pd.CategoricalDtype):
+        codes = labels.cat.codes.to_numpy()
+        levels = pd.Index(labels.cat.categories, name=name)
+    else:
+        codes, uniques = pd.factorize(labels, sort=False)
+        levels = pd.Index(uniques, name=name)
+    if len(levels) < 2:
+        raise DataError(
+            f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
+            "effect needs at least 2 groups; drop the term or group by another column"
+        )
+    blocks, columns, names = [], [], []
+    for term in terms:
+        Z, znames = _evaluate(term.expr, data, f"group-level term {term}")
+        if not znames:
+            raise SpecError(f"group-level term {term} has no columns")
+        dup = sorted(set(znames) & set(names))
+        if dup:
+            raise SpecError(f"coefficient(s) {dup} vary by {name!r} in more than one term")
+        start = len(names)
+        idx = tuple(range(start, start + len(znames)))
+        blocks.extend([idx] if term.correlated else [(i,) for i in idx])
+        columns.append(Z)
+        names.extend(znames)
+    return FactorDesign(
+        name=name,
+        codes=codes.astype(np.int64),
+        levels=levels,
+        Z=np.hstack(columns),
+        terms=tuple(names),
+        blocks=tuple(blocks),
+    )
+
+
+def build_design(
+    formula: Formula, data: pd.DataFrame, *, se: str | None, family: Family
+) -> Design:
+    """Validate ``data`` against ``formula`` and compute the numerical design.
+
+    Raises
+    ------
+    DataError
+        A missing column; NaN or inf in a used column; a non-numeric response; a known
+        standard error that is not positive; a constant or collinear predictor; a grouping
+        column with fewer than 2 levels; a constant response with no known SEs.
+    SpecError
+        A term formulae cannot evaluate (an unknown function, say).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hierbayes.formula import parse
+    >>> from hierbayes.families import GAUSSIAN
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 4.0, 3.0], "g": ["a", "a", "b", "b"]})
+    >>> d = build_design(parse("y ~ 1 + (1 | g)"), df, se=None, family=GAUSSIAN)
+    >>> d.fixed_names, d.factors[0].codes.tolist(), list(d.factors[0].levels)
+    (('Intercept',), [0, 0, 1, 1], ['a', 'b'])
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("data has no rows")
+    columns = list(formula.variables) + ([se] if se is not None else [])
+    _check_columns(data, columns)
+
+    y = family.check_response(formula.response, data[formula.response])
+    se_values = None
+    if se is not None:
+        if not pd.api.types.is_numeric_dtype(data[se]) or pd.api.types.is_bool_dtype(data[se]):
+            raise DataError(f"standard-error column {se!r} has dtype {data[se].dtype}; it needs numbers")
+        se_values = data[se].to_numpy(dtype=float)
+        bad = se_values <= 0
+        if bad.any():
+            raise DataError(
+                f"standard-error column {se!r} has values <= 0 in {describe_rows(data.index[bad])}: "
+                "known standard errors must be positive; correct or remove these rows"
+            )
+    if se_values is None and np.ptp(y) == 0:
+        raise DataError(
+            f"response column {formula.response!r} is constant ({y[0]:g} in every row): "
+            "there is nothing to model"
+        )
+
+    X, fixed_names = _evaluate(formula.fixed, data, "population-level terms")
+    _check_predictors(X, fixed_names, "population-level terms")
+
+    by_factor: dict[str, list[GroupTerm]] = {}
+    for term in formula.groups:
+        by_factor.setdefault(term.factor, []).append(term)
+    factors = tuple(_factor_design(name, terms, data) for name, terms in by_factor.items())
+    if not fixed_names and not factors:
+        raise SpecError(f"formula {formula.text!r} has no terms to estimate")
+
+    return Design(
+        response=formula.response,
+        y=y,
+        X=X,
+        fixed_names=fixed_names,
+        se=se_values,
+        factors=factors,
+        index=data.index,
+    )

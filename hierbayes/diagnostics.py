@@ -1,0 +1,175 @@
+"""Sampler diagnostics: compute them, judge them, and say what to do when they fail.
+
+Thresholds follow Vehtari et al. (2021, "Rank-normalization, folding, and localization")
+and Betancourt (2016): R-hat <= 1.01, bulk and tail ESS >= 100 per chain, E-BFMI >= 0.3,
+and no divergent transitions after tuning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+
+from hierbayes.errors import SamplingWarning
+
+__all__ = ["Diagnostics", "diagnose", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+BFMI_MIN = 0.3
+
+
+def _worst(dataset, reduce, pick) -> tuple[float, str]:
+    """The worst value over every variable of an ArviZ diagnostic dataset, and its name."""
+    finite = {}
+    for name in dataset.data_vars:
+        values = np.asarray(dataset[name].values, dtype=float).ravel()
+        values = values[np.isfinite(values)]  # a constant quantity has no R-hat or ESS
+        if values.size:
+            finite[name] = float(reduce(values))
+    if not finite:
+        return float("nan"), ""
+    name = pick(finite, key=finite.get)
+    return float(finite[name]), name
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence diagnostics of one fit.
+
+    ``worst_rhat_var`` and ``worst_ess_var`` name the variables behind ``max_rhat`` and
+    ``min_ess_bulk``. ``treedepth_saturation`` is the fraction of draws that hit the
+    maximum tree depth.
+    """
+
+    chains: int
+    draws: int
+    divergences_per_chain: tuple[int, ...]
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    bfmi: tuple[float, ...]
+    treedepth_saturation: float
+    worst_rhat_var: str = ""
+    worst_ess_var: str = ""
+
+    @property
+    def divergences(self) -> int:
+        return int(sum(self.divergences_per_chain))
+
+    @property
+    def ess_threshold(self) -> int:
+        return ESS_PER_CHAIN * self.chains
+
+    def problems(self, *, parameterization: str = "", target_accept: float | None = None) -> list[str]:
+        """One message per failed check, each saying what to try, most effective first."""
+        ta = f" (now {target_accept:g})" if target_accept is not None else ""
+        out = []
+        if self.divergences:
+            head = (
+                f"{self.divergences} divergent transitions after tuning "
+                f"(per chain: {list(self.divergences_per_chain)}): the posterior is biased where "
+                "the sampler could not follow it."
+            )
+            if parameterization == "centered":
+                fix = (
+                    " The centered graph has a funnel between a group SD and its group effects: "
+                    f"use parameterization='non-centered', or raise target_accept{ta} towards 0.99."
+                )
+            else:
+                fix = (
+                    f" Raise target_accept{ta} towards 0.99; if they persist, use a more "
+                    "informative prior on the group SD (prior key 'sd'), above all with few groups."
+                )
+            out.append(head + fix)
+        if np.isfinite(self.max_rhat) and self.max_rhat > RHAT_MAX:
+            out.append(
+                f"max R-hat is {self.max_rhat:.3f} (> {RHAT_MAX}) for {self.worst_rhat_var!r}: "
+                "the chains disagree. Run longer (more tune and draws); check divergences and "
+                "try the non-centered graph if the group SD is involved."
+            )
+        low = min(self.min_ess_bulk, self.min_ess_tail)
+        if np.isfinite(low) and low < self.ess_threshold:
+            out.append(
+                f"min bulk ESS {self.min_ess_bulk:.0f} and tail ESS {self.min_ess_tail:.0f} "
+                f"(for {self.worst_ess_var!r}) are below {self.ess_threshold} "
+                f"({ESS_PER_CHAIN} per chain): estimates are noisy. Run more draws."
+            )
+        weak = [c for c, b in enumerate(self.bfmi) if b < BFMI_MIN]
+        if weak:
+            out.append(
+                f"E-BFMI below {BFMI_MIN} in chain(s) {weak} ({[round(self.bfmi[c], 2) for c in weak]}): "
+                "the sampler moves poorly through the energy levels. Use the non-centered graph "
+                "or a more informative prior on the group SD."
+            )
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
+
+    def __str__(self) -> str:
+        lines = [
+            f"chains x draws      {self.chains} x {self.draws}",
+            f"divergences         {self.divergences} (per chain {list(self.divergences_per_chain)})",
+            f"max R-hat           {self.max_rhat:.4f}  [{self.worst_rhat_var}]",
+            f"min ESS bulk/tail   {self.min_ess_bulk:.0f} / {self.min_ess_tail:.0f}"
+            f"  [{self.worst_ess_var}]",
+            f"E-BFMI per chain    {[round(b, 2) for b in self.bfmi]}",
+            f"max tree depth hit  {100 * self.treedepth_saturation:.1f}% of draws",
+            "verdict             " + ("ok" if self.ok else "PROBLEMS: see warnings"),
+        ]
+        return "\n".join(lines)
+
+
+def diagnose(idata: az.InferenceData) -> Diagnostics:
+    """Compute the diagnostics of a sampled posterior (every posterior variable counts).
+
+    Examples
+    --------
+    >>> import numpy as np, arviz as az
+    >>> rng = np.random.default_rng(0)
+    >>> idata = az.from_dict(
+    ...     posterior={"mu": rng.normal(size=(4, 500))},
+    ...     sample_stats={"diverging": np.zeros((4, 500), bool),
+    ...                   "energy": rng.normal(size=(4, 500))})
+    >>> d = diagnose(idata)
+    >>> d.divergences, d.max_rhat < 1.01
+    (0, True)
+    """
+    post = idata.posterior
+    stats = idata.sample_stats
+    rhat = az.rhat(post)
+    ess_bulk = az.ess(post, method="bulk")
+    ess_tail = az.ess(post, method="tail")
+    max_rhat, rhat_var = _worst(rhat, np.max, max)
+    min_bulk, ess_var = _worst(ess_bulk, np.min, min)
+    min_tail, _ = _worst(ess_tail, np.min, min)
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    diverging = stats["diverging"].values if "diverging" in stats else np.zeros(shape, bool)
+    saturation = 0.0
+    if "reached_max_treedepth" in stats:
+        saturation = float(np.mean(stats["reached_max_treedepth"].values))
+    bfmi = tuple(float(b) for b in az.bfmi(idata)) if "energy" in stats else ()
+    return Diagnostics(
+        chains=post.sizes["chain"],
+        draws=post.sizes["draw"],
+        divergences_per_chain=tuple(int(d) for d in diverging.sum(axis=1)),
+        max_rhat=max_rhat,
+        min_ess_bulk=min_bulk,
+        min_ess_tail=min_tail,
+        bfmi=bfmi,
+        treedepth_saturation=saturation,
+        worst_rhat_var=rhat_var,
+        worst_ess_var=ess_var,
+    )
+
+
+def warn_problems(diagnostics: Diagnostics, *, parameterization: str, target_accept: float,
+                  stacklevel: int = 3) -> None:
+    """Issue one :class:`~hierbayes.errors.SamplingWarning` per failed check."""
+    for message in diagnostics.problems(parameterization=parameterization, target_accept=target_accept):
+        warnings.warn(message, SamplingWarning, stacklevel=stacklevel)

@@ -1,0 +1,100 @@
+"""Spec + design -> PyMC graph.
+
+The model, for observation i in group j = g[i] of each grouping factor:
+
+    y_i ~ Normal(eta_i, sigma)          (sigma = se_i when standard errors are known)
+    eta_i = X_i . beta + sum over factors of Z_i . u_j
+    b_j = m_j + u_j,   u_j ~ Normal(0, diag(sd)^2)
+
+where ``m_j`` holds, for each varying coefficient that also has a population-level term
+(``Intercept``, ``x``), that population coefficient: ``b_j`` is group j's own coefficient
+and ``u_j`` its deviation from the population. The two parameterisations differ only in
+what NUTS samples:
+
+* centered:      b_j ~ Normal(m_j, sd)               (u_j = b_j - m_j)
+* non-centered:  z_j ~ Normal(0, 1), u_j = sd * z_j   (b_j = m_j + u_j)
+
+Both put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
+``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
+coefficient is "owned" (sits in ``m_j``) by the first factor that varies it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from hierbayes.design import Design, FactorDesign
+from hierbayes.errors import SpecError
+from hierbayes.families import Family
+from hierbayes.priors import Prior
+
+__all__ = ["build_model"]
+
+
+def _coords(design: Design) -> dict[str, list]:
+    index = design.index if design.index.is_unique else np.arange(design.n_obs)
+    coords: dict[str, list] = {"obs": list(index)}
+    for f in design.factors:
+        coords[f.name] = list(f.levels)
+        coords[f.term_dim] = list(f.terms)
+    return coords
+
+
+def group_effects(
+    f: FactorDesign,
+    beta: Mapping[str, pt.TensorVariable],
+    sd_prior: Prior,
+    parameterization: str,
+) -> pt.TensorVariable:
+    """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}."""
+    if any(len(block) > 1 for block in f.blocks):
+        raise SpecError(
+            f"correlated varying effects {list(f.terms)} by {f.name!r} are not supported yet: "
+            f"write ({' + '.join(f.terms)} || {f.name}) for uncorrelated effects"
+        )
+    dims = (f.name, f.term_dim)
+    sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
+    m = pt.stack([beta.get(t, pt.constant(0.0)) for t in f.terms])  # (q,): broadcast over groups
+    if parameterization == "centered":
+        b = pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
+        u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+    else:
+        z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
+        u = pm.Deterministic(f"u_{f.name}", z * sd, dims=dims)
+        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+    gathered = u[f.codes]  # (N, q): a gather by integer group code
+    if np.all(f.Z == 1.0):
+        return gathered.sum(axis=1)
+    return (gathered * f.Z).sum(axis=1)
+
+
+def build_model(
+    design: Design, priors: Mapping[str, Prior], *, family: Family, parameterization: str
+) -> pm.Model:
+    """Emit the PyMC model for ``design`` (see the module docstring for the maths)."""
+    names = [design.response, *design.fixed_names, *(["sigma"] if design.se is None else [])]
+    names += [f"{kind}_{f.name}" for f in design.factors for kind in ("sd", "b", "u", "z")]
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise SpecError(
+            f"model variable name(s) {repeated} would repeat: rename the response or the column"
+        )
+    with pm.Model(coords=_coords(design)) as model:
+        beta = {name: priors[name].rv(name) for name in design.fixed_names}
+        eta = (
+            pt.dot(design.X, pt.stack([beta[n] for n in design.fixed_names]))
+            if beta
+            else pt.zeros(design.n_obs)
+        )
+        owned = design.owned_terms()
+        for f in design.factors:
+            mine = {t: beta[t] for t in owned[f.name]}
+            eta = eta + group_effects(f, mine, priors[f"sd_{f.name}"], parameterization)
+        sigma = priors["sigma"].rv("sigma") if design.se is None else design.se
+        family.likelihood(design.response, eta, sigma=sigma, observed=design.y, dims="obs")
+    return model
