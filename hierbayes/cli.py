@@ -56,7 +56,10 @@ def run(spec: RunSpec, out: Path, sampler_overrides: dict) -> int:
     print(f"Diagnostics\n{fit.diagnostics}\n")
     print(f"Population-level and group-SD parameters\n{fit.summary().to_string()}\n")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(f"Pooling ({100 * report.hdi_prob:g}% HDI)\n{report.summary.round(3).to_string(index=False)}\n")
+        print(
+            f"Pooling ({100 * report.hdi_prob:g}% HDI)\n"
+            f"{report.summary.round(3).to_string(index=False)}\n"
+        )
         print(report.table.round(3).to_string(index=False))
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "pooling.png", lambda p: report.plot().savefig(p, dpi=120, format="png"))
@@ -79,14 +82,23 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--chains", type=int, help="number of chains")
         p.add_argument("--cores", type=int, help="chains run in parallel")
         p.add_argument("--seed", dest="random_seed", type=int, help="random seed")
-        p.add_argument("--no-progress", dest="progressbar", action="store_false", default=None,
-                       help="hide the progress bar")
+        p.add_argument(
+            "--no-progress",
+            dest="progressbar",
+            action="store_false",
+            default=None,
+            help="hide the progress bar",
+        )
 
     eight = sub.add_parser("eight-schools", help="the eight-schools tutorial, end to end")
     eight.add_argument("--parameterization", choices=PARAMETERIZATIONS, default=None)
-    eight.add_argument("--hyperprior", default=None, metavar="PRIOR",
-                       help="prior on the group SD, e.g. halfcauchy:5, halft:3,5, halfnormal:5, "
-                            "exponential:0.2, invgamma:1,1, halfflat (default halfcauchy:5)")
+    eight.add_argument(
+        "--hyperprior",
+        default=None,
+        metavar="PRIOR",
+        help="prior on the group SD, e.g. halfcauchy:5, halft:3,5, halfnormal:5, "
+        "exponential:0.2, invgamma:1,1, halfflat (default halfcauchy:5)",
+    )
     eight.add_argument("--out", type=Path, default=Path("results/eight_schools"))
     sampler_options(eight)
 
@@ -101,8 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hierbayes`` command."""
     args = _parser().parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning ({cat.__name__}): {msg}\n"
-    overrides = {k: getattr(args, k) for k in
-                 ("draws", "tune", "chains", "cores", "random_seed", "progressbar")}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("draws", "tune", "chains", "cores", "random_seed", "progressbar")
+    }
     try:
         if args.command == "eight-schools":
             spec = read_spec(resource_path("models", "eight_schools.toml"))
@@ -112,10 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 priors["sd"] = from_string(args.hyperprior)
             spec = RunSpec(
                 name=spec.name,
-                model=ModelSpec(model.formula, se=model.se, family=model.family,
-                                parameterization=args.parameterization or model.parameterization,
-                                priors=priors),
-                data=spec.data, sampler=spec.sampler,
+                model=ModelSpec(
+                    model.formula,
+                    se=model.se,
+                    family=model.family,
+                    parameterization=args.parameterization or model.parameterization,
+                    priors=priors,
+                ),
+                data=spec.data,
+                sampler=spec.sampler,
             )
             out = args.out
         else:

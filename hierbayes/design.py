@@ -175,9 +175,7 @@ def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     return data[list(columns)].astype(str).agg(":".join, axis=1)
 
 
-def _factor_design(
-    name: str, terms: list[GroupTerm], data: pd.DataFrame
-) -> FactorDesign:
+def _factor_design(name: str, terms: list[GroupTerm], data: pd.DataFrame) -> FactorDesign:
     labels = _group_labels(data, terms[0].factor_columns)
     if isinstance(labels.dtype, pd.CategoricalDtype):
         codes = labels.cat.codes.to_numpy()
@@ -213,9 +211,7 @@ def _factor_design(
     )
 
 
-def build_design(
-    formula: Formula, data: pd.DataFrame, *, se: str | None, family: Family
-) -> Design:
+def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family: Family) -> Design:
     """Validate ``data`` against ``formula`` and compute the numerical design.
 
     Raises
@@ -248,13 +244,16 @@ def build_design(
     se_values = None
     if se is not None:
         if not pd.api.types.is_numeric_dtype(data[se]) or pd.api.types.is_bool_dtype(data[se]):
-            raise DataError(f"standard-error column {se!r} has dtype {data[se].dtype}; it needs numbers")
+            raise DataError(
+                f"standard-error column {se!r} has dtype {data[se].dtype}; it needs numbers"
+            )
         se_values = data[se].to_numpy(dtype=float)
         bad = se_values <= 0
         if bad.any():
             raise DataError(
-                f"standard-error column {se!r} has values <= 0 in {describe_rows(data.index[bad])}: "
-                "known standard errors must be positive; correct or remove these rows"
+                f"standard-error column {se!r} has values <= 0 in "
+                f"{describe_rows(data.index[bad])}: known standard errors must be positive; "
+                "correct or remove these rows"
             )
     if se_values is None and np.ptp(y) == 0:
         raise DataError(

@@ -64,7 +64,9 @@ class Diagnostics:
     def ess_threshold(self) -> int:
         return ESS_PER_CHAIN * self.chains
 
-    def problems(self, *, parameterization: str = "", target_accept: float | None = None) -> list[str]:
+    def problems(
+        self, *, parameterization: str = "", target_accept: float | None = None
+    ) -> list[str]:
         """One message per failed check, each saying what to try, most effective first."""
         ta = f" (now {target_accept:g})" if target_accept is not None else ""
         out = []
@@ -101,7 +103,8 @@ class Diagnostics:
         weak = [c for c, b in enumerate(self.bfmi) if b < BFMI_MIN]
         if weak:
             out.append(
-                f"E-BFMI below {BFMI_MIN} in chain(s) {weak} ({[round(self.bfmi[c], 2) for c in weak]}): "
+                f"E-BFMI below {BFMI_MIN} in chain(s) {weak} "
+                f"({[round(self.bfmi[c], 2) for c in weak]}): "
                 "the sampler moves poorly through the energy levels. Use the non-centered graph "
                 "or a more informative prior on the group SD."
             )
@@ -114,7 +117,8 @@ class Diagnostics:
     def __str__(self) -> str:
         lines = [
             f"chains x draws      {self.chains} x {self.draws}",
-            f"divergences         {self.divergences} (per chain {list(self.divergences_per_chain)})",
+            f"divergences         {self.divergences}"
+            f" (per chain {list(self.divergences_per_chain)})",
             f"max R-hat           {self.max_rhat:.4f}  [{self.worst_rhat_var}]",
             f"min ESS bulk/tail   {self.min_ess_bulk:.0f} / {self.min_ess_tail:.0f}"
             f"  [{self.worst_ess_var}]",
@@ -168,8 +172,11 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     )
 
 
-def warn_problems(diagnostics: Diagnostics, *, parameterization: str, target_accept: float,
-                  stacklevel: int = 3) -> None:
+def warn_problems(
+    diagnostics: Diagnostics, *, parameterization: str, target_accept: float, stacklevel: int = 3
+) -> None:
     """Issue one :class:`~hierbayes.errors.SamplingWarning` per failed check."""
-    for message in diagnostics.problems(parameterization=parameterization, target_accept=target_accept):
+    for message in diagnostics.problems(
+        parameterization=parameterization, target_accept=target_accept
+    ):
         warnings.warn(message, SamplingWarning, stacklevel=stacklevel)

@@ -59,4 +59,3 @@ def get(name: str | Family) -> Family:
     if name not in FAMILIES:
         raise SpecError(unknown_name("family", str(name), sorted(FAMILIES)))
     return FAMILIES[name]
-

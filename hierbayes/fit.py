@@ -36,8 +36,10 @@ class Fit:
         self.idata = idata
         self.diagnostics: Diagnostics = diagnose(idata)
         warn_problems(
-            self.diagnostics, parameterization=model.parameterization,
-            target_accept=target_accept, stacklevel=4,
+            self.diagnostics,
+            parameterization=model.parameterization,
+            target_accept=target_accept,
+            stacklevel=4,
         )
 
     def pooling(self, hdi_prob: float = 0.94) -> PoolingReport:

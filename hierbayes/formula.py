@@ -128,7 +128,9 @@ def parse(text: str) -> Formula:
     '0'
     """
     if not isinstance(text, str) or "~" not in text:
-        raise SpecError(f"formula {text!r} must have the form 'response ~ terms', e.g. 'y ~ 1 + (1 | g)'")
+        raise SpecError(
+            f"formula {text!r} must have the form 'response ~ terms', e.g. 'y ~ 1 + (1 | g)'"
+        )
     lhs, _, rhs = text.partition("~")
     response = lhs.strip()
     if not response.isidentifier():

@@ -93,8 +93,11 @@ class Model:
         priors: Mapping[str, Prior | str] | None = None,
     ) -> None:
         self.spec = ModelSpec(
-            formula=formula, se=se, family=family,
-            parameterization=parameterization, priors=priors or {},
+            formula=formula,
+            se=se,
+            family=family,
+            parameterization=parameterization,
+            priors=priors or {},
         )
         self.data = data
         self.formula = parse(formula)
@@ -107,8 +110,12 @@ class Model:
     def from_spec(cls, spec: ModelSpec, data: pd.DataFrame) -> Model:
         """Build a model from a :class:`~hierbayes.spec.ModelSpec` and its data."""
         return cls(
-            spec.formula, data, se=spec.se, family=spec.family,
-            parameterization=spec.parameterization, priors=dict(spec.priors),
+            spec.formula,
+            data,
+            se=spec.se,
+            family=spec.family,
+            parameterization=spec.parameterization,
+            priors=dict(spec.priors),
         )
 
     @property
@@ -171,15 +178,22 @@ class Model:
         progressbar = _default_progressbar() if progressbar is None else progressbar
         with self.build():
             idata = pm.sample(
-                draws=draws, tune=tune, chains=chains, cores=cores,
-                target_accept=target_accept, random_seed=random_seed,
-                progressbar=progressbar, compute_convergence_checks=False,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                target_accept=target_accept,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                compute_convergence_checks=False,
                 idata_kwargs={"log_likelihood": True},
             )
         idata.attrs.update(self._attrs(random_seed=random_seed, target_accept=target_accept))
         return Fit(self, idata, target_accept=target_accept)
 
-    def prior_predictive(self, draws: int = 500, *, random_seed: int | None = None) -> az.InferenceData:
+    def prior_predictive(
+        self, draws: int = 500, *, random_seed: int | None = None
+    ) -> az.InferenceData:
         """Draws from the prior and the prior predictive of the same graph that is fitted."""
         with self.build():
             return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
@@ -199,12 +213,14 @@ class Model:
     def __repr__(self) -> str:
         d = self.design
         noise = f"known se from {self.spec.se!r}" if d.se is not None else "sigma estimated"
-        groups = "; ".join(
-            f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in d.factors
-        ) or "none (complete pooling)"
+        groups = (
+            "; ".join(f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in d.factors)
+            or "none (complete pooling)"
+        )
         return (
             f"hierbayes.Model: {self.spec.formula}\n"
-            f"  family {self.family.name}, {self.parameterization}, {d.n_obs} observations, {noise}\n"
+            f"  family {self.family.name}, {self.parameterization}, "
+            f"{d.n_obs} observations, {noise}\n"
             f"  groups: {groups}\n"
             f"  priors:\n{describe(self.priors)}"
         )

@@ -31,19 +31,33 @@ def plot_pooling(report: PoolingReport, *, figsize: tuple[float, float] | None =
     panels = list(report.table.groupby(["factor", "term"], sort=False))
     height = max(2.5, 0.35 * max(len(rows) for _, rows in panels) + 1.2)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=figsize or (5.5 * len(panels), height), squeeze=False,
+        1,
+        len(panels),
+        figsize=figsize or (5.5 * len(panels), height),
+        squeeze=False,
         constrained_layout=True,
     )
     for ax, ((factor, term), rows) in zip(axes[0], panels, strict=True):
         pos = np.arange(len(rows))[::-1]
         no = rows["no_pooling"].to_numpy()
         partial = rows["partial_pooling"].to_numpy()
-        ax.hlines(pos, rows["hdi_lower"], rows["hdi_upper"], color="C0", lw=1.5, alpha=0.6,
-                  label=f"{100 * report.hdi_prob:g}% HDI")
+        ax.hlines(
+            pos,
+            rows["hdi_lower"],
+            rows["hdi_upper"],
+            color="C0",
+            lw=1.5,
+            alpha=0.6,
+            label=f"{100 * report.hdi_prob:g}% HDI",
+        )
         for y, a, b in zip(pos, no, partial, strict=True):
             if np.isfinite(a):
-                ax.annotate("", xy=(b, y), xytext=(a, y),
-                            arrowprops={"arrowstyle": "->", "color": "0.45", "lw": 1})
+                ax.annotate(
+                    "",
+                    xy=(b, y),
+                    xytext=(a, y),
+                    arrowprops={"arrowstyle": "->", "color": "0.45", "lw": 1},
+                )
         ax.plot(no, pos, "o", mfc="white", mec="C3", label="no pooling")
         ax.plot(partial, pos, "o", color="C0", label="partial pooling (posterior mean)")
         complete = rows["complete_pooling"].to_numpy()

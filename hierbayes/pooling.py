@@ -61,7 +61,9 @@ class GroupFits:
     valid: np.ndarray
 
 
-def grouped_wls(Z: np.ndarray, y: np.ndarray, w: np.ndarray, codes: np.ndarray, J: int) -> GroupFits:
+def grouped_wls(
+    Z: np.ndarray, y: np.ndarray, w: np.ndarray, codes: np.ndarray, J: int
+) -> GroupFits:
     """Regress ``y`` on ``Z`` separately in each group, from per-group sums (O(N q^2)).
 
     Examples

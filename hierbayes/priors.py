@@ -63,7 +63,12 @@ class Prior:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check(type(self).__name__, f.name, getattr(self, f.name), positive=f.name in self._positive)
+            _check(
+                type(self).__name__,
+                f.name,
+                getattr(self, f.name),
+                positive=f.name in self._positive,
+            )
 
     def __str__(self) -> str:
         args = ", ".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
@@ -280,12 +285,14 @@ def from_string(text: str) -> Prior:
         raise SpecError(f"prior {text!r}: arguments must be numbers, as in 'halft:3,5'") from None
     names = [f.name for f in fields(cls)]
     if len(values) > len(names):
-        raise SpecError(f"prior {text!r}: {cls.__name__} takes at most {len(names)} arguments {names}")
+        raise SpecError(
+            f"prior {text!r}: {cls.__name__} takes at most {len(names)} arguments {names}"
+        )
     return cls(*values)
 
 
 def from_value(value: Prior | str | dict[str, Any]) -> Prior:
-    """Accept a prior, a string (``"halfcauchy:5"``) or a table (``{dist = "halfcauchy", beta = 5}``).
+    """Accept a prior, a string (``"halfcauchy:5"``) or a table (``{"dist": "halfcauchy", ...}``).
 
     Examples
     --------
@@ -304,4 +311,6 @@ def from_value(value: Prior | str | dict[str, Any]) -> Prior:
         if extra:
             raise SpecError(f"{cls.__name__} has no argument {extra}; valid: {sorted(valid)}")
         return cls(**args)
-    raise SpecError(f"cannot read a prior from {value!r}: give a hb.priors object, 'name:args' or a table")
+    raise SpecError(
+        f"cannot read a prior from {value!r}: give a hb.priors object, 'name:args' or a table"
+    )

@@ -21,8 +21,18 @@ from hierbayes.errors import SpecError
 __all__ = ["PoolingReport", "pooling_report", "TABLE_COLUMNS"]
 
 TABLE_COLUMNS = [
-    "factor", "group", "term", "n", "se", "no_pooling", "complete_pooling",
-    "partial_pooling", "partial_pooling_sd", "hdi_lower", "hdi_upper", "shrinkage",
+    "factor",
+    "group",
+    "term",
+    "n",
+    "se",
+    "no_pooling",
+    "complete_pooling",
+    "partial_pooling",
+    "partial_pooling_sd",
+    "hdi_lower",
+    "hdi_upper",
+    "shrinkage",
     "reliability",
 ]
 
@@ -36,13 +46,21 @@ def _draws(idata: az.InferenceData, name: str) -> np.ndarray:
 
 
 def _factor_table(
-    idata: az.InferenceData, design: Design, f: FactorDesign, owned: tuple[str, ...],
-    gamma: dict[str, float], hdi_prob: float,
+    idata: az.InferenceData,
+    design: Design,
+    f: FactorDesign,
+    owned: tuple[str, ...],
+    gamma: dict[str, float],
+    hdi_prob: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     common = [k for k, name in enumerate(design.fixed_names) if name not in f.terms]
     fits, group_se, _ = pooling.no_pooling(
-        design.y, f.Z, f.codes, f.n_groups,
-        X_common=design.X[:, common] if common else None, se=design.se,
+        design.y,
+        f.Z,
+        f.codes,
+        f.n_groups,
+        X_common=design.X[:, common] if common else None,
+        se=design.se,
     )
     b = _draws(idata, f"b_{f.name}")  # (S, J, q)
     u = _draws(idata, f"u_{f.name}")
@@ -61,36 +79,42 @@ def _factor_table(
         complete = gamma.get(term, 0.0) if term in owned else 0.0
         no = fits.coef[:, k] - (gamma.get(term, 0.0) if term not in owned else 0.0)
         partial = b[:, :, k].mean(axis=0)
-        rows.append(pd.DataFrame({
-            "factor": f.name,
-            "group": f.levels,
-            "term": term,
-            "n": f.counts,
-            "se": group_se[:, k],
-            "no_pooling": no,
-            "complete_pooling": complete,
-            "partial_pooling": partial,
-            "partial_pooling_sd": b[:, :, k].std(axis=0, ddof=1),
-            "hdi_lower": hdi[:, k, 0],
-            "hdi_upper": hdi[:, k, 1],
-            "shrinkage": pooling.shrinkage(no, partial, np.full_like(no, complete)),
-            "reliability": lam[:, k],
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "factor": f.name,
+                    "group": f.levels,
+                    "term": term,
+                    "n": f.counts,
+                    "se": group_se[:, k],
+                    "no_pooling": no,
+                    "complete_pooling": complete,
+                    "partial_pooling": partial,
+                    "partial_pooling_sd": b[:, :, k].std(axis=0, ddof=1),
+                    "hdi_lower": hdi[:, k, 0],
+                    "hdi_upper": hdi[:, k, 1],
+                    "shrinkage": pooling.shrinkage(no, partial, np.full_like(no, complete)),
+                    "reliability": lam[:, k],
+                }
+            )
+        )
     sd_hdi = az.hdi(idata.posterior[f"sd_{f.name}"], hdi_prob=hdi_prob)[f"sd_{f.name}"]
     sd_hdi = sd_hdi.transpose(f.term_dim, "hdi").values
     lam_pool = pooling.pooling_factor(u)
     table = pd.concat(rows, ignore_index=True)
-    summary = pd.DataFrame({
-        "factor": f.name,
-        "term": list(f.terms),
-        "groups": f.n_groups,
-        "sd_mean": sd.mean(axis=0),
-        "sd_sd": sd.std(axis=0, ddof=1),
-        "sd_hdi_lower": sd_hdi[:, 0],
-        "sd_hdi_upper": sd_hdi[:, 1],
-        "pooling_factor": lam_pool,
-        "mean_reliability": np.nanmean(lam, axis=0) if np.isfinite(lam).any() else np.nan,
-    })
+    summary = pd.DataFrame(
+        {
+            "factor": f.name,
+            "term": list(f.terms),
+            "groups": f.n_groups,
+            "sd_mean": sd.mean(axis=0),
+            "sd_sd": sd.std(axis=0, ddof=1),
+            "sd_hdi_lower": sd_hdi[:, 0],
+            "sd_hdi_upper": sd_hdi[:, 1],
+            "pooling_factor": lam_pool,
+            "mean_reliability": np.nanmean(lam, axis=0) if np.isfinite(lam).any() else np.nan,
+        }
+    )
     return table, summary
 
 
@@ -141,7 +165,9 @@ class PoolingReport:
             )
 
 
-def pooling_report(idata: az.InferenceData, design: Design, hdi_prob: float = 0.94) -> PoolingReport:
+def pooling_report(
+    idata: az.InferenceData, design: Design, hdi_prob: float = 0.94
+) -> PoolingReport:
     """Compare each group's estimate under no, complete and partial pooling.
 
     Parameters
@@ -172,7 +198,9 @@ def pooling_report(idata: az.InferenceData, design: Design, hdi_prob: float = 0.
         coef, _ = pooling.wls(design.X, design.y, w)
         gamma = dict(zip(design.fixed_names, coef, strict=True))
     owned = design.owned_terms()
-    parts = [_factor_table(idata, design, f, owned[f.name], gamma, hdi_prob) for f in design.factors]
+    parts = [
+        _factor_table(idata, design, f, owned[f.name], gamma, hdi_prob) for f in design.factors
+    ]
     return PoolingReport(
         table=pd.concat([p[0] for p in parts], ignore_index=True)[TABLE_COLUMNS],
         summary=pd.concat([p[1] for p in parts], ignore_index=True),
@@ -199,10 +227,16 @@ def example_report(seed: int = 0) -> PoolingReport:
     u = rng.normal(0.3 * (df["y"].to_numpy() - 4.4), 2.0, size=(2, 200, 8))[..., None]
     idata = az.from_dict(
         posterior={
-            "Intercept": mu, "sd_school": tau, "u_school": u, "b_school": mu[..., None, None] + u,
+            "Intercept": mu,
+            "sd_school": tau,
+            "u_school": u,
+            "b_school": mu[..., None, None] + u,
         },
         coords={"school": list(df["school"]), "school_term": ["Intercept"]},
-        dims={"sd_school": ["school_term"], "u_school": ["school", "school_term"],
-              "b_school": ["school", "school_term"]},
+        dims={
+            "sd_school": ["school_term"],
+            "u_school": ["school", "school_term"],
+            "b_school": ["school", "school_term"],
+        },
     )
     return pooling_report(idata, design)

@@ -68,7 +68,9 @@ class ModelSpec:
         if self.priors is None:
             object.__setattr__(self, "priors", {})
         if not isinstance(self.priors, Mapping):
-            raise SpecError(f"priors must be a dict of key -> prior, got {type(self.priors).__name__}")
+            raise SpecError(
+                f"priors must be a dict of key -> prior, got {type(self.priors).__name__}"
+            )
         object.__setattr__(self, "priors", {k: P.from_value(v) for k, v in self.priors.items()})
 
 
@@ -120,8 +122,11 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
             kind = "a standard deviation" if need == "positive" else "a coefficient"
             raise SpecError(
                 f"prior {chosen} for {key!r} does not suit {kind}: use "
-                + ("HalfCauchy, HalfStudentT, HalfNormal, Exponential, InverseGamma or HalfFlat"
-                   if need == "positive" else "Normal or StudentT")
+                + (
+                    "HalfCauchy, HalfStudentT, HalfNormal, Exponential, InverseGamma or HalfFlat"
+                    if need == "positive"
+                    else "Normal or StudentT"
+                )
             )
         resolved[key] = chosen
     return resolved
@@ -133,7 +138,9 @@ def check_design(design: Design, priors: Mapping[str, P.Prior], *, stacklevel: i
     for key, prior in priors.items():
         if prior.warning and type(prior).__name__ not in warned:
             warned.add(type(prior).__name__)
-            warnings.warn(f"prior for {key!r}: {prior.warning}", PriorWarning, stacklevel=stacklevel)
+            warnings.warn(
+                f"prior for {key!r}: {prior.warning}", PriorWarning, stacklevel=stacklevel
+            )
     for f in design.factors:
         if f.n_groups < 5:
             warnings.warn(

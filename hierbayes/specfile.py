@@ -89,8 +89,12 @@ def read_spec(path: str | Path) -> RunSpec:
         parameterization=model.get("parameterization", "non-centered"),
         priors=raw.get("priors", {}),
     )
-    return RunSpec(name=path.stem, model=spec, data=(path.parent / model["data"]).resolve(),
-                   sampler=dict(sampler))
+    return RunSpec(
+        name=path.stem,
+        model=spec,
+        data=(path.parent / model["data"]).resolve(),
+        sampler=dict(sampler),
+    )
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
