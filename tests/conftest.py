@@ -1,0 +1,59 @@
+"""Shared fixtures. Each distinct model is built, compiled and sampled once per session."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import hierbayes as hb  # noqa: E402
+
+#: The posteriordb model eight_schools_noncentered: mu ~ N(0, 5), tau ~ half-Cauchy(5).
+EIGHT_PRIORS = {"Intercept": hb.priors.Normal(0, 5), "sd": hb.priors.HalfCauchy(5)}
+EIGHT_FORMULA = "y ~ 1 + (1 | school)"
+
+
+@pytest.fixture(scope="session")
+def eight() -> pd.DataFrame:
+    return hb.datasets.load("eight_schools")
+
+
+@pytest.fixture(scope="session")
+def eight_models(eight) -> dict[str, hb.Model]:
+    return {
+        p: hb.Model(EIGHT_FORMULA, eight, se="sigma", parameterization=p, priors=EIGHT_PRIORS)
+        for p in ("non-centered", "centered")
+    }
+
+
+def quiet_fit(model: hb.Model, **kwargs) -> hb.Fit:
+    """Fit with few draws; the ESS/R-hat warnings that few draws provoke are not under test."""
+    kwargs = {"draws": 300, "tune": 300, "chains": 2, "cores": 2, "progressbar": False, **kwargs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        return model.fit(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def eight_fit(eight_models) -> hb.Fit:
+    """Non-centered eight schools, 4 x 2000 draws: the reference-posterior run (about 10 s)."""
+    return eight_models["non-centered"].fit(
+        draws=2000, tune=1000, chains=4, cores=2, random_seed=20261122, progressbar=False
+    )
+
+
+@pytest.fixture(scope="session")
+def regression_data() -> pd.DataFrame:
+    """Simulated varying-intercept data with known truth: 30 groups of 2 to 25 rows."""
+    rng = np.random.default_rng(11)
+    sizes = rng.integers(2, 26, size=30)
+    g = np.repeat(np.arange(30), sizes)
+    x = rng.normal(size=g.size)
+    u = rng.normal(0, 0.8, size=30)
+    y = 1.5 + 0.7 * x + u[g] + rng.normal(0, 0.5, size=g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{k:02d}" for k in g]})

@@ -1,0 +1,132 @@
+"""Structural tier: the PyMC graphs, without sampling."""
+
+import numpy as np
+import pymc as pm
+import pytest
+from scipy import stats
+
+import hierbayes as hb
+
+from .conftest import EIGHT_PRIORS
+
+
+@pytest.fixture(scope="module")
+def graphs(eight_models):
+    return {p: m.build() for p, m in eight_models.items()}
+
+
+@pytest.mark.parametrize("par, sampled", [("non-centered", "z_school"), ("centered", "b_school")])
+def test_free_variables_and_coords(graphs, eight, par, sampled):
+    g = graphs[par]
+    assert sorted(v.name for v in g.free_RVs) == sorted(["Intercept", "sd_school", sampled])
+    assert g.coords["school"] == tuple(eight["school"])
+    assert g.coords["school_term"] == ("Intercept",)
+    assert g.named_vars_to_dims["b_school"] == ("school", "school_term")
+    assert g.named_vars_to_dims["u_school"] == ("school", "school_term")
+    assert g.named_vars_to_dims["y"] == ("obs",)
+    assert {"b_school", "u_school", "sd_school", "Intercept"} <= set(g.named_vars)
+
+
+@pytest.mark.parametrize("par", ["non-centered", "centered"])
+def test_logp_and_gradient_finite_at_initial_point(graphs, par):
+    g = graphs[par]
+    point = g.initial_point()
+    assert np.isfinite(g.compile_logp()(point))
+    assert np.all(np.isfinite(g.compile_dlogp()(point)))
+
+
+def test_centered_logp_is_the_textbook_density(graphs, eight):
+    """At a chosen point, the centered graph's log density equals the hand-written one."""
+    g = graphs["centered"]
+    mu, tau = 3.0, 2.0
+    theta = np.linspace(-4, 10, 8)
+    y, se = eight["y"].to_numpy(float), eight["sigma"].to_numpy(float)
+    expected = (
+        stats.norm.logpdf(mu, 0, 5)
+        + stats.halfcauchy.logpdf(tau, scale=5)
+        + np.log(tau)  # log-transform Jacobian
+        + stats.norm.logpdf(theta, mu, tau).sum()
+        + stats.norm.logpdf(y, theta, se).sum()
+    )
+    point = {"Intercept": mu, "sd_school_log__": np.log([tau]), "b_school": theta[:, None]}
+    np.testing.assert_allclose(g.compile_logp()(point), expected, rtol=1e-8)
+
+
+def test_noncentered_logp_is_the_textbook_density(graphs, eight):
+    g = graphs["non-centered"]
+    mu, tau = 3.0, 2.0
+    z = np.linspace(-1.5, 1.5, 8)
+    y, se = eight["y"].to_numpy(float), eight["sigma"].to_numpy(float)
+    expected = (
+        stats.norm.logpdf(mu, 0, 5)
+        + stats.halfcauchy.logpdf(tau, scale=5)
+        + np.log(tau)
+        + stats.norm.logpdf(z).sum()
+        + stats.norm.logpdf(y, mu + tau * z, se).sum()
+    )
+    point = {"Intercept": mu, "sd_school_log__": np.log([tau]), "z_school": z[:, None]}
+    np.testing.assert_allclose(g.compile_logp()(point), expected, rtol=1e-8)
+
+
+def test_estimated_sigma_slopes_and_crossed_factors(regression_data):
+    df = regression_data.assign(h=np.arange(len(regression_data)) % 4)
+    with pytest.warns(hb.IdentifiabilityWarning, match="'h' has only 4 groups"):
+        m = hb.Model("y ~ x + (x || g) + (1 | h)", df, parameterization="centered")
+    g = m.build()
+    assert {"sigma", "x", "Intercept", "sd_g", "b_g", "u_g", "sd_h", "b_h"} <= set(g.named_vars)
+    assert g.coords["g_term"] == ("Intercept", "x")
+    assert g.coords["h_term"] == ("Intercept",)
+    point = g.initial_point()
+    assert np.isfinite(g.compile_logp()(point))
+    assert np.all(np.isfinite(g.compile_dlogp()(point)))
+    # the Intercept is owned by the first factor only: h's group coefficients are deviations
+    assert m.design.owned_terms() == {"g": ("Intercept", "x"), "h": ()}
+
+
+def test_correlated_effects_are_refused_until_supported(regression_data):
+    m = hb.Model("y ~ x + (x | g)", regression_data)
+    with pytest.raises(hb.SpecError, match=r"write \(Intercept \+ x \|\| g\)"):
+        m.build()
+
+
+def test_nested_factor_levels(regression_data):
+    six = regression_data["g"].str[1:].astype(int) // 5
+    df = regression_data.assign(a=six, b=np.arange(len(regression_data)) % 2)
+    m = hb.Model("y ~ 1 + (1 | a/b)", df)
+    names = [f.name for f in m.design.factors]
+    assert names == ["a", "a:b"]
+    assert m.design.factors[1].n_groups == 2 * m.design.factors[0].n_groups
+
+
+def test_default_priors_scale_with_the_data(regression_data):
+    m = hb.Model("y ~ x + (1 | g)", regression_data)
+    s = regression_data["y"].std()
+    sx = regression_data["x"].std()
+    np.testing.assert_allclose(m.priors["Intercept"].mu, regression_data["y"].mean(), rtol=5e-3)
+    np.testing.assert_allclose(m.priors["Intercept"].sigma, 2.5 * s, rtol=5e-3)
+    np.testing.assert_allclose(m.priors["x"].sigma, 2.5 * s / sx, rtol=5e-3)
+    np.testing.assert_allclose(m.priors["sd_g"].sigma, s, rtol=5e-3)
+    np.testing.assert_allclose(m.priors["sigma"].sigma, s, rtol=5e-3)
+    text = repr(m)
+    assert f"sd_g: {m.priors['sd_g']}" in text and "sigma: HalfStudentT(nu=3" in text
+
+
+def test_specific_sd_key_beats_general(regression_data):
+    m = hb.Model(
+        "y ~ x + (1 | g)", regression_data, priors={"sd": "halfnormal:1", "sd_g": "halfcauchy:2"}
+    )
+    assert m.priors["sd_g"] == hb.priors.HalfCauchy(2)
+
+
+def test_prior_predictive_uses_the_same_graph(eight_models):
+    prior = eight_models["non-centered"].prior_predictive(draws=4000, random_seed=3)
+    mu = prior.prior["Intercept"].values.ravel()
+    np.testing.assert_allclose([mu.mean(), mu.std()], [0, 5], atol=0.25)
+    assert prior.prior_predictive["y"].shape == (1, 4000, 8)
+
+
+def test_build_returns_a_new_plain_pymc_model(eight_models):
+    m = eight_models["centered"]
+    assert isinstance(m.build(), pm.Model)
+    assert m.build() is not m.build()
+    assert EIGHT_PRIORS["sd"] == m.priors["sd_school"]

@@ -1,0 +1,127 @@
+"""The reporting layer on small fake InferenceData (no MCMC)."""
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import hierbayes as hb
+from hierbayes.design import build_design
+from hierbayes.families import GAUSSIAN
+from hierbayes.formula import parse
+from hierbayes.report import TABLE_COLUMNS, pooling_report
+
+
+def fake_eight(eight, seed=0):
+    design = build_design(parse("y ~ 1 + (1 | school)"), eight, se="sigma", family=GAUSSIAN)
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(4.4, 3.3, size=(2, 300))
+    tau = np.abs(rng.normal(0, 5, size=(2, 300, 1)))
+    u = rng.normal(0, 1, size=(2, 300, 8, 1)) * tau[:, :, None, :]
+    idata = az.from_dict(
+        posterior={
+            "Intercept": mu,
+            "sd_school": tau,
+            "u_school": u,
+            "b_school": mu[:, :, None, None] + u,
+        },
+        coords={"school": list(eight["school"]), "school_term": ["Intercept"]},
+        dims={
+            "sd_school": ["school_term"],
+            "u_school": ["school", "school_term"],
+            "b_school": ["school", "school_term"],
+        },
+    )
+    return idata, design
+
+
+def test_table_against_direct_computation(eight):
+    idata, design = fake_eight(eight)
+    report = pooling_report(idata, design, hdi_prob=0.9)
+    t = report.table
+    assert list(t.columns) == TABLE_COLUMNS
+    y, s = eight["y"].to_numpy(float), eight["sigma"].to_numpy(float)
+    pooled = np.sum(y / s**2) / np.sum(1 / s**2)
+    np.testing.assert_allclose(pooled, 7.6856, atol=1e-4)
+    np.testing.assert_allclose(t["no_pooling"], y)
+    np.testing.assert_allclose(t["se"], s)
+    np.testing.assert_allclose(t["complete_pooling"], pooled)
+    b = idata.posterior["b_school"].values[..., 0].reshape(-1, 8)
+    np.testing.assert_allclose(t["partial_pooling"], b.mean(axis=0))
+    np.testing.assert_allclose(t["partial_pooling_sd"], b.std(axis=0, ddof=1))
+    hdi = az.hdi(idata.posterior["b_school"], hdi_prob=0.9)["b_school"].values[:, 0, :]
+    np.testing.assert_allclose(t[["hdi_lower", "hdi_upper"]], hdi)
+    np.testing.assert_allclose(t["shrinkage"], (y - b.mean(0)) / (y - pooled))
+    tau2 = idata.posterior["sd_school"].values.reshape(-1, 1) ** 2
+    np.testing.assert_allclose(t["reliability"], np.mean(tau2 / (tau2 + s**2), axis=0))
+    assert t["n"].tolist() == [1] * 8
+    assert t["group"].tolist() == list("ABCDEFGH")
+
+
+def test_summary_row(eight):
+    idata, design = fake_eight(eight, seed=1)
+    report = pooling_report(idata, design)
+    row = report.summary.iloc[0]
+    tau = idata.posterior["sd_school"].values.ravel()
+    np.testing.assert_allclose(row["sd_mean"], tau.mean())
+    u = idata.posterior["u_school"].values[..., 0].reshape(-1, 8)
+    expected = 1 - np.var(u.mean(0), ddof=1) / np.mean(np.var(u, axis=1, ddof=1))
+    np.testing.assert_allclose(row["pooling_factor"], expected)
+    assert row["groups"] == 8 and row["term"] == "Intercept"
+
+
+def test_to_xarray(eight):
+    idata, design = fake_eight(eight)
+    report = pooling_report(idata, design)
+    ds = report.to_xarray()
+    assert isinstance(ds, xr.Dataset)
+    np.testing.assert_allclose(ds["no_pooling"].sel(factor="school", term="Intercept"), eight["y"])
+    assert ds.attrs["hdi_prob"] == 0.94
+
+
+def test_plot_draws_every_group(eight):
+    idata, design = fake_eight(eight)
+    fig = pooling_report(idata, design).plot()
+    (ax,) = fig.axes
+    assert ax.get_title() == "school: Intercept"
+    assert [t.get_text() for t in ax.get_yticklabels()] == list("ABCDEFGH")
+    no_pool = next(line for line in ax.get_lines() if line.get_label() == "no pooling")
+    np.testing.assert_allclose(sorted(no_pool.get_xdata()), sorted(eight["y"]))
+    arrows = [c for c in ax.get_children() if type(c).__name__ == "Annotation"]
+    assert len(arrows) == 8
+
+
+def test_estimated_sigma_reliability_uses_sigma_draws():
+    df = pd.DataFrame({"y": [1.0, 2.0, 2.5, 4.0, 5.0, 3.0, 6.0], "g": list("aabbbcc")})
+    design = build_design(parse("y ~ 1 + (1 | g)"), df, se=None, family=GAUSSIAN)
+    rng = np.random.default_rng(0)
+    tau = np.abs(rng.normal(1, 0.3, size=(1, 400, 1)))
+    sigma = np.abs(rng.normal(0.8, 0.1, size=(1, 400)))
+    u = rng.normal(size=(1, 400, 3, 1))
+    idata = az.from_dict(
+        posterior={
+            "Intercept": np.zeros((1, 400)),
+            "sd_g": tau,
+            "u_g": u,
+            "b_g": u,
+            "sigma": sigma,
+        },
+        coords={"g": ["a", "b", "c"], "g_term": ["Intercept"]},
+        dims={"sd_g": ["g_term"], "u_g": ["g", "g_term"], "b_g": ["g", "g_term"]},
+    )
+    t = pooling_report(idata, design).table
+    n = np.array([2, 3, 2])
+    tau2, s2 = tau.reshape(-1, 1) ** 2, sigma.reshape(-1, 1) ** 2
+    np.testing.assert_allclose(t["reliability"], np.mean(tau2 / (tau2 + s2 / n), axis=0))
+    assert t["n"].tolist() == [2, 3, 2]
+    np.testing.assert_allclose(t["no_pooling"], [1.5, 11.5 / 3, 4.5])
+    np.testing.assert_allclose(t["complete_pooling"], df["y"].mean())
+
+
+def test_bad_hdi_and_missing_variables(eight):
+    idata, design = fake_eight(eight)
+    with pytest.raises(hb.SpecError, match="hdi_prob must be in"):
+        pooling_report(idata, design, hdi_prob=94)
+    with pytest.raises(hb.SpecError, match="has no variable 'b_school'"):
+        pooling_report(az.from_dict(posterior={"Intercept": np.zeros((1, 5))}), design)

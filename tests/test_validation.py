@@ -1,0 +1,194 @@
+"""Bad input: each case raises a clear error naming the column, the rows and the fix."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierbayes as hb
+
+F = "y ~ 1 + (1 | school)"
+
+
+def model(df, formula=F, **kw):
+    kw.setdefault("se", "sigma")
+    return hb.Model(formula, df, **kw)
+
+
+def test_missing_column_suggests_the_closest(eight):
+    with pytest.raises(
+        hb.DataError, match=r"column 'schol' .* not in the data\. Did you mean 'school'"
+    ):
+        model(eight, "y ~ 1 + (1 | schol)")
+
+
+def test_missing_se_column(eight):
+    with pytest.raises(
+        hb.DataError, match="column 'se' is used by the model but is not in the data"
+    ):
+        model(eight, se="se")
+
+
+@pytest.mark.parametrize("column", ["y", "sigma", "school"])
+def test_nan_in_any_used_column_names_column_and_rows(eight, column):
+    df = eight.copy()
+    df[column] = df[column].astype(object)
+    df.loc[[2, 5], column] = None
+    with pytest.raises(hb.DataError) as info:
+        model(df)
+    msg = str(info.value)
+    assert f"column {column!r} has missing values" in msg
+    assert "2 rows (2, 5)" in msg
+    assert "never drops rows silently" in msg
+
+
+def test_inf_is_named(eight):
+    df = eight.assign(y=eight["y"].astype(float))
+    df.loc[7, "y"] = np.inf
+    with pytest.raises(hb.DataError, match=r"column 'y' has infinite values in 1 row \(7\)"):
+        model(df)
+
+
+def test_unused_columns_may_hold_nan(eight):
+    """Only the columns the model uses are checked; nothing else is touched."""
+    df = eight.assign(note=[None] * 8)
+    assert model(df).design.n_obs == 8
+
+
+@pytest.mark.parametrize("bad", [0.0, -3.0])
+def test_se_must_be_positive(eight, bad):
+    df = eight.assign(sigma=eight["sigma"].astype(float))
+    df.loc[[1, 4], "sigma"] = bad
+    with pytest.raises(hb.DataError, match=r"'sigma' has values <= 0 in 2 rows \(1, 4\)"):
+        model(df)
+
+
+def test_text_response(eight):
+    with pytest.raises(hb.DataError, match="response column 'school' has dtype"):
+        model(eight, "school ~ 1 + (1 | school)")
+
+
+def test_unknown_term_in_formula(eight):
+    with pytest.raises(
+        hb.DataError, match="column 'x' is used by the model but is not in the data"
+    ):
+        model(eight, "y ~ 1 + x + (1 | school)")
+
+
+def test_unknown_function_in_formula(eight):
+    with pytest.raises(hb.SpecError, match="formulae cannot evaluate"):
+        model(eight, "y ~ 1 + nosuchfunction(sigma) + (1 | school)")
+
+
+def test_formula_syntax_error(eight):
+    with pytest.raises(hb.SpecError, match=re.escape("formula 'y ~ 1 + (1 | school'")):
+        model(eight, "y ~ 1 + (1 | school")
+
+
+def test_fewer_than_two_groups(eight):
+    df = eight.assign(school="A")
+    with pytest.raises(hb.DataError, match=r"grouping column 'school' has 1 level\(s\)"):
+        model(df)
+
+
+def test_fewer_than_five_groups_warns(eight):
+    with pytest.warns(
+        hb.IdentifiabilityWarning, match="only 4 groups: its SD is weakly identified"
+    ):
+        model(eight.iloc[:4])
+
+
+def test_five_groups_do_not_warn(eight):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(eight.iloc[:5])
+
+
+def test_unknown_prior_key_suggests_closest(eight):
+    with pytest.raises(
+        hb.SpecError, match=r"unknown prior key 'Intercpt'; did you mean 'Intercept'"
+    ):
+        model(eight, priors={"Intercpt": hb.priors.Normal(0, 5)})
+
+
+def test_sigma_prior_with_known_se(eight):
+    with pytest.raises(hb.SpecError, match="not estimated when se= gives known standard errors"):
+        model(eight, priors={"sigma": hb.priors.HalfNormal(1)})
+
+
+def test_prior_support_must_fit_key(eight):
+    with pytest.raises(hb.SpecError, match="does not suit a standard deviation"):
+        model(eight, priors={"sd": hb.priors.Normal(0, 1)})
+    with pytest.raises(hb.SpecError, match="does not suit a coefficient"):
+        model(eight, priors={"Intercept": hb.priors.HalfNormal(1)})
+
+
+def test_prior_arguments_out_of_range_from_strings(eight):
+    with pytest.raises(hb.SpecError, match="beta must be a positive finite number, got -5.0"):
+        model(eight, priors={"sd": "halfcauchy:-5"})
+
+
+@pytest.mark.parametrize(
+    "prior, message",
+    [
+        (hb.priors.InverseGamma(1, 1), "pull a group SD towards zero"),
+        (hb.priors.HalfFlat(), "improper"),
+    ],
+)
+def test_questionable_priors_warn(eight, prior, message):
+    with pytest.warns(hb.PriorWarning, match=message):
+        model(eight, priors={"sd": prior})
+
+
+def test_unknown_family_and_parameterization(eight):
+    with pytest.raises(hb.SpecError, match="unknown family 'gausian'; did you mean 'gaussian'"):
+        model(eight, family="gausian")
+    with pytest.raises(hb.SpecError, match="unknown parameterization 'noncentred'.*'non-centered'"):
+        model(eight, parameterization="noncentred")
+
+
+def test_constant_and_collinear_predictors():
+    df = pd.DataFrame(
+        {
+            "y": [1.0, 2, 3, 5],
+            "x": [1.0, 1, 1, 1],
+            "w": [1.0, 2, 3, 4],
+            "v": [2.0, 4, 6, 8],
+            "g": list("aabb"),
+        }
+    )
+    with pytest.raises(hb.DataError, match="predictor 'x' is constant"):
+        hb.Model("y ~ x + (1 | g)", df)
+    with pytest.raises(
+        hb.DataError, match=r"predictor 'v' is a linear combination of \['Intercept', 'w'\]"
+    ):
+        hb.Model("y ~ w + v + (1 | g)", df)
+
+
+def test_constant_response_without_se():
+    df = pd.DataFrame({"y": [1.0] * 4, "g": list("aabb")})
+    with pytest.raises(hb.DataError, match="response column 'y' is constant"):
+        hb.Model("y ~ 1 + (1 | g)", df)
+
+
+def test_not_a_dataframe():
+    with pytest.raises(hb.DataError, match="must be a pandas DataFrame"):
+        hb.Model("y ~ 1", {"y": [1, 2]})
+
+
+def test_fit_arguments(eight_models):
+    m = eight_models["non-centered"]
+    with pytest.raises(hb.SpecError, match="draws must be a positive integer"):
+        m.fit(draws=0)
+    with pytest.raises(hb.SpecError, match="target_accept must be in"):
+        m.fit(target_accept=1.0)
+
+
+def test_no_rows_are_dropped_or_reordered(regression_data):
+    m = hb.Model("y ~ x + (1 | g)", regression_data)
+    np.testing.assert_array_equal(m.design.y, regression_data["y"].to_numpy())
+    assert list(m.design.index) == list(regression_data.index)
+    labels = m.design.factors[0].levels[m.design.factors[0].codes]
+    np.testing.assert_array_equal(labels, regression_data["g"].to_numpy())
