@@ -20,6 +20,7 @@ import pandas as pd
 from hierbayes.errors import DataError, SpecError, describe_rows
 from hierbayes.families import Family
 from hierbayes.formula import Formula, GroupTerm
+from hierbayes.pooling import level2_map
 
 __all__ = ["FactorDesign", "Design", "build_design"]
 
@@ -42,6 +43,14 @@ class FactorDesign:
         Names of the ``q`` varying coefficients.
     blocks : tuple of tuple of int
         Term indices that share a correlated block; an uncorrelated term is a block of one.
+    W : ndarray, shape (J, q, p)
+        The level-2 model (see :func:`hierbayes.pooling.level2_map`): group j's coefficients
+        are centred on ``W[j][:, owns] @ beta[owns]``.
+    owns : ndarray of bool, shape (p,)
+        Population columns this factor's coefficients are centred on: the level-2 columns
+        of the factor not already taken by an earlier factor (crossed designs).
+    level2 : ndarray of bool, shape (p,)
+        All population columns that are level-2 for this factor, owned or not.
     """
 
     name: str
@@ -50,6 +59,9 @@ class FactorDesign:
     Z: np.ndarray
     terms: tuple[str, ...]
     blocks: tuple[tuple[int, ...], ...]
+    W: np.ndarray
+    owns: np.ndarray
+    level2: np.ndarray
 
     @property
     def n_groups(self) -> int:
@@ -85,21 +97,6 @@ class Design:
     @property
     def n_obs(self) -> int:
         return len(self.y)
-
-    def owned_terms(self) -> dict[str, tuple[str, ...]]:
-        """Factor -> the population coefficients its group coefficients are centred on.
-
-        A varying coefficient with a population-level twin (``Intercept``, ``x``) is centred
-        on it, ``b_j = beta + u_j``, in the first factor that varies it; in later factors
-        (crossed designs) ``b_j = u_j`` is a deviation.
-        """
-        owned: dict[str, tuple[str, ...]] = {}
-        taken: set[str] = set()
-        for f in self.factors:
-            mine = tuple(t for t in f.terms if t in self.fixed_names and t not in taken)
-            owned[f.name] = mine
-            taken |= set(mine)
-        return owned
 
     @property
     def scale(self) -> float:
@@ -175,7 +172,9 @@ def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     return data[list(columns)].astype(str).agg(":".join, axis=1)
 
 
-def _factor_design(name: str, terms: list[GroupTerm], data: pd.DataFrame) -> FactorDesign:
+def _factor_design(
+    name: str, terms: list[GroupTerm], data: pd.DataFrame, X: np.ndarray, taken: np.ndarray
+) -> FactorDesign:
     labels = _group_labels(data, terms[0].factor_columns)
     if isinstance(labels.dtype, pd.CategoricalDtype):
         codes = labels.cat.codes.to_numpy()
@@ -201,13 +200,20 @@ def _factor_design(name: str, terms: list[GroupTerm], data: pd.DataFrame) -> Fac
         blocks.extend([idx] if term.correlated else [(i,) for i in idx])
         columns.append(Z)
         names.extend(znames)
+    Z = np.hstack(columns)
+    codes = codes.astype(np.int64)
+    W, level2 = level2_map(X, Z, codes, len(levels))
+    owns = level2 & ~taken
     return FactorDesign(
         name=name,
-        codes=codes.astype(np.int64),
+        codes=codes,
         levels=levels,
-        Z=np.hstack(columns),
+        Z=Z,
         terms=tuple(names),
         blocks=tuple(blocks),
+        W=W,
+        owns=owns,
+        level2=level2,
     )
 
 
@@ -267,7 +273,11 @@ def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family
     by_factor: dict[str, list[GroupTerm]] = {}
     for term in formula.groups:
         by_factor.setdefault(term.factor, []).append(term)
-    factors = tuple(_factor_design(name, terms, data) for name, terms in by_factor.items())
+    taken = np.zeros(X.shape[1], dtype=bool)
+    factors: list[FactorDesign] = []
+    for name, terms in by_factor.items():
+        factors.append(_factor_design(name, terms, data, X, taken))
+        taken |= factors[-1].owns
     if not fixed_names and not factors:
         raise SpecError(f"formula {formula.text!r} has no terms to estimate")
 
@@ -277,6 +287,6 @@ def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family
         X=X,
         fixed_names=fixed_names,
         se=se_values,
-        factors=factors,
+        factors=tuple(factors),
         index=data.index,
     )

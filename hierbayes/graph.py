@@ -4,19 +4,21 @@ The model, for observation i in group j = g[i] of each grouping factor:
 
     y_i ~ Normal(eta_i, sigma)          (sigma = se_i when standard errors are known)
     eta_i = X_i . beta + sum over factors of Z_i . u_j
-    b_j = m_j + u_j,   u_j ~ Normal(0, diag(sd)^2)
+    b_j = m_j + u_j,   m_j = W_j beta,   u_j ~ Normal(0, diag(sd)^2)
 
-where ``m_j`` holds, for each varying coefficient that also has a population-level term
-(``Intercept``, ``x``), that population coefficient: ``b_j`` is group j's own coefficient
-and ``u_j`` its deviation from the population. The two parameterisations differ only in
-what NUTS samples:
+``m_j`` is the level-2 model: for a varying coefficient with a population-level twin
+(``Intercept``, ``x``) it is that coefficient, plus any group-level predictor terms
+(``schavg``, ``x:schavg``); see :func:`hierbayes.pooling.level2_map`. So ``b_j`` is group j's
+own coefficient and ``u_j`` its deviation from the population line. The two
+parameterisations differ only in what NUTS samples:
 
 * centered:      b_j ~ Normal(m_j, sd)               (u_j = b_j - m_j)
 * non-centered:  z_j ~ Normal(0, 1), u_j = sd * z_j   (b_j = m_j + u_j)
 
 Both put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
 ``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
-coefficient is "owned" (sits in ``m_j``) by the first factor that varies it.
+column sits in ``m_j`` of the first factor it is level-2 for (``FactorDesign.owns``); in a
+crossed factor that comes later, ``b_j = u_j`` is a deviation.
 """
 
 from __future__ import annotations
@@ -45,11 +47,19 @@ def _coords(design: Design) -> dict[str, list]:
     return coords
 
 
+def level2_mean(f: FactorDesign, beta: pt.TensorVariable) -> pt.TensorVariable:
+    """m_j = W_j beta over the owned columns: (q,) when equal for all groups, else (J, q)."""
+    if not f.owns.any():
+        return pt.zeros(len(f.terms))
+    W = f.W[:, :, f.owns]
+    b = beta[np.flatnonzero(f.owns)]
+    if np.all(W == W[0]):
+        return pt.dot(W[0], b)
+    return pt.tensordot(W, b, axes=[[2], [0]])
+
+
 def group_effects(
-    f: FactorDesign,
-    beta: Mapping[str, pt.TensorVariable],
-    sd_prior: Prior,
-    parameterization: str,
+    f: FactorDesign, beta: pt.TensorVariable, sd_prior: Prior, parameterization: str
 ) -> pt.TensorVariable:
     """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}."""
     if any(len(block) > 1 for block in f.blocks):
@@ -59,7 +69,7 @@ def group_effects(
         )
     dims = (f.name, f.term_dim)
     sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
-    m = pt.stack([beta.get(t, pt.constant(0.0)) for t in f.terms])  # (q,): broadcast over groups
+    m = level2_mean(f, beta)
     if parameterization == "centered":
         b = pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
         u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
@@ -85,16 +95,11 @@ def build_model(
             f"model variable name(s) {repeated} would repeat: rename the response or the column"
         )
     with pm.Model(coords=_coords(design)) as model:
-        beta = {name: priors[name].rv(name) for name in design.fixed_names}
-        eta = (
-            pt.dot(design.X, pt.stack([beta[n] for n in design.fixed_names]))
-            if beta
-            else pt.zeros(design.n_obs)
-        )
-        owned = design.owned_terms()
+        coefs = [priors[name].rv(name) for name in design.fixed_names]
+        beta = pt.stack(coefs) if coefs else pt.zeros(0)
+        eta = pt.dot(design.X, beta) if coefs else pt.zeros(design.n_obs)
         for f in design.factors:
-            mine = {t: beta[t] for t in owned[f.name]}
-            eta = eta + group_effects(f, mine, priors[f"sd_{f.name}"], parameterization)
+            eta = eta + group_effects(f, beta, priors[f"sd_{f.name}"], parameterization)
         sigma = priors["sigma"].rv("sigma") if design.se is None else design.se
         family.likelihood(design.response, eta, sigma=sigma, observed=design.y, dims="obs")
     return model

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "level2_map",
     "GroupFits",
     "grouped_wls",
     "wls",
@@ -35,6 +36,54 @@ __all__ = [
 ]
 
 _COND_MAX = 1e10
+
+
+def level2_map(
+    X: np.ndarray, Z: np.ndarray, codes: np.ndarray, J: int, rtol: float = 1e-9
+) -> tuple[np.ndarray, np.ndarray]:
+    """How population columns enter the group coefficients: the level-2 model b_j = W_j gamma.
+
+    Column ``c`` of ``X`` is a level-2 column of varying coefficient ``k`` when, in every
+    group, ``X[:, c] = Z[:, k] * v_j`` for a value ``v_j`` constant within the group: the
+    intercept and a varying slope (``v_j = 1``), a group-level predictor with a varying
+    intercept (``v_j = w_j``), a cross-level interaction ``x:w`` with a varying slope of ``x``.
+    Other columns are level-1 terms with one common coefficient.
+
+    Returns ``W`` (J, q, p) with ``W[j, k, c] = v_j`` and the mask (p,) of level-2 columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> codes = np.array([0, 0, 1, 1])
+    >>> x, w = np.array([1.0, 2.0, 3.0, 5.0]), np.array([0.5, 0.5, 2.0, 2.0])
+    >>> X = np.column_stack([np.ones(4), x, w, x * w, x**2])  # 1, x, w, x:w, x^2
+    >>> Z = np.column_stack([np.ones(4), x])                   # (x | g)
+    >>> W, level2 = level2_map(X, Z, codes, 2)
+    >>> level2.tolist()
+    [True, True, True, True, False]
+    >>> W[1].tolist()  # group 1: b_0 = g_1 + 2 g_w, b_1 = g_x + 2 g_xw
+    [[1.0, 0.0, 2.0, 0.0, 0.0], [0.0, 1.0, 0.0, 2.0, 0.0]]
+    """
+    n, p = X.shape
+    q = Z.shape[1]
+    W = np.zeros((J, q, p))
+    level2 = np.zeros(p, dtype=bool)
+    for c in range(p):
+        scale = max(float(np.max(np.abs(X[:, c]))), 1.0)
+        for k in range(q):
+            nz = Z[:, k] != 0
+            if np.any(np.abs(X[~nz, c]) > rtol * scale):
+                continue
+            ratio = np.zeros(n)
+            ratio[nz] = X[nz, c] / Z[nz, k]
+            per_group = np.bincount(codes[nz], ratio[nz], minlength=J) / np.maximum(
+                np.bincount(codes[nz], minlength=J), 1
+            )
+            if np.all(np.abs(ratio[nz] - per_group[codes[nz]]) <= rtol * scale):
+                W[:, k, c] = per_group
+                level2[c] = True
+                break
+    return W, level2
 
 
 def wls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

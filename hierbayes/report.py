@@ -49,35 +49,33 @@ def _factor_table(
     idata: az.InferenceData,
     design: Design,
     f: FactorDesign,
-    owned: tuple[str, ...],
-    gamma: dict[str, float],
+    gamma: np.ndarray,
     hdi_prob: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    common = [k for k, name in enumerate(design.fixed_names) if name not in f.terms]
+    level1 = ~f.level2  # population columns with one common coefficient
     fits, group_se, _ = pooling.no_pooling(
         design.y,
         f.Z,
         f.codes,
         f.n_groups,
-        X_common=design.X[:, common] if common else None,
+        X_common=design.X[:, level1] if level1.any() else None,
         se=design.se,
     )
+    # the population line each group is pulled towards, and the part of its no-pooling
+    # coefficient that belongs to an earlier (crossed) factor's line
+    complete = f.W[:, :, f.owns] @ gamma[f.owns]  # (J, q)
+    offset = f.W[:, :, f.level2 & ~f.owns] @ gamma[f.level2 & ~f.owns]
     b = _draws(idata, f"b_{f.name}")  # (S, J, q)
     u = _draws(idata, f"u_{f.name}")
     sd = _draws(idata, f"sd_{f.name}")  # (S, q)
     sigma = None if design.se is not None else _draws(idata, "sigma")
-    cov = fits.cov
-    if sigma is not None and not np.isfinite(group_se).any():
-        cov = np.full_like(cov, np.nan)
-    lam = pooling.reliability(sd, cov, sigma)
+    lam = pooling.reliability(sd, fits.cov, sigma)
     hdi = az.hdi(idata.posterior[f"b_{f.name}"], hdi_prob=hdi_prob)[f"b_{f.name}"]
     hdi = hdi.transpose(f.name, f.term_dim, "hdi").values
 
     rows = []
     for k, term in enumerate(f.terms):
-        # the population value each group coefficient is pulled towards
-        complete = gamma.get(term, 0.0) if term in owned else 0.0
-        no = fits.coef[:, k] - (gamma.get(term, 0.0) if term not in owned else 0.0)
+        no = fits.coef[:, k] - offset[:, k]
         partial = b[:, :, k].mean(axis=0)
         rows.append(
             pd.DataFrame(
@@ -88,12 +86,12 @@ def _factor_table(
                     "n": f.counts,
                     "se": group_se[:, k],
                     "no_pooling": no,
-                    "complete_pooling": complete,
+                    "complete_pooling": complete[:, k],
                     "partial_pooling": partial,
                     "partial_pooling_sd": b[:, :, k].std(axis=0, ddof=1),
                     "hdi_lower": hdi[:, k, 0],
                     "hdi_upper": hdi[:, k, 1],
-                    "shrinkage": pooling.shrinkage(no, partial, np.full_like(no, complete)),
+                    "shrinkage": pooling.shrinkage(no, partial, complete[:, k]),
                     "reliability": lam[:, k],
                 }
             )
@@ -193,14 +191,8 @@ def pooling_report(
     if not design.factors:
         raise SpecError("the model has no group-level terms: there is no pooling to report")
     w = np.ones(design.n_obs) if design.se is None else 1.0 / design.se**2
-    gamma = {}
-    if design.fixed_names:
-        coef, _ = pooling.wls(design.X, design.y, w)
-        gamma = dict(zip(design.fixed_names, coef, strict=True))
-    owned = design.owned_terms()
-    parts = [
-        _factor_table(idata, design, f, owned[f.name], gamma, hdi_prob) for f in design.factors
-    ]
+    gamma = pooling.wls(design.X, design.y, w)[0] if design.fixed_names else np.zeros(0)
+    parts = [_factor_table(idata, design, f, gamma, hdi_prob) for f in design.factors]
     return PoolingReport(
         table=pd.concat([p[0] for p in parts], ignore_index=True)[TABLE_COLUMNS],
         summary=pd.concat([p[1] for p in parts], ignore_index=True),

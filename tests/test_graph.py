@@ -80,7 +80,9 @@ def test_estimated_sigma_slopes_and_crossed_factors(regression_data):
     assert np.isfinite(g.compile_logp()(point))
     assert np.all(np.isfinite(g.compile_dlogp()(point)))
     # the Intercept is owned by the first factor only: h's group coefficients are deviations
-    assert m.design.owned_terms() == {"g": ("Intercept", "x"), "h": ()}
+    g_design, h_design = m.design.factors
+    assert g_design.owns.tolist() == [True, True] and h_design.owns.tolist() == [False, False]
+    assert h_design.level2.tolist() == [True, False]
 
 
 def test_correlated_effects_are_refused_until_supported(regression_data):
