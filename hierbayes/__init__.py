@@ -10,6 +10,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from hierbayes import datasets, priors, report
+from hierbayes.eb import EmpiricalBayes, empirical_bayes
 from hierbayes.errors import (
     DataError,
     IdentifiabilityWarning,
@@ -29,6 +30,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "DataError",
+    "EmpiricalBayes",
     "Fit",
     "Model",
     "IdentifiabilityWarning",
@@ -39,6 +41,7 @@ __all__ = [
     "SpecError",
     "__version__",
     "datasets",
+    "empirical_bayes",
     "priors",
     "report",
 ]

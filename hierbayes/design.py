@@ -73,6 +73,11 @@ class FactorDesign:
         return np.bincount(self.codes, minlength=self.n_groups)
 
     @property
+    def correlated(self) -> bool:
+        """True when the effects form one correlated block, as in ``(x | g)``."""
+        return len(self.blocks) == 1 and len(self.blocks[0]) > 1
+
+    @property
     def term_dim(self) -> str:
         """Name of the coordinate that lists this factor's varying coefficients."""
         return f"{self.name}_term"

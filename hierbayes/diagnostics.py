@@ -146,9 +146,13 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     """
     post = idata.posterior
     stats = idata.sample_stats
-    rhat = az.rhat(post)
-    ess_bulk = az.ess(post, method="bulk")
-    ess_tail = az.ess(post, method="tail")
+    with warnings.catch_warnings():
+        # constant quantities (the unit diagonal of a correlation matrix) have no R-hat or
+        # ESS: ArviZ divides 0 by 0 for them, and _worst skips the NaN it returns
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = az.rhat(post)
+        ess_bulk = az.ess(post, method="bulk")
+        ess_tail = az.ess(post, method="tail")
     max_rhat, rhat_var = _worst(rhat, np.max, max)
     min_bulk, ess_var = _worst(ess_bulk, np.min, min)
     min_tail, _ = _worst(ess_tail, np.min, min)

@@ -44,6 +44,8 @@ def _coords(design: Design) -> dict[str, list]:
     for f in design.factors:
         coords[f.name] = list(f.levels)
         coords[f.term_dim] = list(f.terms)
+        if f.correlated:
+            coords[f"{f.term_dim}2"] = list(f.terms)
     return coords
 
 
@@ -59,24 +61,53 @@ def level2_mean(f: FactorDesign, beta: pt.TensorVariable) -> pt.TensorVariable:
 
 
 def group_effects(
-    f: FactorDesign, beta: pt.TensorVariable, sd_prior: Prior, parameterization: str
+    f: FactorDesign,
+    beta: pt.TensorVariable,
+    sd_prior: Prior,
+    corr_prior: Prior | None,
+    parameterization: str,
 ) -> pt.TensorVariable:
-    """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}."""
-    if any(len(block) > 1 for block in f.blocks):
+    """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}.
+
+    Uncorrelated: u_j ~ Normal(0, sd). Correlated: u_j ~ MvNormal(0, L L') with
+    L = diag(sd) chol(corr) from ``LKJCholeskyCov``; non-centered, u = z @ L'.
+    """
+    if len(f.blocks) > 1 and any(len(block) > 1 for block in f.blocks):
         raise SpecError(
-            f"correlated varying effects {list(f.terms)} by {f.name!r} are not supported yet: "
-            f"write ({' + '.join(f.terms)} || {f.name}) for uncorrelated effects"
+            f"the varying effects by {f.name!r} mix correlated and uncorrelated blocks: write "
+            f"them as one block ({' + '.join(f.terms)} | {f.name}) or all uncorrelated (... || "
+            f"{f.name})"
         )
     dims = (f.name, f.term_dim)
-    sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
     m = level2_mean(f, beta)
-    if parameterization == "centered":
-        b = pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
-        u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+    if f.correlated:
+        chol, _, stds = pm.LKJCholeskyCov(
+            f"chol_{f.name}",
+            eta=corr_prior.eta,
+            n=len(f.terms),
+            sd_dist=sd_prior.dist(shape=len(f.terms)),
+            compute_corr=True,
+            store_in_trace=False,
+        )
+        pm.Deterministic(f"sd_{f.name}", stds, dims=f.term_dim)
+        corr = pt.dot(chol, chol.T) / pt.outer(stds, stds)
+        pm.Deterministic(f"corr_{f.name}", corr, dims=(f.term_dim, f"{f.term_dim}2"))
+        if parameterization == "centered":
+            b = pm.MvNormal(f"b_{f.name}", mu=m, chol=chol, dims=dims)
+            u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+        else:
+            z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
+            u = pm.Deterministic(f"u_{f.name}", pt.dot(z, chol.T), dims=dims)
+            pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
     else:
-        z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
-        u = pm.Deterministic(f"u_{f.name}", z * sd, dims=dims)
-        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+        sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
+        if parameterization == "centered":
+            b = pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
+            u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+        else:
+            z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
+            u = pm.Deterministic(f"u_{f.name}", z * sd, dims=dims)
+            pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
     gathered = u[f.codes]  # (N, q): a gather by integer group code
     if np.all(f.Z == 1.0):
         return gathered.sum(axis=1)
@@ -88,7 +119,8 @@ def build_model(
 ) -> pm.Model:
     """Emit the PyMC model for ``design`` (see the module docstring for the maths)."""
     names = [design.response, *design.fixed_names, *(["sigma"] if design.se is None else [])]
-    names += [f"{kind}_{f.name}" for f in design.factors for kind in ("sd", "b", "u", "z")]
+    kinds = ("sd", "b", "u", "z", "chol", "corr")
+    names += [f"{kind}_{f.name}" for f in design.factors for kind in kinds]
     repeated = sorted(n for n, count in Counter(names).items() if count > 1)
     if repeated:
         raise SpecError(
@@ -99,7 +131,9 @@ def build_model(
         beta = pt.stack(coefs) if coefs else pt.zeros(0)
         eta = pt.dot(design.X, beta) if coefs else pt.zeros(design.n_obs)
         for f in design.factors:
-            eta = eta + group_effects(f, beta, priors[f"sd_{f.name}"], parameterization)
+            eta = eta + group_effects(
+                f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), parameterization
+            )
         sigma = priors["sigma"].rv("sigma") if design.se is None else design.se
         family.likelihood(design.response, eta, sigma=sigma, observed=design.y, dims="obs")
     return model

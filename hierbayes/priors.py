@@ -79,7 +79,14 @@ class Prior:
 
         ``kwargs`` (``dims`` or ``shape``) pass through to the PyMC distribution.
         """
-        return self._dist()(name, **{f.name: getattr(self, f.name) for f in fields(self)}, **kwargs)
+        return self._dist()(name, **self._args(), **kwargs)
+
+    def dist(self, **kwargs: Any) -> pt.TensorVariable:
+        """The unnamed PyMC distribution (e.g. the ``sd_dist`` of ``LKJCholeskyCov``)."""
+        return self._dist().dist(**self._args(), **kwargs)
+
+    def _args(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def _dist(self) -> type[pm.Distribution]:
         return getattr(pm, type(self).__name__)
@@ -203,6 +210,12 @@ class InverseGamma(Prior):
     def rv(self, name: str, **kwargs: Any) -> pt.TensorVariable:
         variance = pm.InverseGamma(f"{name}_variance", alpha=self.alpha, beta=self.beta, **kwargs)
         return pm.Deterministic(name, pt.sqrt(variance), dims=kwargs.get("dims"))
+
+    def dist(self, **kwargs: Any) -> pt.TensorVariable:
+        raise SpecError(
+            "InverseGamma is a prior on a variance and cannot be the SD prior of correlated "
+            "effects (LKJCholeskyCov): use HalfCauchy, HalfStudentT, HalfNormal or Exponential"
+        )
 
 
 @dataclass(frozen=True)

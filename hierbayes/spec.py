@@ -11,6 +11,8 @@ Prior keys
 ``"sd_<factor>"``
     The group-level SDs of one grouping factor, e.g. ``"sd_school"`` (more specific than
     ``"sd"``; for a nested factor ``(1 | a/b)`` the keys are ``"sd_a"`` and ``"sd_a:b"``).
+``"corr"``, ``"corr_<factor>"``
+    The LKJ prior on the correlation matrix of correlated effects ``(x | g)``.
 ``"sigma"``
     The residual SD (not estimated when known standard errors are given with ``se=``).
 
@@ -20,7 +22,9 @@ With ``s`` the sample SD of the response (the mean known SE if the response is c
 ``Intercept ~ Normal(mean(y), 2.5 s)``; a coefficient of column ``x`` ``~ Normal(0, 2.5 s /
 sd(x))`` (rstanarm's autoscaling; it assumes predictors roughly centred, so give your own
 prior otherwise); every SD (``sd``, ``sigma``) ``~ HalfStudentT(3, s)`` (brms' choice of
-family). Defaults are rounded to 3 significant figures and printed in the model's repr.
+family); correlations of ``(x | g)`` effects ``~ LKJ(2)``, which mildly favours small
+correlations (the Stan prior-choice recommendation). Defaults are rounded to 3 significant
+figures and printed in the model's repr.
 """
 
 from __future__ import annotations
@@ -74,6 +78,16 @@ class ModelSpec:
         object.__setattr__(self, "priors", {k: P.from_value(v) for k, v in self.priors.items()})
 
 
+_SUPPORT_ADVICE = {
+    "positive": (
+        "a standard deviation",
+        "HalfCauchy, HalfStudentT, HalfNormal, Exponential, InverseGamma or HalfFlat",
+    ),
+    "real": ("a coefficient", "Normal or StudentT"),
+    "correlation": ("a correlation matrix", "LKJ"),
+}
+
+
 def _sig(x: float) -> float:
     """Round to 3 significant figures, for readable default priors."""
     return 0.0 if x == 0 else round(x, 2 - int(math.floor(math.log10(abs(x)))))
@@ -89,6 +103,8 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
             out[name] = P.Normal(0.0, _sig(2.5 * s / float(np.std(design.X[:, k], ddof=1))))
     for f in design.factors:
         out[f"sd_{f.name}"] = P.HalfStudentT(3.0, _sig(s))
+        if f.correlated:
+            out[f"corr_{f.name}"] = P.LKJ(2.0)
     if design.se is None:
         out["sigma"] = P.HalfStudentT(3.0, _sig(s))
     return out
@@ -101,7 +117,7 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
     or a prior whose support does not fit its key (a Normal on an SD, say).
     """
     resolved = _defaults(design)
-    general = {"sd"}
+    general = {"sd"} | ({"corr"} if any(f.correlated for f in design.factors) else set())
     valid = sorted(set(resolved) | general)
     for key in user:
         if key not in valid:
@@ -113,21 +129,12 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
                 hint = f"; did you mean {close[0]!r}?"
             raise SpecError(f"unknown prior key {key!r}{hint} Valid keys: {', '.join(valid)}")
     for key, default in resolved.items():
-        if key.startswith("sd_"):
-            chosen = user.get(key, user.get("sd", default))
-        else:
-            chosen = user.get(key, default)
-        need = "positive" if key.startswith("sd_") or key == "sigma" else "real"
+        kind = key.split("_", 1)[0] if key.startswith(("sd_", "corr_")) else key
+        chosen = user.get(key, user.get(kind, default))
+        need = {"sd": "positive", "sigma": "positive", "corr": "correlation"}.get(kind, "real")
         if chosen.support != need:
-            kind = "a standard deviation" if need == "positive" else "a coefficient"
-            raise SpecError(
-                f"prior {chosen} for {key!r} does not suit {kind}: use "
-                + (
-                    "HalfCauchy, HalfStudentT, HalfNormal, Exponential, InverseGamma or HalfFlat"
-                    if need == "positive"
-                    else "Normal or StudentT"
-                )
-            )
+            what, use = _SUPPORT_ADVICE[need]
+            raise SpecError(f"prior {chosen} for {key!r} does not suit {what}: use {use}")
         resolved[key] = chosen
     return resolved
 

@@ -85,10 +85,76 @@ def test_estimated_sigma_slopes_and_crossed_factors(regression_data):
     assert h_design.level2.tolist() == [True, False]
 
 
-def test_correlated_effects_are_refused_until_supported(regression_data):
-    m = hb.Model("y ~ x + (x | g)", regression_data)
-    with pytest.raises(hb.SpecError, match=r"write \(Intercept \+ x \|\| g\)"):
+@pytest.mark.parametrize("par", ["non-centered", "centered"])
+def test_correlated_effects_graph(regression_data, par):
+    m = hb.Model(
+        "y ~ x + (x | g)", regression_data, parameterization=par, priors={"corr": hb.priors.LKJ(3)}
+    )
+    assert m.priors["corr_g"] == hb.priors.LKJ(3)
+    g = m.build()
+    assert g.named_vars_to_dims["corr_g"] == ("g_term", "g_term2")
+    assert g.named_vars_to_dims["sd_g"] == ("g_term",)
+    assert "chol_g" in [v.name for v in g.free_RVs]
+    point = g.initial_point()
+    assert np.isfinite(g.compile_logp()(point))
+    assert np.all(np.isfinite(g.compile_dlogp()(point)))
+    sd, corr, u, b = pm.draw([g["sd_g"], g["corr_g"], g["u_g"], g["b_g"]], random_seed=1)
+    np.testing.assert_allclose(np.diag(corr), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(corr, corr.T)
+    assert np.all(np.linalg.eigvalsh(corr) > 0) and np.all(sd > 0)
+    assert u.shape == b.shape == (30, 2)
+
+
+def test_non_centered_correlated_effects_are_z_times_cholesky(regression_data):
+    g = hb.Model("y ~ x + (x | g)", regression_data).build()
+    fn = g.compile_fn(
+        [g["u_g"], g["z_g"], g["sd_g"], g["corr_g"]],
+        inputs=g.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    point = g.initial_point()
+    point["z_g"] = np.random.default_rng(0).normal(size=(30, 2))
+    u, z, sd, corr = fn(point)
+    L = np.linalg.cholesky(np.diag(sd) @ corr @ np.diag(sd))
+    np.testing.assert_allclose(u, z @ L.T, rtol=1e-10)
+
+
+def test_correlated_effects_refuse_mixed_blocks_and_variance_priors(regression_data):
+    df = regression_data.assign(w=regression_data["x"] ** 2)
+    with pytest.raises(hb.SpecError, match="mix correlated and uncorrelated blocks"):
+        hb.Model("y ~ x + w + (x | g) + (0 + w | g)", df).build()
+    with pytest.warns(hb.PriorWarning):
+        m = hb.Model("y ~ x + (x | g)", df, priors={"sd": hb.priors.InverseGamma(1, 1)})
+    with pytest.raises(hb.SpecError, match="cannot be the SD prior of correlated effects"):
         m.build()
+    with pytest.raises(hb.SpecError, match="does not suit a correlation matrix: use LKJ"):
+        hb.Model("y ~ x + (x | g)", df, priors={"corr_g": hb.priors.HalfNormal(1)})
+    with pytest.raises(hb.SpecError, match="unknown prior key 'corr'"):
+        hb.Model("y ~ x + (x || g)", df, priors={"corr": hb.priors.LKJ(2)})
+
+
+def test_group_level_predictor_enters_the_centered_mean(regression_data):
+    """b_j ~ Normal(Intercept + schavg * w_j, sd): the level-2 model in the centered graph."""
+    w_group = np.linspace(-1, 1, 30)
+    df = regression_data.assign(w=w_group[regression_data["g"].str[1:].astype(int)])
+    m = hb.Model("y ~ x + w + (1 | g)", df, parameterization="centered")
+    f = m.design.factors[0]
+    assert f.level2.tolist() == [True, False, True] and f.owns.tolist() == [True, False, True]
+    g = m.build()
+    point = g.initial_point()
+    point.update({"Intercept": 0.3, "w": 2.0})
+    logp_b = g.compile_fn(
+        g.logp(vars=[g["b_g"]], sum=False)[0],
+        inputs=g.value_vars,
+        on_unused_input="ignore",
+        point_fn=True,
+    )
+    sd = float(np.exp(point["sd_g_log__"][0]))
+    b = point["b_g"][:, 0]
+    levels = np.array([int(s[1:]) for s in f.levels])
+    expected = stats.norm.logpdf(b, 0.3 + 2.0 * w_group[levels], sd)
+    np.testing.assert_allclose(logp_b(point)[:, 0], expected, rtol=1e-10)
 
 
 def test_nested_factor_levels(regression_data):
