@@ -98,14 +98,23 @@ class Design:
     se: np.ndarray | None
     factors: tuple[FactorDesign, ...]
     index: pd.Index
+    family: Family
+    trials: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
         return len(self.y)
 
     @property
+    def estimates_sigma(self) -> bool:
+        """A residual SD is a parameter (Gaussian family without known SEs)."""
+        return self.family.has_sigma and self.se is None
+
+    @property
     def scale(self) -> float:
-        """SD of the response, or the mean known SE when the response is constant."""
+        """SD of the response (the mean known SE when it is constant); 1 on a GLM's link scale."""
+        if self.family.link != "identity":
+            return 1.0
         sd = float(np.std(self.y, ddof=1)) if self.n_obs > 1 else 0.0
         if sd > 0:
             return sd
@@ -222,7 +231,34 @@ def _factor_design(
     )
 
 
-def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family: Family) -> Design:
+def _check_trials(data: pd.DataFrame, trials: str | None, family: Family) -> np.ndarray | None:
+    if family.needs_trials != (trials is not None):
+        if trials is None:
+            raise SpecError(f"the {family.name} family needs trials='<column>' (trials per row)")
+        raise SpecError(f"trials= is for the binomial family, not {family.name}")
+    if trials is None:
+        return None
+    values = data[trials]
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise DataError(f"trials column {trials!r} has dtype {values.dtype}; it needs integers")
+    n = values.to_numpy(dtype=float)
+    bad = (n < 1) | (n != np.round(n))
+    if bad.any():
+        raise DataError(
+            f"trials column {trials!r} has values that are not positive integers in "
+            f"{describe_rows(data.index[bad])}: correct or remove these rows"
+        )
+    return n
+
+
+def build_design(
+    formula: Formula,
+    data: pd.DataFrame,
+    *,
+    se: str | None,
+    family: Family,
+    trials: str | None = None,
+) -> Design:
     """Validate ``data`` against ``formula`` and compute the numerical design.
 
     Raises
@@ -248,10 +284,15 @@ def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if len(data) == 0:
         raise DataError("data has no rows")
-    columns = list(formula.variables) + ([se] if se is not None else [])
+    if se is not None and family.name != "gaussian":
+        raise SpecError(
+            f"se= (known standard errors) is for the gaussian family, not {family.name}"
+        )
+    columns = list(formula.variables) + [c for c in (se, trials) if c is not None]
     _check_columns(data, columns)
 
-    y = family.check_response(formula.response, data[formula.response])
+    trial_values = _check_trials(data, trials, family)
+    y = family.check_response(formula.response, data[formula.response], data.index, trial_values)
     se_values = None
     if se is not None:
         if not pd.api.types.is_numeric_dtype(data[se]) or pd.api.types.is_bool_dtype(data[se]):
@@ -266,7 +307,7 @@ def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family
                 f"{describe_rows(data.index[bad])}: known standard errors must be positive; "
                 "correct or remove these rows"
             )
-    if se_values is None and np.ptp(y) == 0:
+    if se_values is None and family.has_sigma and np.ptp(y) == 0:
         raise DataError(
             f"response column {formula.response!r} is constant ({y[0]:g} in every row): "
             "there is nothing to model"
@@ -294,4 +335,6 @@ def build_design(formula: Formula, data: pd.DataFrame, *, se: str | None, family
         se=se_values,
         factors=tuple(factors),
         index=data.index,
+        family=family,
+        trials=trial_values,
     )

@@ -57,7 +57,7 @@ class Fit:
         """ArviZ summary of the population-level and group-SD parameters."""
         design = self.model.design
         names = list(design.fixed_names) + [f"sd_{f.name}" for f in design.factors]
-        if design.se is None:
+        if design.estimates_sigma:
             names.append("sigma")
         return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
 

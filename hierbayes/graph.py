@@ -32,7 +32,6 @@ import pytensor.tensor as pt
 
 from hierbayes.design import Design, FactorDesign
 from hierbayes.errors import SpecError
-from hierbayes.families import Family
 from hierbayes.priors import Prior
 
 __all__ = ["build_model"]
@@ -114,11 +113,9 @@ def group_effects(
     return (gathered * f.Z).sum(axis=1)
 
 
-def build_model(
-    design: Design, priors: Mapping[str, Prior], *, family: Family, parameterization: str
-) -> pm.Model:
+def build_model(design: Design, priors: Mapping[str, Prior], *, parameterization: str) -> pm.Model:
     """Emit the PyMC model for ``design`` (see the module docstring for the maths)."""
-    names = [design.response, *design.fixed_names, *(["sigma"] if design.se is None else [])]
+    names = [design.response, *design.fixed_names, *(["sigma"] if design.estimates_sigma else [])]
     kinds = ("sd", "b", "u", "z", "chol", "corr")
     names += [f"{kind}_{f.name}" for f in design.factors for kind in kinds]
     repeated = sorted(n for n, count in Counter(names).items() if count > 1)
@@ -134,6 +131,8 @@ def build_model(
             eta = eta + group_effects(
                 f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), parameterization
             )
-        sigma = priors["sigma"].rv("sigma") if design.se is None else design.se
-        family.likelihood(design.response, eta, sigma=sigma, observed=design.y, dims="obs")
+        sigma = priors["sigma"].rv("sigma") if design.estimates_sigma else design.se
+        design.family.likelihood(
+            design.response, eta, sigma=sigma, trials=design.trials, observed=design.y, dims="obs"
+        )
     return model

@@ -57,8 +57,10 @@ class Model:
     se : str, optional
         Column of known observation standard errors (brms' ``se()``, the meta-analysis form).
         Without it the residual SD ``sigma`` is estimated.
-    family : str
-        ``"gaussian"`` (identity link).
+    family : {"gaussian", "bernoulli", "binomial", "poisson"}
+        The response distribution, with its canonical link (identity, logit, logit, log).
+    trials : str, optional
+        Column of the number of trials per row, for the binomial family.
     parameterization : {"non-centered", "centered"}
         The graph form of every group-level term; both give the same posterior quantities.
     priors : dict, optional
@@ -90,6 +92,7 @@ class Model:
         *,
         se: str | None = None,
         family: str = "gaussian",
+        trials: str | None = None,
         parameterization: str = "non-centered",
         priors: Mapping[str, Prior | str] | None = None,
     ) -> None:
@@ -97,13 +100,16 @@ class Model:
             formula=formula,
             se=se,
             family=family,
+            trials=trials,
             parameterization=parameterization,
             priors=priors or {},
         )
         self.data = data
         self.formula = parse(formula)
         self.family = families.get(family)
-        self.design: Design = build_design(self.formula, data, se=se, family=self.family)
+        self.design: Design = build_design(
+            self.formula, data, se=se, family=self.family, trials=trials
+        )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
 
@@ -115,6 +121,7 @@ class Model:
             data,
             se=spec.se,
             family=spec.family,
+            trials=spec.trials,
             parameterization=spec.parameterization,
             priors=dict(spec.priors),
         )
@@ -125,9 +132,7 @@ class Model:
 
     def build(self) -> pm.Model:
         """Emit the PyMC model (a new one each call); coords are named by group labels."""
-        return build_model(
-            self.design, self.priors, family=self.family, parameterization=self.parameterization
-        )
+        return build_model(self.design, self.priors, parameterization=self.parameterization)
 
     def fit(
         self,

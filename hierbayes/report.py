@@ -53,14 +53,27 @@ def _factor_table(
     hdi_prob: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     level1 = ~f.level2  # population columns with one common coefficient
-    fits, group_se, _ = pooling.no_pooling(
-        design.y,
-        f.Z,
-        f.codes,
-        f.n_groups,
-        X_common=design.X[:, level1] if level1.any() else None,
-        se=design.se,
-    )
+    if design.family.link == "identity":
+        fits, group_se, _ = pooling.no_pooling(
+            design.y,
+            f.Z,
+            f.codes,
+            f.n_groups,
+            X_common=design.X[:, level1] if level1.any() else None,
+            se=design.se,
+        )
+    else:  # a GLM per group; level-1 columns held at their complete-pooling values
+        offset = design.X[:, level1] @ gamma[level1]
+        fits = pooling.grouped_irls(
+            f.Z,
+            design.y,
+            design.family,
+            f.codes,
+            f.n_groups,
+            trials=design.trials,
+            offset=offset,
+        )
+        group_se = np.sqrt(np.einsum("jkk->jk", fits.cov))
     # the population line each group is pulled towards, and the part of its no-pooling
     # coefficient that belongs to an earlier (crossed) factor's line
     complete = f.W[:, :, f.owns] @ gamma[f.owns]  # (J, q)
@@ -68,7 +81,7 @@ def _factor_table(
     b = _draws(idata, f"b_{f.name}")  # (S, J, q)
     u = _draws(idata, f"u_{f.name}")
     sd = _draws(idata, f"sd_{f.name}")  # (S, q)
-    sigma = None if design.se is not None else _draws(idata, "sigma")
+    sigma = _draws(idata, "sigma") if design.estimates_sigma else None
     lam = pooling.reliability(sd, fits.cov, sigma)
     hdi = az.hdi(idata.posterior[f"b_{f.name}"], hdi_prob=hdi_prob)[f"b_{f.name}"]
     hdi = hdi.transpose(f.name, f.term_dim, "hdi").values
@@ -163,6 +176,24 @@ class PoolingReport:
             )
 
 
+def complete_pooling(design: Design) -> np.ndarray:
+    """One fit to all the data: weighted least squares, or a GLM by IRLS (coefficients of X)."""
+    if not design.fixed_names:
+        return np.zeros(0)
+    if design.family.link == "identity":
+        w = np.ones(design.n_obs) if design.se is None else 1.0 / design.se**2
+        return pooling.wls(design.X, design.y, w)[0]
+    fit = pooling.grouped_irls(
+        design.X,
+        design.y,
+        design.family,
+        np.zeros(design.n_obs, dtype=np.int64),
+        1,
+        trials=design.trials,
+    )
+    return fit.coef[0]
+
+
 def pooling_report(
     idata: az.InferenceData, design: Design, hdi_prob: float = 0.94
 ) -> PoolingReport:
@@ -190,8 +221,7 @@ def pooling_report(
         raise SpecError(f"hdi_prob must be in (0, 1), got {hdi_prob!r}")
     if not design.factors:
         raise SpecError("the model has no group-level terms: there is no pooling to report")
-    w = np.ones(design.n_obs) if design.se is None else 1.0 / design.se**2
-    gamma = pooling.wls(design.X, design.y, w)[0] if design.fixed_names else np.zeros(0)
+    gamma = complete_pooling(design)
     parts = [_factor_table(idata, design, f, gamma, hdi_prob) for f in design.factors]
     return PoolingReport(
         table=pd.concat([p[0] for p in parts], ignore_index=True)[TABLE_COLUMNS],

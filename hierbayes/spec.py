@@ -61,6 +61,7 @@ class ModelSpec:
     formula: str
     se: str | None = None
     family: str = "gaussian"
+    trials: str | None = None
     parameterization: str = "non-centered"
     priors: Mapping[str, P.Prior] = field(default_factory=dict)
 
@@ -98,14 +99,15 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
     out: dict[str, P.Prior] = {}
     for k, name in enumerate(design.fixed_names):
         if name == "Intercept":
-            out[name] = P.Normal(_sig(float(np.mean(design.y))), _sig(2.5 * s))
+            mean = np.mean(design.y if design.trials is None else design.y / design.trials)
+            out[name] = P.Normal(_sig(design.family.link_value(float(mean))), _sig(2.5 * s))
         else:
             out[name] = P.Normal(0.0, _sig(2.5 * s / float(np.std(design.X[:, k], ddof=1))))
     for f in design.factors:
         out[f"sd_{f.name}"] = P.HalfStudentT(3.0, _sig(s))
         if f.correlated:
             out[f"corr_{f.name}"] = P.LKJ(2.0)
-    if design.se is None:
+    if design.estimates_sigma:
         out["sigma"] = P.HalfStudentT(3.0, _sig(s))
     return out
 

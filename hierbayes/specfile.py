@@ -37,7 +37,7 @@ from hierbayes.spec import ModelSpec
 
 __all__ = ["RunSpec", "read_spec", "read_csv"]
 
-_MODEL_KEYS = ("formula", "data", "se", "family", "parameterization")
+_MODEL_KEYS = ("formula", "data", "se", "family", "trials", "parameterization")
 _SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
 _TABLES = ("model", "priors", "sampler")
 
@@ -86,6 +86,7 @@ def read_spec(path: str | Path) -> RunSpec:
         formula=model["formula"],
         se=model.get("se"),
         family=model.get("family", "gaussian"),
+        trials=model.get("trials"),
         parameterization=model.get("parameterization", "non-centered"),
         priors=raw.get("priors", {}),
     )
