@@ -10,6 +10,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from hierbayes import datasets, priors, report
+from hierbayes.compare import compare
 from hierbayes.eb import EmpiricalBayes, empirical_bayes
 from hierbayes.errors import (
     DataError,
@@ -40,6 +41,7 @@ __all__ = [
     "SamplingWarning",
     "SpecError",
     "__version__",
+    "compare",
     "datasets",
     "empirical_bayes",
     "priors",

@@ -6,13 +6,15 @@ The files live once, in the repository's ``data/`` folder; a built wheel carries
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hierbayes.errors import SpecError, unknown_name
 
-__all__ = ["DATASETS", "load", "resource_path"]
+__all__ = ["DATASETS", "load", "resource_path", "simulate_noise_groups"]
 
 #: Name -> (file, pandas.read_csv keyword arguments).
 DATASETS: dict[str, tuple[str, dict]] = {
@@ -56,3 +58,35 @@ def load(name: str) -> pd.DataFrame:
         raise SpecError(unknown_name("data set", str(name), sorted(DATASETS)))
     file, kwargs = DATASETS[name]
     return pd.read_csv(resource_path("data", file), **kwargs)
+
+
+def simulate_noise_groups(
+    n_groups: int = 500, n_per_group: int | Sequence[int] = 10, *, seed: int
+) -> pd.DataFrame:
+    """A categorical predictor with no relation to the response: pure noise.
+
+    ``y ~ Normal(0, 1)`` independently of ``group`` (``n_groups`` levels): the true group
+    effects are all 0, the true group SD is 0 and the residual SD is 1. With
+    ``n_per_group`` a sequence, group k gets ``n_per_group[k]`` rows (unbalanced groups).
+
+    Parameters
+    ----------
+    n_groups : int
+        Number of groups (at least 2).
+    n_per_group : int or sequence of int
+        Rows per group (each at least 1).
+    seed : int
+        Seed of the NumPy generator; the same seed gives the same data.
+
+    Examples
+    --------
+    >>> df = simulate_noise_groups(n_groups=3, n_per_group=2, seed=1)
+    >>> df.shape, df["group"].nunique()
+    ((6, 2), 3)
+    """
+    sizes = np.broadcast_to(np.asarray(n_per_group, dtype=int), (n_groups,))
+    if n_groups < 2 or np.any(sizes < 1):
+        raise SpecError("simulate_noise_groups needs n_groups >= 2 and n_per_group >= 1")
+    rng = np.random.default_rng(seed)
+    group = np.repeat([f"g{k:04d}" for k in range(n_groups)], sizes)
+    return pd.DataFrame({"group": group, "y": rng.normal(0.0, 1.0, size=group.size)})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import get_close_matches
+from typing import Any
 
 import formulae as fm
 import numpy as np
@@ -22,7 +23,14 @@ from hierbayes.families import Family
 from hierbayes.formula import Formula, GroupTerm
 from hierbayes.pooling import level2_map
 
-__all__ = ["FactorDesign", "Design", "build_design"]
+__all__ = [
+    "FactorDesign",
+    "Design",
+    "build_design",
+    "check_columns",
+    "evaluate_new",
+    "group_labels",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +70,8 @@ class FactorDesign:
     W: np.ndarray
     owns: np.ndarray
     level2: np.ndarray
+    columns: tuple[str, ...] = ()
+    matrices: tuple[Any, ...] = ()
 
     @property
     def n_groups(self) -> int:
@@ -100,6 +110,8 @@ class Design:
     index: pd.Index
     family: Family
     trials: np.ndarray | None = None
+    formula: Formula | None = None
+    fixed_matrix: Any = None
 
     @property
     def n_obs(self) -> int:
@@ -125,7 +137,7 @@ class Design:
         )
 
 
-def _check_columns(data: pd.DataFrame, columns: list[str]) -> None:
+def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in data.columns]
     if missing:
         col = missing[0]
@@ -150,16 +162,29 @@ def _check_columns(data: pd.DataFrame, columns: list[str]) -> None:
             )
 
 
-def _evaluate(rhs: str, data: pd.DataFrame, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Evaluate a right-hand side with formulae: (matrix, column names)."""
+def _evaluate(rhs: str, data: pd.DataFrame, where: str) -> tuple[np.ndarray, tuple[str, ...], Any]:
+    """Evaluate a right-hand side with formulae: (matrix, column names, formulae matrix).
+
+    The formulae object re-evaluates the same terms on new data (same category levels).
+    """
     try:
         dm = fm.design_matrices(rhs, data, na_action="error")
     except Exception as exc:  # formulae raises plain Exceptions for bad calls and types
         raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {exc}") from None
     if dm.common is None:
-        return np.empty((len(data), 0)), ()
+        return np.empty((len(data), 0)), (), None
     frame = dm.common.as_dataframe()
-    return frame.to_numpy(dtype=float), tuple(str(c) for c in frame.columns)
+    return frame.to_numpy(dtype=float), tuple(str(c) for c in frame.columns), dm.common
+
+
+def evaluate_new(matrix: Any, data: pd.DataFrame, n_columns: int, where: str) -> np.ndarray:
+    """Re-evaluate a stored formulae matrix on new rows."""
+    if matrix is None:
+        return np.empty((len(data), n_columns))
+    try:
+        return np.asarray(matrix.evaluate_new_data(data).design_matrix).astype(float)
+    except Exception as exc:  # e.g. a category level the model never saw
+        raise DataError(f"{where}: cannot evaluate the new data: {exc}") from None
 
 
 def _check_predictors(X: np.ndarray, names: tuple[str, ...], where: str) -> None:
@@ -177,7 +202,7 @@ def _check_predictors(X: np.ndarray, names: tuple[str, ...], where: str) -> None
             )
 
 
-def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+def group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     if len(columns) == 1:
         labels = data[columns[0]]
         if isinstance(labels.dtype, pd.CategoricalDtype):
@@ -189,7 +214,7 @@ def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
 def _factor_design(
     name: str, terms: list[GroupTerm], data: pd.DataFrame, X: np.ndarray, taken: np.ndarray
 ) -> FactorDesign:
-    labels = _group_labels(data, terms[0].factor_columns)
+    labels = group_labels(data, terms[0].factor_columns)
     if isinstance(labels.dtype, pd.CategoricalDtype):
         codes = labels.cat.codes.to_numpy()
         levels = pd.Index(labels.cat.categories, name=name)
@@ -201,9 +226,10 @@ def _factor_design(
             f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
             "effect needs at least 2 groups; drop the term or group by another column"
         )
-    blocks, columns, names = [], [], []
+    blocks, columns, names, matrices = [], [], [], []
     for term in terms:
-        Z, znames = _evaluate(term.expr, data, f"group-level term {term}")
+        Z, znames, matrix = _evaluate(term.expr, data, f"group-level term {term}")
+        matrices.append(matrix)
         if not znames:
             raise SpecError(f"group-level term {term} has no columns")
         dup = sorted(set(znames) & set(names))
@@ -228,6 +254,8 @@ def _factor_design(
         W=W,
         owns=owns,
         level2=level2,
+        columns=terms[0].factor_columns,
+        matrices=tuple(matrices),
     )
 
 
@@ -289,7 +317,7 @@ def build_design(
             f"se= (known standard errors) is for the gaussian family, not {family.name}"
         )
     columns = list(formula.variables) + [c for c in (se, trials) if c is not None]
-    _check_columns(data, columns)
+    check_columns(data, columns)
 
     trial_values = _check_trials(data, trials, family)
     y = family.check_response(formula.response, data[formula.response], data.index, trial_values)
@@ -313,7 +341,7 @@ def build_design(
             "there is nothing to model"
         )
 
-    X, fixed_names = _evaluate(formula.fixed, data, "population-level terms")
+    X, fixed_names, fixed_matrix = _evaluate(formula.fixed, data, "population-level terms")
     _check_predictors(X, fixed_names, "population-level terms")
 
     by_factor: dict[str, list[GroupTerm]] = {}
@@ -337,4 +365,6 @@ def build_design(
         index=data.index,
         family=family,
         trials=trial_values,
+        formula=formula,
+        fixed_matrix=fixed_matrix,
     )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import arviz as az
 import pandas as pd
+import xarray as xr
 
 from hierbayes.diagnostics import Diagnostics, diagnose, warn_problems
 from hierbayes.report import PoolingReport, pooling_report
@@ -42,8 +43,17 @@ class Fit:
             stacklevel=4,
         )
 
-    def pooling(self, hdi_prob: float = 0.94) -> PoolingReport:
-        """No pooling vs complete pooling vs partial pooling, per group and term.
+    def pooling(self, hdi_prob: float = 0.94, empirical_bayes: bool = True) -> PoolingReport:
+        """No pooling vs complete pooling vs empirical Bayes vs full Bayes, per group and term.
+
+        Parameters
+        ----------
+        hdi_prob : float
+            Probability of the posterior intervals (94% by default).
+        empirical_bayes : bool
+            Add the REML empirical-Bayes estimates (:func:`hierbayes.empirical_bayes`) as the
+            columns ``empirical_bayes``, ``eb_lower``, ``eb_upper`` when the model allows
+            them (Gaussian, residual SD estimated, one grouping factor).
 
         Examples
         --------
@@ -51,7 +61,45 @@ class Fit:
         >>> report.table.columns.tolist()[:4]  # doctest: +SKIP
         ['factor', 'group', 'term', 'n']
         """
-        return pooling_report(self.idata, self.model.design, hdi_prob=hdi_prob)
+        design = self.model.design
+        eb = None
+        if empirical_bayes and design.estimates_sigma and len(design.factors) == 1:
+            from hierbayes.eb import empirical_bayes as run_eb
+
+            eb = run_eb(self.model)
+        return pooling_report(self.idata, design, hdi_prob=hdi_prob, eb=eb)
+
+    def predict(
+        self,
+        data: pd.DataFrame,
+        kind: str = "mean",
+        new_groups: str = "population",
+        random_seed: int | None = None,
+    ) -> xr.DataArray:
+        """Posterior predictions for new rows: dims ``(chain, draw, obs)``.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+            Rows to predict, with the formula's predictor and grouping columns (and, for
+            ``kind="response"``, the ``se`` or ``trials`` column the model uses).
+        kind : {"mean", "response"}
+            ``"mean"``: the expected response (probability for bernoulli/binomial, rate for
+            poisson) per draw; ``"response"``: a draw of the response itself.
+        new_groups : {"population", "error"}
+            For a group the model never saw: ``"population"`` draws its effects from the
+            fitted population distribution Normal(0, T) (a new draw for each posterior
+            draw); ``"error"`` raises :class:`~hierbayes.errors.DataError` naming the labels.
+        random_seed : int, optional
+            Seeds the new-group and response draws.
+
+        Examples
+        --------
+        >>> mu = fit.predict(df.head(2)).mean(("chain", "draw"))  # doctest: +SKIP
+        """
+        from hierbayes.predict import predict
+
+        return predict(self, data, kind=kind, new_groups=new_groups, random_seed=random_seed)
 
     def summary(self, hdi_prob: float = 0.94) -> pd.DataFrame:
         """ArviZ summary of the population-level and group-SD parameters."""

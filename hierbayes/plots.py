@@ -60,6 +60,8 @@ def plot_pooling(report: PoolingReport, *, figsize: tuple[float, float] | None =
                 )
         ax.plot(no, pos, "o", mfc="white", mec="C3", label="no pooling")
         ax.plot(partial, pos, "o", color="C0", label="partial pooling (posterior mean)")
+        if "empirical_bayes" in rows:
+            ax.plot(rows["empirical_bayes"], pos, "x", color="C2", label="empirical Bayes (REML)")
         complete = rows["complete_pooling"].to_numpy()
         if np.ptp(complete) == 0:
             ax.axvline(complete[0], color="k", ls="--", lw=1, label="complete pooling")

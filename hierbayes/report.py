@@ -16,6 +16,7 @@ import xarray as xr
 
 from hierbayes import pooling
 from hierbayes.design import Design, FactorDesign
+from hierbayes.eb import EmpiricalBayes
 from hierbayes.errors import SpecError
 
 __all__ = ["PoolingReport", "pooling_report", "TABLE_COLUMNS"]
@@ -136,7 +137,8 @@ class PoolingReport:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per (factor, group, term); columns :data:`TABLE_COLUMNS`.
+        One row per (factor, group, term); columns :data:`TABLE_COLUMNS`, then
+        ``empirical_bayes``, ``eb_lower``, ``eb_upper`` when empirical Bayes was run.
     summary : pandas.DataFrame
         One row per (factor, term): the posterior of the group SD, Gelman & Pardoe's
         pooling factor and the mean reliability.
@@ -195,7 +197,10 @@ def complete_pooling(design: Design) -> np.ndarray:
 
 
 def pooling_report(
-    idata: az.InferenceData, design: Design, hdi_prob: float = 0.94
+    idata: az.InferenceData,
+    design: Design,
+    hdi_prob: float = 0.94,
+    eb: EmpiricalBayes | None = None,
 ) -> PoolingReport:
     """Compare each group's estimate under no, complete and partial pooling.
 
@@ -207,6 +212,9 @@ def pooling_report(
         The design of the model that produced it.
     hdi_prob : float
         Probability of the highest-density intervals, 0.94 by default (ArviZ's).
+    eb : EmpiricalBayes, optional
+        REML empirical-Bayes results of the same model; adds the columns
+        ``empirical_bayes``, ``eb_lower`` and ``eb_upper`` (its 95% intervals).
 
     Examples
     --------
@@ -223,8 +231,14 @@ def pooling_report(
         raise SpecError("the model has no group-level terms: there is no pooling to report")
     gamma = complete_pooling(design)
     parts = [_factor_table(idata, design, f, gamma, hdi_prob) for f in design.factors]
+    table = pd.concat([p[0] for p in parts], ignore_index=True)[TABLE_COLUMNS]
+    if eb is not None:
+        eb_cols = eb.table.rename(
+            columns={"eb": "empirical_bayes", "lower": "eb_lower", "upper": "eb_upper"}
+        )[["group", "term", "empirical_bayes", "eb_lower", "eb_upper"]]
+        table = table.merge(eb_cols, on=["group", "term"], how="left", validate="one_to_one")
     return PoolingReport(
-        table=pd.concat([p[0] for p in parts], ignore_index=True)[TABLE_COLUMNS],
+        table=table,
         summary=pd.concat([p[1] for p in parts], ignore_index=True),
         hdi_prob=hdi_prob,
     )

@@ -57,3 +57,11 @@ def regression_data() -> pd.DataFrame:
     u = rng.normal(0, 0.8, size=30)
     y = 1.5 + 0.7 * x + u[g] + rng.normal(0, 0.5, size=g.size)
     return pd.DataFrame({"y": y, "x": x, "g": [f"g{k:02d}" for k in g]})
+
+
+@pytest.fixture(scope="session")
+def regression_fit(regression_data) -> hb.Fit:
+    """y ~ x + (1 | g) on the simulated data, 2 chains x 500 draws."""
+    return quiet_fit(
+        hb.Model("y ~ x + (1 | g)", regression_data), draws=500, tune=500, random_seed=3
+    )

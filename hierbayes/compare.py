@@ -1,0 +1,61 @@
+"""Model comparison by PSIS-LOO (ArviZ), with the residual SD beside each model."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import SpecError
+from hierbayes.fit import Fit
+
+__all__ = ["compare"]
+
+
+def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:
+    """Rank fitted models of the same data by expected log predictive density (PSIS-LOO).
+
+    Parameters
+    ----------
+    fits : dict
+        Name -> :class:`~hierbayes.Fit`; every fit must hold the same observations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by model name, best first: ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff``,
+        ``dse`` (SE of the difference to the best), ``weight`` (stacking), ``residual_sd``
+        (posterior mean of the residual SD; NaN where it is not a parameter) and
+        ``pareto_k_warning`` (True when PSIS found Pareto k > 0.7 for some observation, so
+        that model's LOO estimate is unreliable).
+
+    Examples
+    --------
+    >>> hb.compare({"OLS": fit_ols, "HLM": fit_hlm})  # doctest: +SKIP
+    """
+    if len(fits) < 2:
+        raise SpecError("compare needs at least two fits, as a dict of name -> fit")
+    observed = [np.asarray(f.idata.observed_data[f.model.design.response]) for f in fits.values()]
+    for name, values in zip(fits, observed, strict=True):
+        if values.shape != observed[0].shape or not np.array_equal(values, observed[0]):
+            raise SpecError(
+                f"fit {name!r} was made on other observations than {next(iter(fits))!r}: "
+                "LOO compares models of the same data only"
+            )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # ArviZ warns about Pareto k; reported as a column
+        table = az.compare({name: f.idata for name, f in fits.items()}, ic="loo")
+    del caught
+    out = table[["elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight"]].copy()
+    out["residual_sd"] = [
+        float(fits[name].idata.posterior["sigma"].mean())
+        if "sigma" in fits[name].idata.posterior
+        else np.nan
+        for name in out.index
+    ]
+    out["pareto_k_warning"] = table["warning"].astype(bool)
+    out.index.name = "model"
+    return out

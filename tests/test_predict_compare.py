@@ -1,0 +1,110 @@
+"""Predictions for new rows, LOO comparison, and empirical Bayes inside the pooling report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierbayes as hb
+
+from .conftest import quiet_fit
+
+
+def draws(fit, name):
+    return fit.idata.posterior[name].values.reshape(-1, *fit.idata.posterior[name].shape[2:])
+
+
+def test_mean_prediction_for_seen_groups_is_the_linear_predictor(regression_fit, regression_data):
+    new = regression_data.iloc[[0, 50, 100]]
+    pred = regression_fit.predict(new)
+    assert pred.dims == ("chain", "draw", "obs") and list(pred["obs"].values) == [0, 50, 100]
+    levels = list(regression_fit.idata.posterior["g"].values)
+    u = draws(regression_fit, "u_g")[:, :, 0]
+    codes = [levels.index(g) for g in new["g"]]
+    expected = (
+        draws(regression_fit, "Intercept")[:, None]
+        + draws(regression_fit, "x")[:, None] * new["x"].to_numpy()
+        + u[:, codes]
+    )
+    np.testing.assert_allclose(pred.values.reshape(-1, 3), expected, rtol=1e-12)
+
+
+def test_unseen_group_error_names_the_labels(regression_fit):
+    new = pd.DataFrame({"x": [0.0, 1.0], "g": ["g00", "nowhere"]}, index=[7, 8])
+    with pytest.raises(
+        hb.DataError, match=r"levels the model never saw: \['nowhere'\] in 1 row \(8\)"
+    ):
+        regression_fit.predict(new, new_groups="error")
+
+
+def test_unseen_group_draws_from_the_population(regression_fit):
+    new = pd.DataFrame({"x": [0.5] * 3, "g": ["new1", "new1", "new2"]})
+    pred = regression_fit.predict(new, random_seed=1).values.reshape(-1, 3)
+    line = draws(regression_fit, "Intercept") + 0.5 * draws(regression_fit, "x")
+    effect = pred - line[:, None]
+    np.testing.assert_array_equal(effect[:, 0], effect[:, 1])  # one draw per new group
+    tau = draws(regression_fit, "sd_g")[:, 0]
+    np.testing.assert_allclose(effect[:, 2].std(), np.sqrt(np.mean(tau**2)), rtol=0.1)
+    np.testing.assert_allclose(effect[:, 2].mean(), 0.0, atol=0.1)
+    again = regression_fit.predict(new, random_seed=1).values.reshape(-1, 3)
+    np.testing.assert_array_equal(pred, again)
+
+
+def test_response_prediction_adds_the_residual_noise(regression_fit, regression_data):
+    new = regression_data.iloc[[3]]
+    mean = regression_fit.predict(new).values.ravel()
+    response = regression_fit.predict(new, kind="response", random_seed=2).values.ravel()
+    sigma = draws(regression_fit, "sigma")
+    np.testing.assert_allclose(np.var(response), np.var(mean) + np.mean(sigma**2), rtol=0.15)
+
+
+def test_predict_bad_input(regression_fit):
+    with pytest.raises(hb.DataError, match="column 'x' is used by the model"):
+        regression_fit.predict(pd.DataFrame({"g": ["g00"]}))
+    with pytest.raises(hb.SpecError, match="kind must be one of"):
+        regression_fit.predict(pd.DataFrame({"x": [1.0], "g": ["g00"]}), kind="median")
+
+
+def test_compare_ranks_the_true_model_first(regression_fit, regression_data):
+    fits = {
+        "complete pooling": quiet_fit(hb.Model("y ~ x", regression_data), random_seed=1),
+        "no slope": quiet_fit(hb.Model("y ~ 1 + (1 | g)", regression_data), random_seed=1),
+        "true": regression_fit,
+    }
+    table = hb.compare(fits)
+    assert table.index[0] == "true"
+    assert list(table.columns[:3]) == ["elpd_loo", "se", "p_loo"]
+    assert {"weight", "residual_sd"} <= set(table.columns)
+    np.testing.assert_allclose(
+        table.loc["true", "residual_sd"], float(regression_fit.idata.posterior["sigma"].mean())
+    )
+    assert table["elpd_loo"].is_monotonic_decreasing
+    np.testing.assert_allclose(table["weight"].sum(), 1.0)
+
+
+def test_compare_refuses_different_data(regression_fit, regression_data):
+    other = quiet_fit(
+        hb.Model("y ~ x", regression_data.iloc[:-1]), draws=100, tune=100, random_seed=1
+    )
+    with pytest.raises(hb.SpecError, match="other observations"):
+        hb.compare({"a": regression_fit, "b": other})
+
+
+def test_pooling_report_puts_empirical_bayes_beside_full_bayes(regression_fit):
+    t = regression_fit.pooling().table
+    eb = hb.empirical_bayes(regression_fit.model).table
+    np.testing.assert_allclose(t["empirical_bayes"], eb["eb"])
+    # with 30 groups the REML/EB and full-Bayes group estimates nearly agree
+    np.testing.assert_allclose(t["empirical_bayes"], t["partial_pooling"], atol=0.1)
+    assert ((t["eb_lower"] < t["empirical_bayes"]) & (t["empirical_bayes"] < t["eb_upper"])).all()
+    assert "empirical_bayes" not in regression_fit.pooling(empirical_bayes=False).table
+
+
+def test_simulate_noise_groups():
+    a = hb.datasets.simulate_noise_groups(n_groups=50, n_per_group=4, seed=3)
+    b = hb.datasets.simulate_noise_groups(n_groups=50, n_per_group=4, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert a.shape == (200, 2) and a["group"].nunique() == 50
+    sizes = hb.datasets.simulate_noise_groups(n_groups=3, n_per_group=[1, 2, 5], seed=0)
+    assert sizes.groupby("group").size().tolist() == [1, 2, 5]
+    with pytest.raises(hb.SpecError):
+        hb.datasets.simulate_noise_groups(n_groups=1, seed=0)
