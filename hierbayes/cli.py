@@ -52,20 +52,24 @@ def run(spec: RunSpec, out: Path, sampler_overrides: dict) -> int:
     print(model, end="\n\n")
     settings = {**spec.sampler, **{k: v for k, v in sampler_overrides.items() if v is not None}}
     fit = model.fit(**settings)
-    report = fit.pooling()
     print(f"Diagnostics\n{fit.diagnostics}\n")
     print(f"Population-level and group-SD parameters\n{fit.summary().to_string()}\n")
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(
-            f"Pooling ({100 * report.hdi_prob:g}% HDI)\n"
-            f"{report.summary.round(3).to_string(index=False)}\n"
-        )
-        print(report.table.round(3).to_string(index=False))
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "pooling.png", lambda p: report.plot().savefig(p, dpi=120, format="png"))
-    _atomic_write(out / "pooling.csv", lambda p: report.table.to_csv(p, index=False))
+    written = [out / "posterior.nc"]
+    if model.design.factors:  # a model without group-level terms has no pooling to report
+        report = fit.pooling()
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(
+                f"Pooling ({100 * report.hdi_prob:g}% HDI)\n"
+                f"{report.summary.round(3).to_string(index=False)}\n"
+            )
+            print(report.table.round(3).to_string(index=False))
+        plot = report.plot()
+        _atomic_write(out / "pooling.png", lambda p: plot.savefig(p, dpi=120, format="png"))
+        _atomic_write(out / "pooling.csv", lambda p: report.table.to_csv(p, index=False))
+        written = [out / "pooling.png", out / "pooling.csv", *written]
     _atomic_write(out / "posterior.nc", lambda p: fit.idata.to_netcdf(str(p), engine="h5netcdf"))
-    print(f"\nwrote {out / 'pooling.png'}, {out / 'pooling.csv'} and {out / 'posterior.nc'}")
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0 if fit.diagnostics.ok else 1
 
 

@@ -147,3 +147,21 @@ def test_console_script_is_installed():
         check=True,
     )
     assert out.stdout.strip() == f"hierbayes {hb.__version__}"
+
+
+def test_fit_spec_without_group_terms_writes_the_posterior_only(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"y": rng.normal(size=40), "x": rng.normal(size=40)}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    spec = tmp_path / "ols.toml"
+    spec.write_text(
+        '[model]\nformula = "y ~ x"\ndata = "d.csv"\n'
+        "[sampler]\ndraws = 500\ntune = 500\nchains = 4\nrandom_seed = 1\n"
+    )
+    assert (
+        main(["fit", str(spec), "--out", str(tmp_path / "out"), "--cores", "2", "--no-progress"])
+        == 0
+    )
+    assert "Pooling" not in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["posterior.nc"]

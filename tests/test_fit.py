@@ -102,3 +102,16 @@ def test_regression_with_estimated_sigma_recovers_truth(regression_data):
 def test_fit_repr_has_the_verdict(eight_fit):
     text = repr(eight_fit)
     assert "4 chains x 2000 draws" in text and "verdict             ok" in text
+
+
+def test_correlated_and_crossed_models_sample(regression_data):
+    """Structure in the posterior: correlations, and one row per group of each factor."""
+    df = regression_data.assign(h=np.arange(len(regression_data)) % 6)
+    fit = quiet_fit(hb.Model("y ~ x + (x | g) + (1 | h)", df), draws=200, tune=300, random_seed=9)
+    post = fit.idata.posterior
+    assert post["corr_g"].shape[2:] == (2, 2) and post["b_h"].shape[2:] == (6, 1)
+    np.testing.assert_allclose(post["corr_g"].sel(g_term="x", g_term2="x"), 1.0)
+    assert np.all(np.abs(post["corr_g"].values) <= 1 + 1e-12)
+    assert fit.diagnostics.divergences == 0
+    report = fit.pooling()  # two factors: no EB, one table for both
+    assert set(report.table["factor"]) == {"g", "h"} and "empirical_bayes" not in report.table

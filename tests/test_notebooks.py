@@ -10,7 +10,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["eight_schools.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "eight_schools.ipynb",
+        "exam_multilevel.ipynb",
+        "why_partial_pooling.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
