@@ -184,8 +184,14 @@ class Model:
         progressbar = _default_progressbar() if progressbar is None else progressbar
         # One BLAS thread per chain: the matrices are small, and with two chains on two cores
         # OpenBLAS's own threads oversubscribe the CPU (Exam HLM, 2 chains x 200 iterations:
-        # 35 s with them, 5 s without).
-        with self.build(), threadpool_limits(limits=1, user_api="blas"):
+        # 35 s with them, 5 s without). Early in tuning a trial step size can overflow the
+        # kinetic energy; NUTS rejects such a step (a divergence, which the diagnostics
+        # report), so NumPy's floating-point warnings are silenced inside the sampler only.
+        with (
+            self.build(),
+            threadpool_limits(limits=1, user_api="blas"),
+            np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"),
+        ):
             idata = pm.sample(
                 draws=draws,
                 tune=tune,

@@ -1,6 +1,7 @@
 """Structural tier: the PyMC graphs, without sampling."""
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytest
 from scipy import stats
@@ -198,3 +199,34 @@ def test_build_returns_a_new_plain_pymc_model(eight_models):
     assert isinstance(m.build(), pm.Model)
     assert m.build() is not m.build()
     assert EIGHT_PRIORS["sd"] == m.priors["sd_school"]
+
+
+def test_design_memory_is_linear_in_rows_and_groups():
+    """10^6 rows in 10^4 groups: every design array is O(N q + J q p), never N x J."""
+    rng = np.random.default_rng(0)
+    n, J = 10**6, 10**4
+    g = rng.integers(0, J, n)
+    x = rng.normal(size=n)
+    df = pd.DataFrame({"y": x + rng.normal(size=J)[g] + rng.normal(size=n), "x": x, "g": g})
+    design = hb.Model("y ~ x + (x | g)", df).design
+    (f,) = design.factors
+    arrays = [design.y, design.X, f.codes, f.Z, f.W]
+    assert max(a.nbytes for a in arrays) <= 16 * n  # the largest is X or Z, (N, 2) floats
+    assert sum(a.nbytes for a in arrays) < 100e6
+    assert f.n_groups == J
+
+
+def test_cross_level_interaction_is_the_level_two_model():
+    """normexam ~ standLRT * schavg + (standLRT | school): beta_j = W_j gamma + u_j."""
+    exam = hb.datasets.load("exam")
+    m = hb.Model("normexam ~ standLRT * schavg + (standLRT | school)", exam)
+    (f,) = m.design.factors
+    assert m.design.fixed_names == ("Intercept", "standLRT", "schavg", "standLRT:schavg")
+    assert f.level2.all() and f.owns.all()
+    schavg = exam.groupby("school")["schavg"].first().loc[list(f.levels)].to_numpy()
+    np.testing.assert_allclose(
+        f.W[:, 0, :], np.column_stack([np.ones(65), np.zeros(65), schavg, np.zeros(65)])
+    )
+    np.testing.assert_allclose(
+        f.W[:, 1, :], np.column_stack([np.zeros(65), np.ones(65), np.zeros(65), schavg])
+    )
