@@ -230,3 +230,20 @@ def test_cross_level_interaction_is_the_level_two_model():
     np.testing.assert_allclose(
         f.W[:, 1, :], np.column_stack([np.zeros(65), np.ones(65), np.zeros(65), schavg])
     )
+
+
+@pytest.mark.parametrize(
+    "formula, fixed, terms",
+    [
+        ("y ~ 0 + (1 | g)", (), ("Intercept",)),
+        ("y ~ x + (x - 1 | g)", ("Intercept", "x"), ("x",)),
+        ("y ~ x + (0 + x | g)", ("Intercept", "x"), ("x",)),
+        ("y ~ x", ("Intercept", "x"), None),
+    ],
+)
+def test_intercept_handling_as_in_lme4(regression_data, formula, fixed, terms):
+    m = hb.Model(formula, regression_data)
+    assert m.design.fixed_names == fixed
+    assert (m.design.factors[0].terms if terms else m.design.factors) == (terms or ())
+    g = m.build()
+    assert np.isfinite(g.compile_logp()(g.initial_point()))
