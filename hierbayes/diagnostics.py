@@ -76,15 +76,23 @@ class Diagnostics:
                 f"(per chain: {list(self.divergences_per_chain)}): the posterior is biased where "
                 "the sampler could not follow it."
             )
+            can_raise = target_accept is None or target_accept < 0.99
+            raise_ta = f"raise target_accept{ta} towards 0.99" if can_raise else ""
             if parameterization == "centered":
                 fix = (
                     " The centered graph has a funnel between a group SD and its group effects: "
-                    f"use parameterization='non-centered', or raise target_accept{ta} towards 0.99."
+                    "use parameterization='non-centered'"
+                    + (f", or {raise_ta}." if can_raise else ".")
                 )
             else:
+                first = (
+                    f" {raise_ta[0].upper()}{raise_ta[1:]}; if they persist, use"
+                    if can_raise
+                    else " Use"
+                )
                 fix = (
-                    f" Raise target_accept{ta} towards 0.99; if they persist, use a more "
-                    "informative prior on the group SD (prior key 'sd'), above all with few groups."
+                    f"{first} a more informative prior on the group SD (prior key 'sd'), above "
+                    "all with few groups."
                 )
             out.append(head + fix)
         if np.isfinite(self.max_rhat) and self.max_rhat > RHAT_MAX:
