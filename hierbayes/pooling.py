@@ -288,7 +288,10 @@ def pooling_factor(u: np.ndarray) -> np.ndarray:
 def shrinkage(no: np.ndarray, partial: np.ndarray, complete: np.ndarray) -> np.ndarray:
     """(no - partial) / (no - complete): 0 keeps the group's own estimate, 1 pools fully.
 
-    NaN where the no-pooling and complete-pooling estimates coincide.
+    NaN where the no-pooling and complete-pooling estimates coincide. Values above 1 (or
+    below 0) arise when the posterior pulls a group towards a population mean other than the
+    complete-pooling estimate, e.g. a mean moved by its prior; and for a group whose own
+    estimate is near the pooled one the ratio is unstable. Read it with the reliability.
 
     Examples
     --------
