@@ -96,10 +96,15 @@ class Diagnostics:
                 )
             out.append(head + fix)
         if np.isfinite(self.max_rhat) and self.max_rhat > RHAT_MAX:
+            graph = (
+                "; with few or noisy groups try parameterization='non-centered'"
+                if parameterization == "centered"
+                else ""
+            )
             out.append(
                 f"max R-hat is {self.max_rhat:.3f} (> {RHAT_MAX}) for {self.worst_rhat_var!r}: "
-                "the chains disagree. Run longer (more tune and draws); check divergences and "
-                "try the non-centered graph if the group SD is involved."
+                "the chains disagree. Run longer (more tune and draws) and check for "
+                f"divergences{graph}."
             )
         low = min(self.min_ess_bulk, self.min_ess_tail)
         if np.isfinite(low) and low < self.ess_threshold:

@@ -79,6 +79,8 @@ class EmpiricalBayes:
     fixed_se : pandas.Series
         Standard errors of gamma_hat: sqrt diag of ``sigma^2 (X' M^-1 X)^-1`` (GLS, as lme4's
         ``vcov``), or of ``sigma^2 (X'X)^-1`` for OLS.
+    fixed_cov : pandas.DataFrame
+        That whole covariance matrix, Var(gamma_hat), rows and columns named by term.
     cov_re : pandas.DataFrame
         T, the covariance of the varying coefficients (index and columns: the factor's
         terms); empty without a factor.
@@ -115,6 +117,7 @@ class EmpiricalBayes:
     method: str
     loglik: float
     n_obs: int
+    fixed_cov: pd.DataFrame | None = None
 
     @property
     def residual_sd(self) -> float:
@@ -236,6 +239,7 @@ def _ols(design: Design) -> EmpiricalBayes:
         method="OLS",
         loglik=float(loglik),
         n_obs=n,
+        fixed_cov=pd.DataFrame(sigma2 * unscaled, index=names, columns=names),
     )
 
 
@@ -392,4 +396,5 @@ def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
         method=f"REML (statsmodels MixedLM, {method})",
         loglik=float(result.llf),
         n_obs=n,
+        fixed_cov=pd.DataFrame(fixed_cov, index=names, columns=names),
     )

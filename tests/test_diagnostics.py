@@ -39,7 +39,7 @@ def test_each_failed_check_gives_one_message(change, needle):
     assert needle in message and not d.ok
 
 
-@pytest.mark.parametrize(
+PARAMS = pytest.mark.parametrize(
     "par, ta, advice, absent",
     [
         (
@@ -53,6 +53,15 @@ def test_each_failed_check_gives_one_message(change, needle):
         ("non-centered", 0.99, "Use a more informative prior on the group SD", "target_accept"),
     ],
 )
+
+
+def test_rhat_advice_names_the_graph_only_when_centered():
+    d = Diagnostics(**{**GOOD, "max_rhat": 1.05})
+    assert "non-centered" in d.problems(parameterization="centered")[0]
+    assert "non-centered" not in d.problems(parameterization="non-centered")[0]
+
+
+@PARAMS
 def test_divergence_advice_fits_the_run(par, ta, advice, absent):
     d = Diagnostics(**{**GOOD, "divergences_per_chain": (2, 0, 0, 0)})
     (message,) = d.problems(parameterization=par, target_accept=ta)

@@ -440,3 +440,9 @@ def test_two_grouping_factors_raise(exam):
     model = hb.Model("normexam ~ standLRT + (1 | school) + (1 | student)", exam)
     with pytest.raises(hb.SpecError, match="'school', 'student'"):
         empirical_bayes(model)
+
+
+def test_fixed_cov_is_the_matrix_behind_fixed_se(fits):
+    for eb in fits.values():
+        np.testing.assert_allclose(np.sqrt(np.diag(eb.fixed_cov)), eb.fixed_se, rtol=1e-12)
+        assert list(eb.fixed_cov.index) == list(eb.fixed.index)
