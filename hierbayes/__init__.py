@@ -14,6 +14,7 @@ from hierbayes.compare import compare
 from hierbayes.eb import EmpiricalBayes, empirical_bayes
 from hierbayes.errors import (
     DataError,
+    FileFormatError,
     IdentifiabilityWarning,
     PriorWarning,
     SamplingError,
@@ -21,6 +22,7 @@ from hierbayes.errors import (
     SpecError,
 )
 from hierbayes.fit import Fit
+from hierbayes.io import load
 from hierbayes.model import Model
 from hierbayes.report import PoolingReport
 
@@ -32,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "DataError",
     "EmpiricalBayes",
+    "FileFormatError",
     "Fit",
     "Model",
     "IdentifiabilityWarning",
@@ -44,6 +47,7 @@ __all__ = [
     "compare",
     "datasets",
     "empirical_bayes",
+    "load",
     "priors",
     "report",
 ]

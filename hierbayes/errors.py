@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "SpecError",
     "SamplingError",
+    "FileFormatError",
     "HierbayesWarning",
     "PriorWarning",
     "IdentifiabilityWarning",
@@ -28,6 +29,10 @@ class DataError(ValueError):
 
 class SpecError(ValueError):
     """The model specification is invalid: formula, prior, option or spec-file key."""
+
+
+class FileFormatError(ValueError):
+    """A file is not a complete hierbayes fit: truncated, altered, or of another kind."""
 
 
 class SamplingError(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import arviz as az
@@ -32,16 +33,35 @@ class Fit:
         Divergences, max R-hat, min bulk/tail ESS, E-BFMI (checked, with warnings, on creation).
     """
 
-    def __init__(self, model: Model, idata: az.InferenceData, *, target_accept: float) -> None:
+    def __init__(
+        self, model: Model, idata: az.InferenceData, *, target_accept: float, warn: bool = True
+    ) -> None:
         self.model = model
         self.idata = idata
+        self.target_accept = target_accept
         self.diagnostics: Diagnostics = diagnose(idata)
-        warn_problems(
-            self.diagnostics,
-            parameterization=model.parameterization,
-            target_accept=target_accept,
-            stacklevel=4,
-        )
+        if warn:
+            warn_problems(
+                self.diagnostics,
+                parameterization=model.parameterization,
+                target_accept=target_accept,
+                stacklevel=4,
+            )
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the fit, its model spec and its data to a netCDF file (atomically).
+
+        :func:`hierbayes.load` reads it back, ready to report, predict and compare without
+        refitting. An existing file is replaced only with ``overwrite=True``.
+
+        Examples
+        --------
+        >>> fit.save("eight_schools.nc")  # doctest: +SKIP
+        >>> again = hb.load("eight_schools.nc")  # doctest: +SKIP
+        """
+        from hierbayes.io import save
+
+        return save(self, path, overwrite=overwrite)
 
     def pooling(self, hdi_prob: float = 0.94, empirical_bayes: bool = True) -> PoolingReport:
         """No pooling vs complete pooling vs empirical Bayes vs full Bayes, per group and term.

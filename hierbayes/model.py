@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from hierbayes import families
 from hierbayes.design import Design, build_design
-from hierbayes.errors import SpecError
+from hierbayes.errors import SamplingError, SpecError
 from hierbayes.fit import Fit
 from hierbayes.formula import parse
 from hierbayes.graph import build_model
@@ -144,6 +144,7 @@ class Model:
         target_accept: float = DEFAULT_TARGET_ACCEPT,
         random_seed: int | None = None,
         progressbar: bool | None = None,
+        strict: bool = False,
     ) -> Fit:
         """Sample the posterior with PyMC's NUTS and check the diagnostics.
 
@@ -163,6 +164,9 @@ class Model:
             so every fit can be repeated.
         progressbar : bool, optional
             Defaults to on in a terminal or notebook, off under CI.
+        strict : bool
+            Raise :class:`~hierbayes.errors.SamplingError`, listing every failed check and
+            what to try, instead of warning.
 
         Examples
         --------
@@ -204,7 +208,13 @@ class Model:
                 idata_kwargs={"log_likelihood": True},
             )
         idata.attrs.update(self._attrs(random_seed=random_seed, target_accept=target_accept))
-        return Fit(self, idata, target_accept=target_accept)
+        fit = Fit(self, idata, target_accept=target_accept, warn=not strict)
+        problems = fit.diagnostics.problems(
+            parameterization=self.parameterization, target_accept=target_accept
+        )
+        if strict and problems:
+            raise SamplingError("sampling failed its checks:\n- " + "\n- ".join(problems))
+        return fit
 
     def prior_predictive(
         self, draws: int = 500, *, random_seed: int | None = None

@@ -115,3 +115,11 @@ def test_correlated_and_crossed_models_sample(regression_data):
     assert fit.diagnostics.divergences == 0
     report = fit.pooling()  # two factors: no EB, one table for both
     assert set(report.table["factor"]) == {"g", "h"} and "empirical_bayes" not in report.table
+
+
+def test_strict_fit_raises_with_every_problem(eight_models):
+    with pytest.raises(hb.SamplingError, match="divergent transitions") as info:
+        eight_models["centered"].fit(
+            draws=200, tune=200, chains=2, cores=2, random_seed=2, progressbar=False, strict=True
+        )
+    assert "non-centered" in str(info.value)

@@ -1,0 +1,172 @@
+"""Save a fit to netCDF and load it back, with its model, without refitting.
+
+The file is the fit's InferenceData (``arviz.to_netcdf``) plus, in the standard
+``constant_data`` group, the data columns the model uses (one row per observation), and in
+the file's attributes the model spec as JSON, a SHA-256 hash of those data, the sampler
+settings and the package versions. :func:`load` rebuilds the :class:`~hierbayes.Model` from
+spec and data, checks the hash, and returns a :class:`~hierbayes.Fit` that can report,
+predict and compare. No pickle is involved anywhere.
+
+Writes are atomic (a temporary file in the same folder, then a rename), and never replace an
+existing file unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, fields
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hierbayes.errors import FileFormatError, SpecError
+
+if TYPE_CHECKING:
+    from hierbayes.fit import Fit
+
+__all__ = ["save", "load", "data_hash"]
+
+FORMAT = "hierbayes-fit/1"
+
+
+def data_hash(data: pd.DataFrame) -> str:
+    """SHA-256 of a DataFrame's values, column names and index (order-sensitive).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = data_hash(pd.DataFrame({"y": [1.0, 2.0]}))
+    >>> a == data_hash(pd.DataFrame({"y": [1.0, 2.0]}))
+    True
+    >>> a == data_hash(pd.DataFrame({"y": [2.0, 1.0]}))
+    False
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([str(c) for c in data.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(data, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _model_data(fit: Fit) -> pd.DataFrame:
+    spec = fit.model.spec
+    design = fit.model.design
+    columns = list(design.formula.variables) + [c for c in (spec.se, spec.trials) if c]
+    frame = fit.model.data[columns].copy()
+    for column in frame.columns:  # netCDF keeps numbers and text; categories become text
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype(str).astype(object)
+    return frame
+
+
+def _spec_json(fit: Fit) -> str:
+    spec = fit.model.spec
+    priors = {
+        key: {"dist": type(prior).__name__.lower(), **asdict(prior)}
+        for key, prior in spec.priors.items()
+    }
+    return json.dumps({**{f.name: getattr(spec, f.name) for f in fields(spec)}, "priors": priors})
+
+
+def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``fit`` to ``path`` (netCDF); see :meth:`hierbayes.Fit.save`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists: pass overwrite=True to replace it")
+    data = _model_data(fit)
+    if not data.index.is_unique:
+        data = data.reset_index(drop=True)
+    idata = fit.idata.copy()
+    constant = xr.Dataset(
+        {c: ("obs", data[c].to_numpy()) for c in data.columns},
+        coords={"obs": np.asarray(data.index)},
+    )
+    if "constant_data" in idata.groups():
+        del idata.constant_data
+    idata.add_groups(constant_data=constant)
+    idata.attrs.update(
+        {
+            "hierbayes_format": FORMAT,
+            "hierbayes_spec": _spec_json(fit),
+            "hierbayes_data_sha256": data_hash(data),
+            "hierbayes_target_accept": float(fit.target_accept),
+            "versions": json.dumps({p: version(p) for p in ("hierbayes", "pymc", "arviz")}),
+        }
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp, engine="h5netcdf")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: str | Path) -> Fit:
+    """Read a fit written by :meth:`hierbayes.Fit.save`, with its model, without refitting.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    FileFormatError
+        A truncated or damaged file, a netCDF file that is not a hierbayes fit, or stored
+        data that no longer match their hash.
+
+    Examples
+    --------
+    >>> fit = hb.load("eight_schools.nc")  # doctest: +SKIP
+    >>> fit.pooling().table  # doctest: +SKIP
+    """
+    from hierbayes.fit import Fit
+    from hierbayes.model import Model
+    from hierbayes.spec import ModelSpec
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {str(path)!r}")
+    try:
+        idata = az.from_netcdf(path, engine="h5netcdf")
+        idata.load()  # read everything now, so a truncated file fails here
+    except Exception as exc:  # h5py/netCDF raise many types for damaged or foreign files
+        raise FileFormatError(
+            f"{str(path)!r} is not a readable netCDF file ({type(exc).__name__}: {exc}); "
+            "was it written by Fit.save and copied completely?"
+        ) from None
+    attrs = idata.attrs
+    if attrs.get("hierbayes_format") != FORMAT or "constant_data" not in idata.groups():
+        raise FileFormatError(
+            f"{str(path)!r} is a netCDF file but not a hierbayes fit (format "
+            f"{attrs.get('hierbayes_format')!r}, expected {FORMAT!r})"
+        )
+    constant = idata.constant_data
+    data = pd.DataFrame(
+        {name: constant[name].values for name in constant.data_vars},
+        index=pd.Index(constant["obs"].values),
+    )
+    if data_hash(data) != attrs["hierbayes_data_sha256"]:
+        raise FileFormatError(
+            f"{str(path)!r}: the stored data do not match their hash: the file was altered"
+        )
+    raw = json.loads(attrs["hierbayes_spec"])
+    try:
+        spec = ModelSpec(**raw)
+    except (TypeError, SpecError) as exc:
+        raise FileFormatError(
+            f"{str(path)!r}: the stored model spec is unreadable: {exc}"
+        ) from None
+    del idata.constant_data
+    model = Model.from_spec(spec, data)
+    return Fit(model, idata, target_accept=float(attrs["hierbayes_target_accept"]), warn=False)
