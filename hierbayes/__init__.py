@@ -14,6 +14,7 @@ from hierbayes.compare import compare
 from hierbayes.eb import EmpiricalBayes, empirical_bayes
 from hierbayes.errors import (
     DataError,
+    DataWarning,
     FileFormatError,
     IdentifiabilityWarning,
     PriorWarning,
@@ -33,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "DataError",
+    "DataWarning",
     "EmpiricalBayes",
     "FileFormatError",
     "Fit",

@@ -28,8 +28,10 @@ __all__ = [
     "Design",
     "build_design",
     "check_columns",
+    "check_present",
     "evaluate_new",
     "group_labels",
+    "incomplete_rows",
 ]
 
 
@@ -137,7 +139,8 @@ class Design:
         )
 
 
-def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
+def check_present(data: pd.DataFrame, columns: list[str]) -> None:
+    """Raise naming the first column the model uses that the data lack (and the closest)."""
     missing = [c for c in columns if c not in data.columns]
     if missing:
         col = missing[0]
@@ -147,14 +150,30 @@ def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
             f"column {col!r} is used by the model but is not in the data.{hint} "
             f"The data have columns: {', '.join(map(repr, data.columns))}"
         )
+
+
+def _bad_cells(values: pd.Series) -> tuple[np.ndarray, str]:
+    bad = values.isna().to_numpy()
+    if bad.any():
+        return bad, "missing values (NaN/None)"
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return ~np.isfinite(values.to_numpy(dtype=float)), "infinite values"
+    return bad, ""
+
+
+def incomplete_rows(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Rows with a missing or infinite value in any of ``columns`` (a boolean mask)."""
+    mask = np.zeros(len(data), dtype=bool)
     for col in columns:
-        values = data[col]
-        bad = values.isna().to_numpy()
-        what = "missing values (NaN/None)"
-        if not bad.any() and pd.api.types.is_numeric_dtype(values):
-            if not pd.api.types.is_bool_dtype(values):
-                bad = ~np.isfinite(values.to_numpy(dtype=float))
-                what = "infinite values"
+        mask |= _bad_cells(data[col])[0]
+    return mask
+
+
+def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
+    """Every column present, with no missing or infinite value; else a DataError naming rows."""
+    check_present(data, columns)
+    for col in columns:
+        bad, what = _bad_cells(data[col])
         if bad.any():
             raise DataError(
                 f"column {col!r} has {what} in {describe_rows(data.index[bad])}. hierbayes "

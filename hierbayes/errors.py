@@ -17,6 +17,7 @@ __all__ = [
     "HierbayesWarning",
     "PriorWarning",
     "IdentifiabilityWarning",
+    "DataWarning",
     "SamplingWarning",
     "describe_rows",
     "unknown_name",
@@ -49,6 +50,10 @@ class PriorWarning(HierbayesWarning):
 
 class IdentifiabilityWarning(HierbayesWarning):
     """The data carry little information about a parameter (e.g. a group SD with few groups)."""
+
+
+class DataWarning(HierbayesWarning):
+    """Rows were dropped on request (``dropna=True``): how many, and from which groups."""
 
 
 class SamplingWarning(HierbayesWarning):

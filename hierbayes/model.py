@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +15,8 @@ import pymc as pm
 from threadpoolctl import threadpool_limits
 
 from hierbayes import families
-from hierbayes.design import Design, build_design
-from hierbayes.errors import SamplingError, SpecError
+from hierbayes.design import Design, build_design, check_present, incomplete_rows
+from hierbayes.errors import DataWarning, SamplingError, SpecError
 from hierbayes.fit import Fit
 from hierbayes.formula import parse
 from hierbayes.graph import build_model
@@ -66,6 +67,11 @@ class Model:
     priors : dict, optional
         Prior key -> :mod:`hierbayes.priors` object (or a string such as ``"halfcauchy:5"``).
         Keys and defaults are listed in :mod:`hierbayes.spec`; the repr prints them all.
+    dropna : bool
+        By default a missing or infinite value in a used column is an error naming the rows.
+        With ``dropna=True`` those rows are dropped instead, with a
+        :class:`~hierbayes.errors.DataWarning` that counts them per group; their index
+        labels are kept in ``model.dropped``.
 
     Examples
     --------
@@ -95,6 +101,7 @@ class Model:
         trials: str | None = None,
         parameterization: str = "non-centered",
         priors: Mapping[str, Prior | str] | None = None,
+        dropna: bool = False,
     ) -> None:
         self.spec = ModelSpec(
             formula=formula,
@@ -104,14 +111,42 @@ class Model:
             parameterization=parameterization,
             priors=priors or {},
         )
-        self.data = data
         self.formula = parse(formula)
+        self.dropped = pd.Index([])
+        if dropna:
+            data = self._drop_incomplete(data, se, trials)
+        self.data = data
         self.family = families.get(family)
         self.design: Design = build_design(
             self.formula, data, se=se, family=self.family, trials=trials
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
+
+    def _drop_incomplete(self, data: pd.DataFrame, se: str | None, trials: str | None):
+        """dropna=True: drop rows with a missing or infinite used value, and say which."""
+        if not isinstance(data, pd.DataFrame):
+            return data  # build_design names the problem
+        used = list(self.formula.variables) + [c for c in (se, trials) if c is not None]
+        check_present(data, used)
+        mask = incomplete_rows(data, used)
+        if not mask.any():
+            return data
+        self.dropped = data.index[mask]
+        where = ""
+        if self.formula.groups:
+            column = self.formula.groups[0].factor_columns[0]
+            per_group = data.loc[mask, column].astype(str).value_counts(sort=False)
+            shown = ", ".join(f"{g}: {c}" for g, c in per_group.head(10).items())
+            more = ", ..." if len(per_group) > 10 else ""
+            where = f"; rows dropped per {column!r}: {shown}{more}"
+        warnings.warn(
+            f"dropna=True dropped {int(mask.sum())} of {len(data)} rows with missing or "
+            f"infinite values in the model's columns{where} (their labels: model.dropped)",
+            DataWarning,
+            stacklevel=4,
+        )
+        return data.loc[~mask]
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, data: pd.DataFrame) -> Model:

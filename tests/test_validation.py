@@ -192,3 +192,25 @@ def test_no_rows_are_dropped_or_reordered(regression_data):
     assert list(m.design.index) == list(regression_data.index)
     labels = m.design.factors[0].levels[m.design.factors[0].codes]
     np.testing.assert_array_equal(labels, regression_data["g"].to_numpy())
+
+
+def test_dropna_drops_and_reports_per_group(regression_data):
+    df = regression_data.copy()
+    df.loc[[3, 4, 40], "x"] = np.nan
+    df.loc[7, "y"] = np.inf
+    counts = df.loc[[3, 4, 7, 40], "g"].value_counts(sort=False)
+    expected = ", ".join(f"{g}: {c}" for g, c in counts.items())  # g00: 2, g01: 1, g03: 1
+    with pytest.warns(hb.DataWarning, match=rf"dropped 4 of 413 rows .* per 'g': {expected} \("):
+        m = hb.Model("y ~ x + (1 | g)", df, dropna=True)
+    assert list(m.dropped) == [3, 4, 7, 40]
+    assert m.design.n_obs == len(df) - 4
+    np.testing.assert_array_equal(m.design.index, df.index.drop([3, 4, 7, 40]))
+    with pytest.raises(hb.DataError, match="never drops rows silently"):
+        hb.Model("y ~ x + (1 | g)", df)
+
+
+def test_dropna_with_complete_data_changes_nothing(regression_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = hb.Model("y ~ x + (1 | g)", regression_data, dropna=True)
+    assert m.dropped.empty and m.design.n_obs == len(regression_data)
