@@ -19,6 +19,7 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own inline backend draws
     monkeypatch.setenv("HIERBAYES_DRAWS", "100")
     monkeypatch.setenv("HIERBAYES_TUNE", "100")
     nb = nbformat.read(path, as_version=4)
