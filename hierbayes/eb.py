@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from hierbayes.errors import DataError, SpecError
-from hierbayes.pooling import grouped_wls, wls
+from hierbayes.pooling import group_crossprod, grouped_wls, wls
 
 if TYPE_CHECKING:
     from hierbayes.design import Design, FactorDesign
@@ -295,15 +295,6 @@ def _fit_reml(design: Design, f: FactorDesign):
     return result, method, messages
 
 
-def _group_sums(A: np.ndarray, B: np.ndarray, codes: np.ndarray, J: int) -> np.ndarray:
-    """Per-group cross-products A_j' B_j, shape (J, a, b), by bincount (O(N a b))."""
-    out = np.empty((J, A.shape[1], B.shape[1]))
-    for k in range(A.shape[1]):
-        for m in range(B.shape[1]):
-            out[:, k, m] = np.bincount(codes, A[:, k] * B[:, m], minlength=J)
-    return out
-
-
 def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
     y, X, Z, codes, J = design.y, design.X, f.Z, f.codes, f.n_groups
     n, p = X.shape
@@ -320,8 +311,8 @@ def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
     # Var(gamma_hat) = sigma^2 (X' M^-1 X)^-1 with M_j = I + Z_j Psi Z_j', Psi = T / sigma^2:
     # by Woodbury, X_j' M_j^-1 X_j = X_j'X_j - (Z_j'X_j)' Psi (I + Z_j'Z_j Psi)^-1 (Z_j'X_j).
     eye = np.eye(q)
-    ZtZ = _group_sums(Z, Z, codes, J)
-    ZtX = _group_sums(Z, X, codes, J)
+    ZtZ = group_crossprod(Z, Z, codes, J)
+    ZtX = group_crossprod(Z, X, codes, J)
     psi = T / sigma2
     inner = psi @ np.linalg.inv(eye + ZtZ @ psi)  # (J, q, q)
     XtMX = X.T @ X - np.einsum("jka,jkl,jlb->ab", ZtX, inner, ZtX)
@@ -348,7 +339,7 @@ def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
     small = ~valid
     if small.any():
         resid = y - X @ gamma
-        Zte = _group_sums(Z, resid[:, None], codes, J)[:, :, 0]
+        Zte = group_crossprod(Z, resid[:, None], codes, J)[:, :, 0]
         G = T @ np.linalg.inv(ZtZ[small] @ T + sigma2 * eye)
         eb[small] = m[small] + np.einsum("jkl,jl->jk", G, Zte[small])
         Lam[small] = G @ ZtZ[small]
