@@ -8,35 +8,19 @@ into ``--out``. Bad input exits with status 2 and one line naming the problem.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from hierbayes.datasets import resource_path
 from hierbayes.errors import DataError, SpecError
+from hierbayes.io import atomic_write
 from hierbayes.priors import from_string
 from hierbayes.spec import PARAMETERIZATIONS, ModelSpec
 from hierbayes.specfile import RunSpec, read_csv, read_spec
 
 __all__ = ["main"]
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def run(spec: RunSpec, out: Path, sampler_overrides: dict) -> int:
@@ -65,10 +49,10 @@ def run(spec: RunSpec, out: Path, sampler_overrides: dict) -> int:
             )
             print(report.table.round(3).to_string(index=False))
         plot = report.plot()
-        _atomic_write(out / "pooling.png", lambda p: plot.savefig(p, dpi=120, format="png"))
-        _atomic_write(out / "pooling.csv", lambda p: report.table.to_csv(p, index=False))
+        atomic_write(out / "pooling.png", lambda p: plot.savefig(p, dpi=120, format="png"))
+        atomic_write(out / "pooling.csv", lambda p: report.table.to_csv(p, index=False))
         written = [out / "pooling.png", out / "pooling.csv", *written]
-    _atomic_write(out / "posterior.nc", lambda p: fit.idata.to_netcdf(str(p), engine="h5netcdf"))
+    atomic_write(out / "posterior.nc", lambda p: fit.idata.to_netcdf(str(p), engine="h5netcdf"))
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0 if fit.diagnostics.ok else 1
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from importlib.metadata import version
 from pathlib import Path
@@ -32,7 +33,7 @@ from hierbayes.errors import FileFormatError, SpecError
 if TYPE_CHECKING:
     from hierbayes.fit import Fit
 
-__all__ = ["save", "load", "data_hash"]
+__all__ = ["save", "load", "data_hash", "atomic_write"]
 
 FORMAT = "hierbayes-fit/1"
 
@@ -75,6 +76,33 @@ def _spec_json(fit: Fit) -> str:
     return json.dumps({**{f.name: getattr(spec, f.name) for f in fields(spec)}, "priors": priors})
 
 
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a temporary file in ``path``'s folder, then rename it over ``path``.
+
+    A failure or an interrupt leaves ``path`` as it was and no temporary file behind.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> target = Path(tempfile.mkdtemp()) / "note.txt"
+    >>> atomic_write(target, lambda tmp: tmp.write_text("done"))
+    >>> target.read_text()
+    'done'
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``fit`` to ``path`` (netCDF); see :meth:`hierbayes.Fit.save`."""
     path = Path(path)
@@ -100,17 +128,7 @@ def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
             "versions": json.dumps({p: version(p) for p in ("hierbayes", "pymc", "arviz")}),
         }
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp, engine="h5netcdf")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
     return path
 
 
