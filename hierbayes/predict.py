@@ -18,6 +18,7 @@ import xarray as xr
 
 from hierbayes.design import check_columns, evaluate_new, group_labels
 from hierbayes.errors import DataError, SpecError, describe_rows
+from hierbayes.report import posterior_draws
 
 if TYPE_CHECKING:
     from hierbayes.fit import Fit
@@ -28,15 +29,14 @@ KINDS = ("mean", "response")
 NEW_GROUPS = ("population", "error")
 
 
-def _stacked(fit: Fit, name: str) -> np.ndarray:
-    da = fit.idata.posterior[name]
-    return da.values.reshape((-1, *da.shape[2:]))
-
-
 def _population_cov(fit: Fit, factor) -> np.ndarray:
     """T_s, (S, q, q), from the SD draws (and correlations when the effects are correlated)."""
-    sd = _stacked(fit, f"sd_{factor.name}")
-    corr = _stacked(fit, f"corr_{factor.name}") if factor.correlated else np.eye(sd.shape[1])
+    sd = posterior_draws(fit.idata, f"sd_{factor.name}")
+    corr = (
+        posterior_draws(fit.idata, f"corr_{factor.name}")
+        if factor.correlated
+        else np.eye(sd.shape[1])
+    )
     return sd[:, :, None] * corr * sd[:, None, :]
 
 
@@ -65,7 +65,7 @@ def predict(
 
     X = evaluate_new(design.fixed_matrix, data, 0, "population-level terms")
     beta = (
-        np.stack([_stacked(fit, n) for n in design.fixed_names], axis=-1)
+        np.stack([posterior_draws(fit.idata, n) for n in design.fixed_names], axis=-1)
         if design.X.shape[1]
         else None
     )
@@ -85,7 +85,7 @@ def predict(
                 f"{' ...' if len(names) > 10 else ''} in {describe_rows(data.index[unseen])}; "
                 "use new_groups='population' to draw their effects from the fitted population"
             )
-        u = _stacked(fit, f"u_{f.name}")  # (S, J, q)
+        u = posterior_draws(fit.idata, f"u_{f.name}")  # (S, J, q)
         effects = np.zeros((S, len(data), u.shape[2]))
         effects[:, ~unseen] = u[:, codes[~unseen]]
         if unseen.any():
@@ -100,7 +100,11 @@ def predict(
     if kind == "mean":
         out = mean
     elif design.family.name == "gaussian":
-        scale = data[spec.se].to_numpy(float) if spec.se else _stacked(fit, "sigma")[:, None]
+        scale = (
+            data[spec.se].to_numpy(float)
+            if spec.se
+            else posterior_draws(fit.idata, "sigma")[:, None]
+        )
         out = rng.normal(mean, scale)
     elif design.family.name == "poisson":
         out = rng.poisson(mean).astype(float)

@@ -19,7 +19,7 @@ from hierbayes.design import Design, FactorDesign
 from hierbayes.eb import EmpiricalBayes
 from hierbayes.errors import SpecError
 
-__all__ = ["PoolingReport", "pooling_report", "TABLE_COLUMNS"]
+__all__ = ["PoolingReport", "pooling_report", "posterior_draws", "TABLE_COLUMNS"]
 
 TABLE_COLUMNS = [
     "factor",
@@ -38,8 +38,16 @@ TABLE_COLUMNS = [
 ]
 
 
-def _draws(idata: az.InferenceData, name: str) -> np.ndarray:
-    """Posterior draws of ``name`` with chain and draw stacked first: (S, ...)."""
+def posterior_draws(idata: az.InferenceData, name: str) -> np.ndarray:
+    """Posterior draws of ``name`` with chain and draw stacked first: (S, ...).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> idata = az.from_dict(posterior={"mu": np.arange(6.0).reshape(2, 3)})
+    >>> posterior_draws(idata, "mu").tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    """
     if name not in idata.posterior:
         raise SpecError(f"the posterior has no variable {name!r}; was it built by hierbayes?")
     da = idata.posterior[name]
@@ -79,10 +87,10 @@ def _factor_table(
     # coefficient that belongs to an earlier (crossed) factor's line
     complete = f.W[:, :, f.owns] @ gamma[f.owns]  # (J, q)
     offset = f.W[:, :, f.level2 & ~f.owns] @ gamma[f.level2 & ~f.owns]
-    b = _draws(idata, f"b_{f.name}")  # (S, J, q)
-    u = _draws(idata, f"u_{f.name}")
-    sd = _draws(idata, f"sd_{f.name}")  # (S, q)
-    sigma = _draws(idata, "sigma") if design.estimates_sigma else None
+    b = posterior_draws(idata, f"b_{f.name}")  # (S, J, q)
+    u = posterior_draws(idata, f"u_{f.name}")
+    sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
+    sigma = posterior_draws(idata, "sigma") if design.estimates_sigma else None
     lam = pooling.reliability(sd, fits.cov, sigma)
     hdi = az.hdi(idata.posterior[f"b_{f.name}"], hdi_prob=hdi_prob)[f"b_{f.name}"]
     hdi = hdi.transpose(f.name, f.term_dim, "hdi").values
