@@ -80,7 +80,7 @@ def group_effects(
     dims = (f.name, f.term_dim)
     m = level2_mean(f, beta)
     if f.correlated:
-        chol, _, stds = pm.LKJCholeskyCov(
+        chol, corr, sd = pm.LKJCholeskyCov(
             f"chol_{f.name}",
             eta=corr_prior.eta,
             n=len(f.terms),
@@ -88,25 +88,30 @@ def group_effects(
             compute_corr=True,
             store_in_trace=False,
         )
-        pm.Deterministic(f"sd_{f.name}", stds, dims=f.term_dim)
-        corr = pt.dot(chol, chol.T) / pt.outer(stds, stds)
+        pm.Deterministic(f"sd_{f.name}", sd, dims=f.term_dim)
         pm.Deterministic(f"corr_{f.name}", corr, dims=(f.term_dim, f"{f.term_dim}2"))
-        if parameterization == "centered":
-            b = pm.MvNormal(f"b_{f.name}", mu=m, chol=chol, dims=dims)
-            u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
-        else:
-            z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
-            u = pm.Deterministic(f"u_{f.name}", pt.dot(z, chol.T), dims=dims)
-            pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+
+        def centred():
+            return pm.MvNormal(f"b_{f.name}", mu=m, chol=chol, dims=dims)
+
+        def scaled(z):
+            return pt.dot(z, chol.T)
     else:
         sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
-        if parameterization == "centered":
-            b = pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
-            u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
-        else:
-            z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
-            u = pm.Deterministic(f"u_{f.name}", z * sd, dims=dims)
-            pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+
+        def centred():
+            return pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
+
+        def scaled(z):
+            return z * sd
+
+    if parameterization == "centered":
+        b = centred()
+        u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+    else:
+        z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
+        u = pm.Deterministic(f"u_{f.name}", scaled(z), dims=dims)
+        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
     gathered = u[f.codes]  # (N, q): a gather by integer group code
     if np.all(f.Z == 1.0):
         return gathered.sum(axis=1)
