@@ -9,7 +9,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from hierbayes import datasets, priors, report
+from hierbayes import datasets, priors, report, samplers
 from hierbayes.compare import compare
 from hierbayes.eb import EmpiricalBayes, empirical_bayes
 from hierbayes.errors import (
@@ -17,6 +17,7 @@ from hierbayes.errors import (
     DataWarning,
     FileFormatError,
     IdentifiabilityWarning,
+    MissingDependencyError,
     PriorWarning,
     SamplingError,
     SamplingWarning,
@@ -40,6 +41,7 @@ __all__ = [
     "Fit",
     "Model",
     "IdentifiabilityWarning",
+    "MissingDependencyError",
     "PoolingReport",
     "PriorWarning",
     "SamplingError",
@@ -52,4 +54,5 @@ __all__ = [
     "load",
     "priors",
     "report",
+    "samplers",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "HierbayesWarning",
     "PriorWarning",
     "IdentifiabilityWarning",
+    "MissingDependencyError",
     "DataWarning",
     "SamplingWarning",
     "describe_rows",
@@ -91,3 +92,7 @@ def unknown_name(kind: str, name: str, valid: Sequence[str]) -> str:
     hint = f"; did you mean {close[0]!r}?" if close else "."
     listing = ", ".join(repr(v) for v in valid)
     return f"unknown {kind} {name!r}{hint} Valid: {listing}"
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""

@@ -9,13 +9,17 @@ The model, for observation i in group j = g[i] of each grouping factor:
 ``m_j`` is the level-2 model: for a varying coefficient with a population-level twin
 (``Intercept``, ``x``) it is that coefficient, plus any group-level predictor terms
 (``schavg``, ``x:schavg``); see :func:`hierbayes.pooling.level2_map`. So ``b_j`` is group j's
-own coefficient and ``u_j`` its deviation from the population line. The two
+own coefficient and ``u_j`` its deviation from the population line. The
 parameterisations differ only in what NUTS samples:
 
 * centered:      b_j ~ Normal(m_j, sd)               (u_j = b_j - m_j)
 * non-centered:  z_j ~ Normal(0, 1), u_j = sd * z_j   (b_j = m_j + u_j)
+* mixed:         centered for some groups, non-centered for the others (what "auto" picks,
+  group by group, when it cannot marginalise: :mod:`hierbayes.auto`)
+* marginal:      no group effects at all; the likelihood has them integrated out
+  (:mod:`hierbayes.marginal`), and they are drawn exactly after sampling.
 
-Both put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
+All put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
 ``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
 column sits in ``m_j`` of the first factor it is level-2 for (``FactorDesign.owns``); in a
 crossed factor that comes later, ``b_j = u_j`` is a deviation.
@@ -32,12 +36,13 @@ import pytensor.tensor as pt
 
 from hierbayes.design import Design, FactorDesign
 from hierbayes.errors import SpecError
+from hierbayes.marginal import marginal_loglik, sufficient_stats
 from hierbayes.priors import Prior
 
 __all__ = ["build_model"]
 
 
-def _coords(design: Design) -> dict[str, list]:
+def _coords(design: Design, parameterization: str | Mapping[str, np.ndarray]) -> dict:
     index = design.index if design.index.is_unique else np.arange(design.n_obs)
     coords: dict[str, list] = {"obs": list(index)}
     for f in design.factors:
@@ -45,6 +50,11 @@ def _coords(design: Design) -> dict[str, list]:
         coords[f.term_dim] = list(f.terms)
         if f.correlated:
             coords[f"{f.term_dim}2"] = list(f.terms)
+        if isinstance(parameterization, Mapping):
+            centered = np.asarray(parameterization[f.name], dtype=bool)
+            if centered.any() and not centered.all():
+                coords[f"{f.name}_centered"] = list(f.levels[centered])
+                coords[f"{f.name}_noncentered"] = list(f.levels[~centered])
     return coords
 
 
@@ -59,58 +69,82 @@ def level2_mean(f: FactorDesign, beta: pt.TensorVariable) -> pt.TensorVariable:
     return pt.tensordot(W, b, axes=[[2], [0]])
 
 
-def group_effects(
-    f: FactorDesign,
-    beta: pt.TensorVariable,
-    sd_prior: Prior,
-    corr_prior: Prior | None,
-    parameterization: str,
-) -> pt.TensorVariable:
-    """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}.
-
-    Uncorrelated: u_j ~ Normal(0, sd). Correlated: u_j ~ MvNormal(0, L L') with
-    L = diag(sd) chol(corr) from ``LKJCholeskyCov``; non-centered, u = z @ L'.
-    """
+def check_blocks(f: FactorDesign) -> None:
+    """A factor's effects are one correlated block or all uncorrelated."""
     if len(f.blocks) > 1 and any(len(block) > 1 for block in f.blocks):
         raise SpecError(
             f"the varying effects by {f.name!r} mix correlated and uncorrelated blocks: write "
             f"them as one block ({' + '.join(f.terms)} | {f.name}) or all uncorrelated (... || "
             f"{f.name})"
         )
+
+
+def covariance_factor(
+    f: FactorDesign, sd_prior: Prior, corr_prior: Prior | None
+) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
+    """Add ``sd_<f>`` (and ``corr_<f>``) to the model; return (sd, L) with T = L L'.
+
+    Uncorrelated effects have ``L = None`` (T is diag(sd)^2). Correlated ones take L from
+    ``LKJCholeskyCov``: L = diag(sd) chol(corr).
+    """
+    check_blocks(f)
+    if not f.correlated:
+        return sd_prior.rv(f"sd_{f.name}", dims=f.term_dim), None
+    chol, corr, sd = pm.LKJCholeskyCov(
+        f"chol_{f.name}",
+        eta=corr_prior.eta,
+        n=len(f.terms),
+        sd_dist=sd_prior.dist(shape=len(f.terms)),
+        compute_corr=True,
+        store_in_trace=False,
+    )
+    pm.Deterministic(f"sd_{f.name}", sd, dims=f.term_dim)
+    pm.Deterministic(f"corr_{f.name}", corr, dims=(f.term_dim, f"{f.term_dim}2"))
+    return sd, chol
+
+
+def group_effects(
+    f: FactorDesign,
+    beta: pt.TensorVariable,
+    sd_prior: Prior,
+    corr_prior: Prior | None,
+    centered: np.ndarray,
+) -> pt.TensorVariable:
+    """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}.
+
+    ``centered`` (J,) says which groups are sampled centered, ``b_j ~ Normal(m_j, T)``; the
+    others are non-centered, ``u_j = L z_j`` with ``z_j ~ Normal(0, I)``. All centered or all
+    non-centered name the sampled variable ``b_<f>`` or ``z_<f>`` with the factor's dims; a
+    mix samples ``b_<f>_centered`` and ``z_<f>`` over the coords ``<f>_centered`` and
+    ``<f>_noncentered``.
+    """
     dims = (f.name, f.term_dim)
     m = level2_mean(f, beta)
-    if f.correlated:
-        chol, corr, sd = pm.LKJCholeskyCov(
-            f"chol_{f.name}",
-            eta=corr_prior.eta,
-            n=len(f.terms),
-            sd_dist=sd_prior.dist(shape=len(f.terms)),
-            compute_corr=True,
-            store_in_trace=False,
-        )
-        pm.Deterministic(f"sd_{f.name}", sd, dims=f.term_dim)
-        pm.Deterministic(f"corr_{f.name}", corr, dims=(f.term_dim, f"{f.term_dim}2"))
+    sd, chol = covariance_factor(f, sd_prior, corr_prior)
 
-        def centred():
-            return pm.MvNormal(f"b_{f.name}", mu=m, chol=chol, dims=dims)
+    def centred(name: str, mean, sample_dims):
+        if chol is None:
+            return pm.Normal(name, mu=mean, sigma=sd, dims=sample_dims)
+        return pm.MvNormal(name, mu=mean, chol=chol, dims=sample_dims)
 
-        def scaled(z):
-            return pt.dot(z, chol.T)
-    else:
-        sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
+    def scaled(z):
+        return z * sd if chol is None else pt.dot(z, chol.T)
 
-        def centred():
-            return pm.Normal(f"b_{f.name}", mu=m, sigma=sd, dims=dims)
-
-        def scaled(z):
-            return z * sd
-
-    if parameterization == "centered":
-        b = centred()
+    if centered.all():
+        b = centred(f"b_{f.name}", m, dims)
         u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
-    else:
+    elif not centered.any():
         z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
         u = pm.Deterministic(f"u_{f.name}", scaled(z), dims=dims)
+        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+    else:
+        c_idx, n_idx = np.flatnonzero(centered), np.flatnonzero(~centered)
+        m_c = m if m.ndim == 1 else m[c_idx]
+        b_c = centred(f"b_{f.name}_centered", m_c, (f"{f.name}_centered", f.term_dim))
+        z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=(f"{f.name}_noncentered", f.term_dim))
+        order = np.argsort(np.concatenate([c_idx, n_idx]))
+        u_all = pt.concatenate([b_c - m_c, scaled(z)], axis=0)[order]
+        u = pm.Deterministic(f"u_{f.name}", u_all, dims=dims)
         pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
     gathered = u[f.codes]  # (N, q): a gather by integer group code
     if np.all(f.Z == 1.0):
@@ -118,8 +152,32 @@ def group_effects(
     return (gathered * f.Z).sum(axis=1)
 
 
-def build_model(design: Design, priors: Mapping[str, Prior], *, parameterization: str) -> pm.Model:
-    """Emit the PyMC model for ``design`` (see the module docstring for the maths)."""
+def marginal_likelihood(
+    design: Design, beta: pt.TensorVariable, priors: Mapping[str, Prior]
+) -> None:
+    """Add the hyperparameters and the likelihood with the group effects integrated out.
+
+    See :mod:`hierbayes.marginal`; ``u_<f>`` and ``b_<f>`` are drawn after sampling.
+    """
+    (f,) = design.factors
+    sd, chol = covariance_factor(f, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"))
+    sigma = priors["sigma"].rv("sigma") if design.estimates_sigma else None
+    L = pt.diag(sd) if chol is None else chol
+    stats = sufficient_stats(design)
+    pm.Potential(f"marginal_{design.response}", marginal_loglik(stats, beta, L, sigma))
+
+
+def build_model(
+    design: Design,
+    priors: Mapping[str, Prior],
+    *,
+    parameterization: str | Mapping[str, np.ndarray],
+) -> pm.Model:
+    """Emit the PyMC model for ``design`` (see the module docstring for the maths).
+
+    ``parameterization`` is ``"centered"``, ``"non-centered"``, ``"marginal"``, or a mapping
+    of factor name to a boolean array over its groups (True: that group is centered).
+    """
     names = [design.response, *design.fixed_names, *(["sigma"] if design.estimates_sigma else [])]
     kinds = ("sd", "b", "u", "z", "chol", "corr")
     names += [f"{kind}_{f.name}" for f in design.factors for kind in kinds]
@@ -128,13 +186,21 @@ def build_model(design: Design, priors: Mapping[str, Prior], *, parameterization
         raise SpecError(
             f"model variable name(s) {repeated} would repeat: rename the response or the column"
         )
-    with pm.Model(coords=_coords(design)) as model:
+    marginal = parameterization == "marginal" and design.factors
+    with pm.Model(coords=_coords(design, parameterization)) as model:
         coefs = [priors[name].rv(name) for name in design.fixed_names]
         beta = pt.stack(coefs) if coefs else pt.zeros(0)
+        if marginal:
+            marginal_likelihood(design, beta, priors)
+            return model
         eta = pt.dot(design.X, beta) if coefs else pt.zeros(design.n_obs)
         for f in design.factors:
+            if isinstance(parameterization, Mapping):
+                centered = np.asarray(parameterization[f.name], dtype=bool)
+            else:
+                centered = np.full(f.n_groups, parameterization == "centered")
             eta = eta + group_effects(
-                f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), parameterization
+                f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), centered
             )
         sigma = priors["sigma"].rv("sigma") if design.estimates_sigma else design.se
         design.family.likelihood(

@@ -12,14 +12,21 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from hierbayes import families
+from hierbayes import families, samplers
+from hierbayes.auto import Plan, plan
 from hierbayes.design import Design, build_design, check_present, incomplete_rows
 from hierbayes.errors import DataWarning, SamplingError, SpecError
 from hierbayes.fit import Fit
 from hierbayes.formula import parse
 from hierbayes.graph import build_model
+from hierbayes.posterior import (
+    LOG_LIKELIHOOD_MAX_CELLS,
+    add_group_effects,
+    pointwise_log_likelihood,
+)
 from hierbayes.priors import Prior
 from hierbayes.spec import ModelSpec, check_design, describe, resolve_priors
 
@@ -62,8 +69,13 @@ class Model:
         The response distribution, with its canonical link (identity, logit, logit, log).
     trials : str, optional
         Column of the number of trials per row, for the binomial family.
-    parameterization : {"non-centered", "centered"}
-        The graph form of every group-level term; both give the same posterior quantities.
+    parameterization : {"auto", "marginal", "centered", "non-centered"}
+        The graph form of the group-level terms; all give the same posterior quantities.
+        ``"marginal"`` (Gaussian, one grouping factor) integrates the group effects out and
+        draws them exactly after sampling (:mod:`hierbayes.marginal`). ``"auto"``, the
+        default, takes marginal where it is available and otherwise chooses centered or
+        non-centered group by group from the data (:mod:`hierbayes.auto`); the repr and
+        ``fit.idata.attrs["parameterization_used"]`` record the choice.
     priors : dict, optional
         Prior key -> :mod:`hierbayes.priors` object (or a string such as ``"halfcauchy:5"``).
         Keys and defaults are listed in :mod:`hierbayes.spec`; the repr prints them all.
@@ -82,13 +94,13 @@ class Model:
     ...                          "sd": hb.priors.HalfCauchy(5)})
     >>> print(model)
     hierbayes.Model: y ~ 1 + (1 | school)
-      family gaussian, non-centered, 8 observations, known se from 'sigma'
+      family gaussian, auto: school marginal, 8 observations, known se from 'sigma'
       groups: school (8 groups; Intercept)
       priors:
         Intercept: Normal(mu=0, sigma=5)
         sd_school: HalfCauchy(beta=5)
-    >>> sorted(model.build().named_vars)[:3]
-    ['Intercept', 'b_school', 'sd_school']
+    >>> sorted(model.build().named_vars)
+    ['Intercept', 'marginal_y', 'sd_school']
     """
 
     def __init__(
@@ -99,7 +111,7 @@ class Model:
         se: str | None = None,
         family: str = "gaussian",
         trials: str | None = None,
-        parameterization: str = "non-centered",
+        parameterization: str = "auto",
         priors: Mapping[str, Prior | str] | None = None,
         dropna: bool = False,
     ) -> None:
@@ -122,6 +134,7 @@ class Model:
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
+        self.plan: Plan = plan(self.design, self.spec.parameterization)
 
     def _drop_incomplete(self, data: pd.DataFrame, se: str | None, trials: str | None):
         """dropna=True: drop rows with a missing or infinite used value, and say which."""
@@ -166,8 +179,14 @@ class Model:
         return self.spec.parameterization
 
     def build(self) -> pm.Model:
-        """Emit the PyMC model (a new one each call); coords are named by group labels."""
-        return build_model(self.design, self.priors, parameterization=self.parameterization)
+        """Emit the PyMC model (a new one each call); coords are named by group labels.
+
+        For the marginal parameterisation the graph holds the population-level terms, the
+        group-level SDs (and correlations) and sigma, with the likelihood of the data with
+        the group effects integrated out (a ``Potential``); :meth:`fit` adds the group
+        effects to the posterior.
+        """
+        return build_model(self.design, self.priors, parameterization=self.plan.graph)
 
     def fit(
         self,
@@ -180,8 +199,10 @@ class Model:
         random_seed: int | None = None,
         progressbar: bool | None = None,
         strict: bool = False,
+        sampler: str = "pymc",
+        log_likelihood: bool | None = None,
     ) -> Fit:
-        """Sample the posterior with PyMC's NUTS and check the diagnostics.
+        """Sample the posterior with NUTS and check the diagnostics.
 
         Each failed check (divergences, R-hat > 1.01, low ESS, low E-BFMI) issues one
         :class:`~hierbayes.errors.SamplingWarning` saying what to do.
@@ -202,6 +223,13 @@ class Model:
         strict : bool
             Raise :class:`~hierbayes.errors.SamplingError`, listing every failed check and
             what to try, instead of warning.
+        sampler : {"pymc", "nutpie", "numpyro"}
+            The NUTS implementation (:mod:`hierbayes.samplers`); nutpie and numpyro come with
+            ``pip install "hierbayes[fast]"``. Every sampler gives the same InferenceData.
+        log_likelihood : bool, optional
+            Store the pointwise log-likelihood (for :func:`hierbayes.compare`). By default it
+            is stored unless draws x observations exceeds
+            :data:`~hierbayes.posterior.LOG_LIKELIHOOD_MAX_CELLS`.
 
         Examples
         --------
@@ -227,11 +255,12 @@ class Model:
         # kinetic energy; NUTS rejects such a step (a divergence, which the diagnostics
         # report), so NumPy's floating-point warnings are silenced inside the sampler only.
         with (
-            self.build(),
             threadpool_limits(limits=1, user_api="blas"),
             np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"),
         ):
-            idata = pm.sample(
+            idata = samplers.sample(
+                self.build(),
+                sampler=sampler,
                 draws=draws,
                 tune=tune,
                 chains=chains,
@@ -239,23 +268,49 @@ class Model:
                 target_accept=target_accept,
                 random_seed=random_seed,
                 progressbar=progressbar,
-                compute_convergence_checks=False,
-                idata_kwargs={"log_likelihood": True},
             )
-        idata.attrs.update(self._attrs(random_seed=random_seed, target_accept=target_accept))
+        self._complete(idata, random_seed=random_seed, log_likelihood=log_likelihood)
+        idata.attrs.update(
+            self._attrs(random_seed=random_seed, target_accept=target_accept, sampler=sampler)
+        )
         fit = Fit(self, idata, target_accept=target_accept, warn=not strict)
         problems = fit.diagnostics.problems(
-            parameterization=self.parameterization, target_accept=target_accept
+            parameterization=self.plan.describe(), target_accept=target_accept
         )
         if strict and problems:
             raise SamplingError("sampling failed its checks:\n- " + "\n- ".join(problems))
         return fit
 
+    def _complete(
+        self, idata: az.InferenceData, *, random_seed: int, log_likelihood: bool | None
+    ) -> None:
+        """Add what no sampler gives: marginal group effects, observed data, log-likelihood."""
+        d = self.design
+        if self.plan.marginal and d.factors:
+            rng = np.random.default_rng([random_seed, 1])  # apart from the sampler's streams
+            add_group_effects(d, idata, rng)
+        if "observed_data" not in idata.groups():
+            index = d.index if d.index.is_unique else np.arange(d.n_obs)
+            y = xr.DataArray(d.y, dims="obs", coords={"obs": index})
+            idata.add_groups(observed_data=xr.Dataset({d.response: y}))
+        cells = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] * d.n_obs
+        if log_likelihood is None:
+            log_likelihood = cells <= LOG_LIKELIHOOD_MAX_CELLS
+        if log_likelihood:
+            idata.add_groups(log_likelihood=pointwise_log_likelihood(d, idata))
+
     def prior_predictive(
         self, draws: int = 500, *, random_seed: int | None = None
     ) -> az.InferenceData:
-        """Draws from the prior and the prior predictive of the same graph that is fitted."""
-        with self.build():
+        """Draws from the prior and the prior predictive of the model.
+
+        The centered and non-centered graphs are the fitted graph itself. A marginal model
+        has no group effects in its graph, so its prior predictive comes from the
+        non-centered graph of the same model: the same joint distribution of parameters and
+        data, with ``u_<f>`` and ``b_<f>`` drawn too.
+        """
+        graph = "non-centered" if self.plan.marginal else self.plan.graph
+        with build_model(self.design, self.priors, parameterization=graph):
             return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
 
     def _attrs(self, **extra: Any) -> dict[str, Any]:
@@ -266,6 +321,7 @@ class Model:
             "formula": self.spec.formula,
             "family": self.family.name,
             "parameterization": self.parameterization,
+            "parameterization_used": self.plan.describe(),
             "se": self.spec.se or "",
             **extra,
         }
@@ -279,7 +335,7 @@ class Model:
         )
         return (
             f"hierbayes.Model: {self.spec.formula}\n"
-            f"  family {self.family.name}, {self.parameterization}, "
+            f"  family {self.family.name}, {self.plan.describe()}, "
             f"{d.n_obs} observations, {noise}\n"
             f"  groups: {groups}\n"
             f"  priors:\n{describe(self.priors)}"

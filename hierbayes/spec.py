@@ -44,8 +44,9 @@ from hierbayes.errors import IdentifiabilityWarning, PriorWarning, SpecError, un
 
 __all__ = ["PARAMETERIZATIONS", "ModelSpec", "resolve_priors", "check_design"]
 
-#: Graph forms a builder can emit.
-PARAMETERIZATIONS = ("centered", "non-centered")
+#: Graph forms a builder can emit; "auto" picks among the others from the data
+#: (:mod:`hierbayes.auto`).
+PARAMETERIZATIONS = ("auto", "marginal", "centered", "non-centered")
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ class ModelSpec:
     Examples
     --------
     >>> ModelSpec("y ~ 1 + (1 | school)", se="sigma").parameterization
-    'non-centered'
+    'auto'
     """
 
     formula: str
     se: str | None = None
     family: str = "gaussian"
     trials: str | None = None
-    parameterization: str = "non-centered"
+    parameterization: str = "auto"
     priors: Mapping[str, P.Prior] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

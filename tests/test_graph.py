@@ -107,7 +107,7 @@ def test_correlated_effects_graph(regression_data, par):
 
 
 def test_non_centered_correlated_effects_are_z_times_cholesky(regression_data):
-    g = hb.Model("y ~ x + (x | g)", regression_data).build()
+    g = hb.Model("y ~ x + (x | g)", regression_data, parameterization="non-centered").build()
     fn = g.compile_fn(
         [g["u_g"], g["z_g"], g["sd_g"], g["corr_g"]],
         inputs=g.value_vars,
