@@ -2,44 +2,146 @@
 
 Both fit a model, print the model, the diagnostics and the pooling table, and write
 ``pooling.png``, ``pooling.csv`` and ``posterior.nc`` (the whole InferenceData, netCDF)
-into ``--out``. Bad input exits with status 2 and one line naming the problem.
+into ``--out``. The files appear together, each complete, once all are written
+(:func:`hierbayes.io.atomic_write_all`).
+
+Exit status: 0 when the sampler's diagnostics pass, 1 when they fail (the results are
+written all the same), 2 for bad input, with one line naming the problem (a formula error
+adds the formula and a caret under the problem), and 130 for Ctrl-C, with one line saying
+what was written (nothing, unless Ctrl-C came after the files were complete). The sampler's
+progress bar shows on a terminal; ``--no-progress`` hides it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
 
 from hierbayes.datasets import resource_path
-from hierbayes.errors import DataError, SpecError
-from hierbayes.io import atomic_write
+from hierbayes.errors import DataError, MissingDependencyError, SpecError
+from hierbayes.io import atomic_write_all
 from hierbayes.priors import from_string
-from hierbayes.spec import PARAMETERIZATIONS, ModelSpec
-from hierbayes.specfile import RunSpec, read_csv, read_spec
+from hierbayes.samplers import SAMPLERS
+from hierbayes.spec import PARAMETERIZATIONS
+from hierbayes.specfile import RunSpec, read_csv, read_spec, sampler_problem
 
-__all__ = ["main"]
+__all__ = ["main", "run", "EXIT_INTERRUPTED"]
+
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+#: Sampler options of both commands: attribute -> option name.
+_SAMPLER_OPTIONS = {
+    "draws": "--draws",
+    "tune": "--tune",
+    "chains": "--chains",
+    "cores": "--cores",
+    "random_seed": "--seed",
+}
 
 
-def run(spec: RunSpec, out: Path, sampler_overrides: dict) -> int:
-    """Fit ``spec``, print the results and write them into ``out``; return the exit status."""
+class _SamplingInterrupts:
+    """Notice Ctrl-C during sampling, also when the sampler swallows it.
+
+    PyMC catches a KeyboardInterrupt while sampling and returns the draws made so far (or,
+    during tuning, fails with an unrelated error). Inside this context SIGINT also sets
+    ``hit``, and on exit a hit is raised again as KeyboardInterrupt, so that no truncated
+    posterior is taken for a finished one. Only the main thread can install the handler;
+    elsewhere, or when SIGINT is not Python's default handler, this does nothing.
+    """
+
+    def __enter__(self) -> _SamplingInterrupts:
+        self.hit = False
+        self.previous: Any = None
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.hit and exc_type is not KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+        return False
+
+
+def _check_out(out: Path) -> None:
+    """Fail before sampling if ``out`` cannot become a writable folder."""
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise SpecError(f"--out {str(out)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError(f"--out {str(out)!r}: the folder {str(existing)!r} is not writable")
+
+
+def _write(out: Path, writes: list, written: list[Path]) -> None:
+    """Write all results into ``out`` at once; after a failure remove the folders made."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write_all(writes, done=written)
+    except BaseException:
+        if not written:
+            for folder in made:  # innermost first
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path]) -> int:
+    """Fit ``spec``, print the results and write them into ``out``; return the exit status.
+
+    ``settings`` are the keyword arguments of :meth:`hierbayes.Model.fit`; ``written``
+    receives each file as it is complete.
+
+    Examples
+    --------
+    >>> from hierbayes.datasets import resource_path
+    >>> spec = read_spec(resource_path("models", "eight_schools.toml"))
+    >>> written = []
+    >>> run(spec, Path("results/es"), {"draws": 500, "random_seed": 1}, written)  # doctest: +SKIP
+    0
+    >>> [p.name for p in written]  # doctest: +SKIP
+    ['pooling.png', 'pooling.csv', 'posterior.nc']
+    """
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import pandas as pd
 
     from hierbayes.model import Model
 
     model = Model.from_spec(spec.model, read_csv(spec.data))
     print(model, end="\n\n")
-    settings = {**spec.sampler, **{k: v for k, v in sampler_overrides.items() if v is not None}}
-    fit = model.fit(**settings)
+    with _SamplingInterrupts():
+        fit = model.fit(**settings)
     print(f"Diagnostics\n{fit.diagnostics}\n")
     print(f"Population-level and group-SD parameters\n{fit.summary().to_string()}\n")
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "posterior.nc"]
+    writes, figure = [], None
     if model.design.factors:  # a model without group-level terms has no pooling to report
         report = fit.pooling()
         with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -48,11 +150,17 @@ def run(spec: RunSpec, out: Path, sampler_overrides: dict) -> int:
                 f"{report.summary.round(3).to_string(index=False)}\n"
             )
             print(report.table.round(3).to_string(index=False))
-        plot = report.plot()
-        atomic_write(out / "pooling.png", lambda p: plot.savefig(p, dpi=120, format="png"))
-        atomic_write(out / "pooling.csv", lambda p: report.table.to_csv(p, index=False))
-        written = [out / "pooling.png", out / "pooling.csv", *written]
-    atomic_write(out / "posterior.nc", lambda p: fit.idata.to_netcdf(str(p), engine="h5netcdf"))
+        figure = report.plot()
+        writes += [
+            (out / "pooling.png", lambda p: figure.savefig(p, dpi=120, format="png")),
+            (out / "pooling.csv", lambda p: report.table.to_csv(p, index=False)),
+        ]
+    writes.append((out / "posterior.nc", lambda p: fit.idata.to_netcdf(str(p), engine="h5netcdf")))
+    try:
+        _write(out, writes, written)
+    finally:
+        if figure is not None:
+            plt.close(figure)
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0 if fit.diagnostics.ok else 1
 
@@ -64,7 +172,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hierbayes {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def sampler_options(p: argparse.ArgumentParser) -> None:
+    def common_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--parameterization",
+            choices=PARAMETERIZATIONS,
+            default=None,
+            help="graph form of the group-level terms (default: the spec's, else the model's)",
+        )
+        p.add_argument(
+            "--sampler", choices=SAMPLERS, default="pymc", help="NUTS implementation (pymc)"
+        )
         p.add_argument("--draws", type=int, help="draws per chain (default: the spec's)")
         p.add_argument("--tune", type=int, help="tuning steps per chain")
         p.add_argument("--chains", type=int, help="number of chains")
@@ -75,11 +192,10 @@ def _parser() -> argparse.ArgumentParser:
             dest="progressbar",
             action="store_false",
             default=None,
-            help="hide the progress bar",
+            help="hide the progress bar (shown on a terminal by default)",
         )
 
     eight = sub.add_parser("eight-schools", help="the eight-schools tutorial, end to end")
-    eight.add_argument("--parameterization", choices=PARAMETERIZATIONS, default=None)
     eight.add_argument(
         "--hyperprior",
         default=None,
@@ -88,53 +204,82 @@ def _parser() -> argparse.ArgumentParser:
         "exponential:0.2, invgamma:1,1, halfflat (default halfcauchy:5)",
     )
     eight.add_argument("--out", type=Path, default=Path("results/eight_schools"))
-    sampler_options(eight)
+    common_options(eight)
 
     fit = sub.add_parser("fit", help="fit a model described by a TOML spec (see models/)")
     fit.add_argument("spec", type=Path)
     fit.add_argument("--out", type=Path, default=None, help="default: results/<spec name>")
-    sampler_options(fit)
+    common_options(fit)
     return parser
 
 
+def _with_options(spec: RunSpec, args: argparse.Namespace) -> RunSpec:
+    """The spec with the command line's --parameterization and --hyperprior applied."""
+    model = spec.model
+    if args.parameterization is not None:
+        model = dataclasses.replace(model, parameterization=args.parameterization)
+    if getattr(args, "hyperprior", None):
+        try:
+            prior = from_string(args.hyperprior)
+        except SpecError as exc:
+            raise SpecError(f"--hyperprior: {exc}") from None
+        model = dataclasses.replace(model, priors={**model.priors, "sd": prior})
+    return dataclasses.replace(spec, model=model)
+
+
+def _settings(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of Model.fit: the spec's [sampler] table, then the options."""
+    settings = dict(spec.sampler)
+    for key, option in _SAMPLER_OPTIONS.items():
+        value = getattr(args, key)
+        if value is not None:
+            problem = sampler_problem(key, value)
+            if problem is not None:
+                raise SpecError(f"{option}: {problem}")
+            settings[key] = value
+    settings["progressbar"] = args.progressbar  # None: on in a terminal, off otherwise
+    settings["sampler"] = args.sampler
+    return settings
+
+
+def _interrupted(out: Path | None, written: list[Path]) -> str:
+    if not written:
+        return "interrupted: nothing was written" + (f" to {out}" if out is not None else "")
+    names = ", ".join(p.name for p in written)
+    verb = "is" if len(written) == 1 else "are"
+    return f"interrupted: {names} in {out} {verb} complete; nothing else was written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``hierbayes`` command."""
-    args = _parser().parse_args(argv)
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning ({cat.__name__}): {msg}\n"
-    overrides = {
-        k: getattr(args, k)
-        for k in ("draws", "tune", "chains", "cores", "random_seed", "progressbar")
-    }
+    """Entry point of the ``hierbayes`` command; returns the exit status.
+
+    Examples
+    --------
+    >>> main(["fit", "no-such-spec.toml"])  # doctest: +SKIP
+    hierbayes: error: spec file 'no-such-spec.toml' does not exist
+    2
+    """
+    out: Path | None = None
+    written: list[Path] = []
     try:
+        args = _parser().parse_args(argv)
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning ({cat.__name__}): {msg}\n"
         if args.command == "eight-schools":
             spec = read_spec(resource_path("models", "eight_schools.toml"))
-            model = spec.model
-            priors = dict(model.priors)
-            if args.hyperprior:
-                priors["sd"] = from_string(args.hyperprior)
-            spec = RunSpec(
-                name=spec.name,
-                model=ModelSpec(
-                    model.formula,
-                    se=model.se,
-                    family=model.family,
-                    parameterization=args.parameterization or model.parameterization,
-                    priors=priors,
-                ),
-                data=spec.data,
-                sampler=spec.sampler,
-            )
             out = args.out
         else:
             spec = read_spec(args.spec)
             out = args.out or Path("results") / spec.name
-        return run(spec, out, overrides)
-    except (DataError, SpecError) as exc:
+        spec = _with_options(spec, args)
+        settings = _settings(spec, args)
+        _check_out(out)
+        return run(spec, out, settings, written)
+    except (DataError, SpecError, MissingDependencyError) as exc:
         print(f"hierbayes: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hierbayes: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        print(f"hierbayes: {_interrupted(out, written)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -163,7 +163,8 @@ def empirical_bayes(model: Model) -> EmpiricalBayes:
     Raises
     ------
     SpecError
-        A non-Gaussian family, known standard errors, or more than one grouping factor.
+        Not a :class:`~hierbayes.Model`; a non-Gaussian family, known standard errors, or
+        more than one grouping factor.
     DataError
         No residual degrees of freedom (OLS), or no REML optimizer found a finite optimum.
 
@@ -190,6 +191,12 @@ def empirical_bayes(model: Model) -> EmpiricalBayes:
     >>> int(row["n"]), round(float(row["reliability"]), 2)
     (2, 0.25)
     """
+    if not (hasattr(model, "design") and hasattr(model, "family")):
+        fix = ": pass fit.model" if hasattr(model, "model") and hasattr(model, "idata") else ""
+        raise SpecError(
+            f"empirical_bayes needs a hierbayes.Model, got {type(model).__name__}{fix}, "
+            "as in hb.empirical_bayes(hb.Model(formula, data))"
+        )
     design: Design = model.design
     family = getattr(model.family, "name", str(model.family))
     if family != "gaussian":

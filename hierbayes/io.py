@@ -7,17 +7,20 @@ settings and the package versions. :func:`load` rebuilds the :class:`~hierbayes.
 spec and data, checks the hash, and returns a :class:`~hierbayes.Fit` that can report,
 predict and compare. No pickle is involved anywhere.
 
-Writes are atomic (a temporary file in the same folder, then a rename), and never replace an
-existing file unless ``overwrite=True``.
+Writes are atomic (a temporary file in the same folder, then a rename), also when interrupted
+with Ctrl-C, and never replace an existing file unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, fields
 from importlib.metadata import version
 from pathlib import Path
@@ -33,7 +36,7 @@ from hierbayes.errors import FileFormatError, SpecError
 if TYPE_CHECKING:
     from hierbayes.fit import Fit
 
-__all__ = ["save", "load", "data_hash", "atomic_write"]
+__all__ = ["save", "load", "data_hash", "atomic_write", "atomic_write_all"]
 
 FORMAT = "hierbayes-fit/1"
 
@@ -76,10 +79,112 @@ def _spec_json(fit: Fit) -> str:
     return json.dumps({**{f.name: getattr(spec, f.name) for f in fields(spec)}, "priors": priors})
 
 
+@contextlib.contextmanager
+def _held_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back for a few steps that must not be cut apart.
+
+    A SIGINT that arrives meanwhile is raised again on exit, to the handler that was in place
+    (by default: a KeyboardInterrupt). Signal handlers belong to the main thread; elsewhere,
+    or when the handler was not installed from Python, this does nothing.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
+def _new_temporary(path: Path, temporaries: list[Path]) -> None:
+    """Create an empty, unused temporary file beside ``path`` and record it.
+
+    The file is created with mode 0o666 less the umask, as ``open`` would create ``path``.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
+        with _held_interrupts():  # no interrupt between creating and recording it
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            temporaries.append(tmp)
+        return
+    raise FileExistsError(f"no free temporary name beside {str(path)!r}")
+
+
+def atomic_write_all(
+    writes: Sequence[tuple[Path, Callable[[Path], object]]],
+    *,
+    done: list[Path] | None = None,
+) -> list[Path]:
+    """Write several files so that they appear together or not at all.
+
+    Each ``write(tmp)`` writes a temporary file in its target's folder. Only when all have
+    succeeded are the temporary files renamed over their targets, in order; each rename is
+    atomic, and an interrupt (Ctrl-C) waits until a rename is recorded. A failure or an
+    interrupt while writing leaves every target as it was and no temporary file behind; an
+    interrupt during the renames leaves the targets renamed so far, complete, listed in
+    ``done``.
+
+    Parameters
+    ----------
+    writes : sequence of (path, write)
+        Targets and the functions that write them, each given the temporary path.
+    done : list, optional
+        Receives each target as its rename lands, also when an exception ends the call.
+
+    Returns
+    -------
+    list of Path
+        The targets, all written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> written = atomic_write_all([(folder / "a.txt", lambda tmp: tmp.write_text("a")),
+    ...                             (folder / "b.txt", lambda tmp: tmp.write_text("b"))])
+    >>> [p.name for p in written]
+    ['a.txt', 'b.txt']
+    >>> def broken(tmp):
+    ...     raise OSError("disk full")
+    >>> atomic_write_all([(folder / "a.txt", lambda tmp: tmp.write_text("new")),
+    ...                   (folder / "b.txt", broken)])
+    Traceback (most recent call last):
+    OSError: disk full
+    >>> sorted(p.name for p in folder.iterdir()), (folder / "a.txt").read_text()
+    (['a.txt', 'b.txt'], 'a')
+    """
+    done = [] if done is None else done
+    temporaries: list[Path] = []
+    try:
+        for path, write in writes:
+            _new_temporary(Path(path), temporaries)
+            write(temporaries[-1])
+        for (path, _), tmp in zip(writes, temporaries, strict=True):
+            with _held_interrupts():  # the rename and its record go together
+                os.replace(tmp, path)
+                done.append(Path(path))
+    finally:
+        with _held_interrupts():
+            for tmp in temporaries:
+                with contextlib.suppress(FileNotFoundError):  # renamed already
+                    os.unlink(tmp)
+    return [Path(path) for path, _ in writes]
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write`` on a temporary file in ``path``'s folder, then rename it over ``path``.
 
-    A failure or an interrupt leaves ``path`` as it was and no temporary file behind.
+    A failure or an interrupt (KeyboardInterrupt) leaves ``path`` as it was and no temporary
+    file behind. See :func:`atomic_write_all` for several files that belong together.
 
     Examples
     --------
@@ -90,17 +195,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     >>> target.read_text()
     'done'
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_all([(Path(path), write)])
 
 
 def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -77,7 +77,10 @@ def level2_map(
             if np.any(np.abs(X[~nz, c]) > rtol * scale):
                 continue
             ratio = np.zeros(n)
-            ratio[nz] = X[nz, c] / Z[nz, k]
+            with np.errstate(over="ignore"):  # a subnormal Z entry: the ratio is not finite
+                ratio[nz] = X[nz, c] / Z[nz, k]
+            if not np.all(np.isfinite(ratio)):
+                continue
             per_group = np.bincount(codes[nz], ratio[nz], minlength=J) / np.maximum(
                 np.bincount(codes[nz], minlength=J), 1
             )

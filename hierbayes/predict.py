@@ -40,6 +40,55 @@ def _population_cov(fit: Fit, factor) -> np.ndarray:
     return sd[:, :, None] * corr * sd[:, None, :]
 
 
+def _not_numbers(values: pd.Series) -> np.ndarray:
+    """Rows whose value is not a number (text, say): a boolean mask."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_bool_dtype(values):
+        return np.ones(len(values), dtype=bool)
+    return pd.to_numeric(values, errors="coerce").isna().to_numpy()
+
+
+def _check_new_data(fit: Fit, data: pd.DataFrame, kind: str) -> None:
+    """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
+    model = fit.model
+    spec = model.spec
+    predictors = [v for v in model.design.formula.variables if v != model.design.response]
+    for column in predictors:
+        trained = model.data[column]
+        if pd.api.types.is_numeric_dtype(trained) and not pd.api.types.is_bool_dtype(trained):
+            bad = _not_numbers(data[column])
+            if bad.any():
+                raise DataError(
+                    f"column {column!r} holds numbers in the model's data but not in "
+                    f"{describe_rows(data.index[bad])} of the new data: convert it with "
+                    "pd.to_numeric"
+                )
+    if kind != "response":
+        return
+    for column, what, need in (
+        (spec.se, "standard-error", "positive numbers"),
+        (spec.trials, "trials", "whole numbers of at least 1"),
+    ):
+        if column is None:
+            continue
+        values = data[column]
+        bad = _not_numbers(values)
+        if not bad.any():
+            numbers = values.to_numpy(dtype=float)
+            bad = (
+                numbers <= 0
+                if what == "standard-error"
+                else (numbers < 1) | (numbers != np.round(numbers))
+            )
+        if bad.any():
+            raise DataError(
+                f"{what} column {column!r} has values that are not {need} in "
+                f"{describe_rows(data.index[bad])}; kind='response' draws the response with "
+                "them: correct these rows"
+            )
+
+
 def predict(
     fit: Fit,
     data: pd.DataFrame,
@@ -55,12 +104,19 @@ def predict(
         raise SpecError(f"new_groups must be one of {NEW_GROUPS}, got {new_groups!r}")
     if not isinstance(data, pd.DataFrame) or len(data) == 0:
         raise DataError("data must be a pandas DataFrame with at least one row")
+    if random_seed is not None and (
+        isinstance(random_seed, bool)
+        or not isinstance(random_seed, int | np.integer)
+        or random_seed < 0
+    ):
+        raise SpecError(f"random_seed must be None or a whole number >= 0, got {random_seed!r}")
     design = fit.model.design
     spec = fit.model.spec
     needed = [v for v in design.formula.variables if v != design.response]
     if kind == "response":
         needed += [c for c in (spec.se, spec.trials) if c is not None]
     check_columns(data, needed)
+    _check_new_data(fit, data, kind)
     rng = np.random.default_rng(random_seed)
 
     X = evaluate_new(design.fixed_matrix, data, 0, "population-level terms")

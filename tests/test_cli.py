@@ -1,17 +1,27 @@
 """The command line, run in-process with small draws."""
 
+import importlib
+import inspect
+import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
 
 import hierbayes as hb
+import hierbayes.cli
 from hierbayes.cli import main
+from hierbayes.samplers import SAMPLERS
+
+from .conftest import quiet_fit
 
 SMALL = [
     "--draws",
@@ -74,7 +84,9 @@ def test_eight_schools_options_reach_the_model(tmp_path, capsys):
 def test_bad_hyperprior_exits_2_naming_it(tmp_path, capsys):
     assert main(["eight-schools", "--hyperprior", "halfcauhy:5", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "hierbayes: error: unknown prior 'halfcauhy'; did you mean 'halfcauchy'?" in err
+    assert err.startswith(
+        "hierbayes: error: --hyperprior: unknown prior 'halfcauhy'; did you mean 'halfcauchy'?"
+    )
     assert not any(tmp_path.iterdir())
 
 
@@ -122,7 +134,7 @@ def test_spec_file_missing_data_and_bad_toml(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nformula = "y ~ 1"\ndata = "nope.csv"\n')
     assert main(["fit", str(bad)]) == 2
-    assert "data file" in capsys.readouterr().err
+    assert "[model] data: data file 'nope.csv' does not exist" in capsys.readouterr().err
     bad.write_text("[model\n")
     assert main(["fit", str(bad)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
@@ -165,3 +177,399 @@ def test_fit_spec_without_group_terms_writes_the_posterior_only(tmp_path, capsys
     )
     assert "Pooling" not in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["posterior.nc"]
+
+
+# --- options, progress, interrupts and bad values; no sampling unless said ---------------
+
+
+class Stop(Exception):
+    """Raised by a stand-in for Model.fit once it has recorded its arguments."""
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Model.fit replaced: records the model's parameterization and fit's arguments."""
+    calls = []
+
+    def fit(self, **kwargs):
+        calls.append({"parameterization": self.spec.parameterization, **kwargs})
+        raise Stop
+
+    monkeypatch.setattr(hb.Model, "fit", fit)
+    return calls
+
+
+def command(name, tmp_path):
+    if name == "eight-schools":
+        return ["eight-schools", "--out", str(tmp_path / "out")]
+    return ["fit", str(write_spec(tmp_path)), "--out", str(tmp_path / "out")]
+
+
+@pytest.mark.parametrize("name", ["eight-schools", "fit"])
+def test_sampler_and_parameterization_reach_model_and_fit(tmp_path, recorded, name):
+    options = ["--sampler", "nutpie", "--parameterization", "marginal", "--draws", "10"]
+    with pytest.raises(Stop):
+        main([*command(name, tmp_path), *options, "--seed", "3", "--no-progress"])
+    (call,) = recorded
+    assert call["parameterization"] == "marginal"
+    assert call["sampler"] == "nutpie"
+    assert (call["draws"], call["random_seed"], call["progressbar"]) == (10, 3, False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_defaults_pymc_the_specs_parameterization_and_a_terminal_progress_bar(tmp_path, recorded):
+    """Without options: PyMC's sampler, the spec's parameterization (the model's default when
+    the spec has none), and progressbar=None, which Model.fit turns on in a terminal."""
+    with pytest.raises(Stop):
+        main(command("eight-schools", tmp_path))
+    with pytest.raises(Stop):
+        main(command("fit", tmp_path))  # write_spec gives no parameterization
+    eight, spec = recorded
+    assert eight["sampler"] == spec["sampler"] == "pymc"
+    assert eight["progressbar"] is spec["progressbar"] is None
+    assert eight["parameterization"] == "non-centered"  # models/eight_schools.toml
+    default = inspect.signature(hb.Model).parameters["parameterization"].default
+    assert spec["parameterization"] == default
+    assert (spec["draws"], spec["chains"], spec["random_seed"]) == (500, 4, 5)  # [sampler]
+
+
+def test_sampler_choices_are_the_three_samplers():
+    """The choices the CLI offers are the samplers Model.fit knows."""
+    assert SAMPLERS == ("pymc", "nutpie", "numpyro")
+    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "pymc"
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--sampler", "stan"), ("--parameterization", "noncentred")],
+)
+def test_unknown_choices_exit_2(tmp_path, capsys, recorded, option, value):
+    with pytest.raises(SystemExit) as info:
+        main([*command("fit", tmp_path), option, value])
+    assert info.value.code == 2
+    assert f"argument {option}: invalid choice: '{value}'" in capsys.readouterr().err
+    assert not recorded
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--draws", "-5"], "--draws: must be a whole number from 1 to 1,000,000, got -5"),
+        (["--draws", "0"], "--draws: must be a whole number from 1 to 1,000,000, got 0"),
+        (
+            ["--tune", "10000000"],
+            "--tune: must be a whole number from 1 to 1,000,000, got 10000000",
+        ),
+        (["--chains", "1000"], "--chains: must be a whole number from 1 to 64, got 1000"),
+        (["--cores", "0"], "--cores: must be a whole number from 1 to 64, got 0"),
+        (["--seed", "-1"], "--seed: must be a whole number from 0 to 4,294,967,295, got -1"),
+    ],
+)
+def test_bad_sampler_options_exit_2_before_sampling(tmp_path, capsys, recorded, options, message):
+    assert main([*command("fit", tmp_path), *options]) == 2
+    assert capsys.readouterr().err == f"hierbayes: error: {message}\n"
+    assert not recorded
+
+
+def test_out_that_is_a_file_exits_2_before_sampling(tmp_path, capsys, recorded):
+    (tmp_path / "taken").write_text("a file")
+    args = ["fit", str(write_spec(tmp_path)), "--out", str(tmp_path / "taken" / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"hierbayes: error: --out {str(tmp_path / 'taken' / 'out')!r}: "
+        f"{str(tmp_path / 'taken')!r} is a file, not a folder\n"
+    )
+    assert not recorded
+
+
+def test_spec_sampler_table_is_checked(tmp_path, capsys, recorded):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("draws = 500", "draws = -500"))
+    assert main(["fit", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"hierbayes: error: {spec} [sampler] draws: must be a whole number from 1 to "
+        "1,000,000, got -500\n"
+    )
+
+
+def test_formula_error_prints_the_caret(tmp_path, capsys, recorded):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("y ~ 1 + (1 | g)", "y ~ 1 + (1 | g"))
+    assert main(["fit", str(spec)]) == 2
+    assert capsys.readouterr().err == (
+        f"hierbayes: error: {spec} [model] formula: formula 'y ~ 1 + (1 | g' has a syntax "
+        "error at position 14: unclosed '(' (opened at position 8)\n"
+        "  y ~ 1 + (1 | g\n"
+        "                ^\n"
+    )
+
+
+def test_missing_optional_sampler_exits_2(tmp_path, capsys, monkeypatch):
+    def fit(self, **kwargs):
+        raise hb.errors.MissingDependencyError('nutpie is not installed: pip install "x[fast]"')
+
+    monkeypatch.setattr(hb.Model, "fit", fit)
+    assert main([*command("fit", tmp_path), "--sampler", "nutpie"]) == 2
+    assert capsys.readouterr().err == (
+        'hierbayes: error: nutpie is not installed: pip install "x[fast]"\n'
+    )
+
+
+@pytest.mark.parametrize("name", ["eight-schools", "fit"])
+def test_ctrl_c_while_sampling_exits_130_writing_nothing(tmp_path, capsys, monkeypatch, name):
+    def fit(self, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hb.Model, "fit", fit)
+    assert main(command(name, tmp_path)) == 130
+    out = tmp_path / "out"
+    assert capsys.readouterr().err == f"hierbayes: interrupted: nothing was written to {out}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [] if name == "eight-schools" else ["d.csv", "m.toml"]
+    )
+
+
+def test_ctrl_c_before_the_output_folder_is_known(tmp_path, capsys, monkeypatch):
+    def read_spec(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hierbayes.cli, "read_spec", read_spec)
+    assert main(["fit", str(tmp_path / "m.toml")]) == 130
+    assert capsys.readouterr().err == "hierbayes: interrupted: nothing was written\n"
+
+
+@pytest.mark.parametrize("phase", ["tuning", "sampling"])
+def test_ctrl_c_that_pymc_swallows_is_still_an_interrupt(tmp_path, capsys, monkeypatch, phase):
+    """PyMC catches Ctrl-C while sampling and returns the draws so far (or fails during
+    tuning); the command must not take them for a finished posterior. A real SIGINT is sent
+    from PyMC's per-draw callback, as Ctrl-C would send it."""
+    sample = pm.sample
+
+    def interrupted_sample(*args, **kwargs):
+        def callback(trace, draw):
+            if draw.draw_idx == (20 if phase == "tuning" else 120):
+                signal.raise_signal(signal.SIGINT)
+
+        return sample(*args, **kwargs, callback=callback)
+
+    monkeypatch.setattr(pm, "sample", interrupted_sample)
+    args = [*command("fit", tmp_path), "--draws", "100", "--tune", "100", "--chains", "1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what a truncated run may warn is not under test
+        status = main([*args, "--cores", "1", "--no-progress"])
+    assert status == 130
+    err = capsys.readouterr().err
+    assert err.endswith(f"hierbayes: interrupted: nothing was written to {tmp_path / 'out'}\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    """The model of write_spec, fitted briefly: a stand-in for what Model.fit returns."""
+    df = pd.DataFrame(
+        {
+            "y": [28.0, 8, -3, 7, -1, 1, 18, 12],
+            "s": [15.0, 10, 16, 11, 9, 11, 10, 18],
+            "g": list("ABCDEFGH"),
+        }
+    )
+    model = hb.Model(
+        "y ~ 1 + (1 | g)",
+        df,
+        se="s",
+        priors={"sd": hb.priors.HalfNormal(5)},
+        parameterization="non-centered",
+    )
+    return quiet_fit(model, draws=100, tune=100, chains=2, cores=1, random_seed=1)
+
+
+def fake_fit(monkeypatch, fit):
+    monkeypatch.setattr(hb.Model, "fit", lambda self, **kwargs: fit)
+
+
+def cut(path, **kwargs):
+    """An inner writer cut short by Ctrl-C."""
+    Path(path).write_bytes(b"half a fi")
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "writer", ["matplotlib.figure.Figure.savefig", "arviz.InferenceData.to_netcdf"]
+)
+def test_ctrl_c_while_writing_writes_nothing(tmp_path, capsys, monkeypatch, small_fit, writer):
+    """Ctrl-C in the first or the last writer: no file is replaced, no temporary is left,
+    and a folder the command made is removed again."""
+    fake_fit(monkeypatch, small_fit)
+    module, cls, method = writer.rsplit(".", 2)
+    target = getattr(importlib.import_module(module), cls)
+    monkeypatch.setattr(target, method, lambda self, path, **kw: cut(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        assert main(command("fit", tmp_path)) == 130
+    out = tmp_path / "out"
+    assert capsys.readouterr().err == f"hierbayes: interrupted: nothing was written to {out}\n"
+    assert not out.exists()
+    out.mkdir()
+    (out / "pooling.csv").write_text("an earlier run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        assert main(command("fit", tmp_path)) == 130
+    assert [p.name for p in out.iterdir()] == ["pooling.csv"]
+    assert (out / "pooling.csv").read_text() == "an earlier run"
+
+
+def test_ctrl_c_between_renames_names_the_complete_files(tmp_path, capsys, monkeypatch, small_fit):
+    fake_fit(monkeypatch, small_fit)
+    replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        replace(src, dst)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        assert main(command("fit", tmp_path)) == 130
+    out = tmp_path / "out"
+    assert capsys.readouterr().err == (
+        f"hierbayes: interrupted: pooling.png in {out} is complete; nothing else was written\n"
+    )
+    assert [p.name for p in out.iterdir()] == ["pooling.png"]
+
+
+def test_results_written_together(tmp_path, capsys, monkeypatch, small_fit):
+    fake_fit(monkeypatch, small_fit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        status = main(command("fit", tmp_path))
+    out = tmp_path / "out"
+    assert status == (0 if small_fit.diagnostics.ok else 1)
+    assert sorted(p.name for p in out.iterdir()) == ["pooling.csv", "pooling.png", "posterior.nc"]
+    written = ", ".join(str(out / n) for n in ("pooling.png", "pooling.csv", "posterior.nc"))
+    assert capsys.readouterr().out.endswith(f"\nwrote {written}\n")
+
+
+GOOD = pd.DataFrame(
+    {
+        "y": [28.0, 8, -3, 7, -1, 1, 18, 12],
+        "x": [0.5, 1.2, -0.3, 0.8, 2.0, -1.1, 0.1, 0.9],
+        "s": [15.0, 10, 16, 11, 9, 11, 10, 18],
+        "k": [1, 0, 3, 2, 5, 1, 0, 4],
+        "n": [5, 5, 5, 5, 6, 6, 6, 6],
+        "g": list("AABBCCDD"),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "edit, model, message",
+    [
+        (
+            {},
+            'formula = "y ~ x + (1 | gg)"',
+            "column 'gg' is used by the model but is not in the data. Did you mean 'g'?",
+        ),
+        (
+            {"x": [0.5, np.nan, -0.3, 0.8, 2.0, np.nan, 0.1, 0.9]},
+            "",
+            "column 'x' has missing "
+            "values (NaN/None) in 2 rows (1, 5). hierbayes never drops rows silently",
+        ),
+        (
+            {"y": [28.0, 8, -3, 7, -1, 1, 18, "inf"]},
+            "",
+            "column 'y' has infinite values in 1 row (7)",
+        ),
+        ({"y": list("abcdefgh")}, "", "response column 'y' has dtype"),
+        (
+            {"s": [15.0, 0, 16, 11, -9, 11, 10, 18]},
+            'se = "s"',
+            "standard-error column 's' has "
+            "values <= 0 in 2 rows (1, 4): known standard errors must be positive",
+        ),
+        (
+            {"x": [1.0] * 8},
+            "",
+            "population-level terms: predictor 'x' is constant (1 in every "
+            "row), so its effect cannot be told from the intercept: remove it from the formula",
+        ),
+        (
+            {},
+            'formula = "y ~ x + w + (1 | g)"',
+            "population-level terms: predictor 'w' is a "
+            "linear combination of ['Intercept', 'x'] (perfectly collinear): remove one of them",
+        ),
+        (
+            {},
+            'formula = "k ~ x + (1 | g)"\nfamily = "bernoulli"',
+            "response column 'k' has "
+            "values that are not 0 or 1 in 4 rows (2, 3, 4, 7), as the bernoulli family needs",
+        ),
+        (
+            {"k": [1, 0, -3, 2, 5, 1.5, 0, 4]},
+            'formula = "k ~ x + (1 | g)"\nfamily = "poisson"',
+            "response column 'k' has values that are not non-negative integer counts in 2 rows "
+            "(2, 5)",
+        ),
+        (
+            {"k": [1, 0, 3, 2, 9, 1, 0, 4]},
+            'formula = "k ~ x + (1 | g)"\nfamily = "binomial"\ntrials = "n"',
+            "response column 'k' exceeds its number of trials in 1 row (4): "
+            "successes must lie in 0..trials",
+        ),
+        (
+            {},
+            '[priors]\nIntercpt = "normal:0,5"',
+            "unknown prior key 'Intercpt'; did you mean 'Intercept'?",
+        ),
+    ],
+)
+def test_data_and_spec_problems_exit_2_naming_column_and_rows(
+    tmp_path, capsys, recorded, edit, model, message
+):
+    """Each problem stops the command before sampling, with one message naming the column,
+    the rows and the fix (the TOML spec path of the Model checks)."""
+    data = GOOD.assign(w=2 * GOOD["x"] + 1, **edit)
+    data.to_csv(tmp_path / "d.csv", index=False)
+    lines = ["[model]", 'formula = "y ~ x + (1 | g)"', 'data = "d.csv"']
+    if model.startswith("formula"):
+        lines = lines[:1] + lines[2:]
+    if model.startswith("[priors]"):
+        lines.append(model)
+    elif model:
+        lines.insert(1, model)
+    (tmp_path / "m.toml").write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.IdentifiabilityWarning)  # four groups
+        status = main(["fit", str(tmp_path / "m.toml"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.startswith("hierbayes: error: " + message), err
+    assert not recorded and not (tmp_path / "out").exists()
+
+
+def test_groups_with_one_observation_reach_the_sampler(tmp_path, recorded):
+    GOOD.assign(g=list("ABCDEFGH")).to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "m.toml").write_text(
+        '[model]\nformula = "y ~ x + (1 | g)"\ndata = "d.csv"\nse = "s"\n'
+    )
+    with pytest.raises(Stop):
+        main(["fit", str(tmp_path / "m.toml"), "--out", str(tmp_path / "out")])
+    assert len(recorded) == 1
+
+
+def test_out_of_range_prior_arguments_name_the_key(tmp_path, capsys, recorded):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("sigma = 5", "sigma = -5"))
+    assert main(["fit", str(spec)]) == 2
+    assert capsys.readouterr().err == (
+        f"hierbayes: error: {spec} [priors] sd: HalfNormal: sigma must be a positive finite "
+        "number, got -5\n"
+    )
+    assert main(["eight-schools", "--hyperprior", "halfcauchy:0"]) == 2
+    assert capsys.readouterr().err == (
+        "hierbayes: error: --hyperprior: HalfCauchy: beta must be a positive finite number, "
+        "got 0.0\n"
+    )

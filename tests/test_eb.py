@@ -446,3 +446,18 @@ def test_fixed_cov_is_the_matrix_behind_fixed_se(fits):
     for eb in fits.values():
         np.testing.assert_allclose(np.sqrt(np.diag(eb.fixed_cov)), eb.fixed_se, rtol=1e-12)
         assert list(eb.fixed_cov.index) == list(eb.fixed.index)
+
+
+def test_one_observation_group_of_varying_intercepts_keeps_its_own_fit():
+    """(1 | g) with a one-row group: its own fit is that row (less the common slope), with
+    standard error sigma; allowed, and no note (contrast the slopes model above)."""
+    rng = np.random.default_rng(8)
+    g = np.repeat(np.arange(6), [1, 3, 5, 8, 10, 12])
+    x = rng.normal(size=g.size)
+    data = pd.DataFrame({"y": 1 + 0.5 * x + rng.normal(0, 0.7, 6)[g] + rng.normal(size=g.size)})
+    eb = empirical_bayes(hb.Model("y ~ x + (1 | g)", data.assign(x=x, g=g)))
+    row = eb.table.set_index("group").loc[0]
+    assert row["n"] == 1
+    np.testing.assert_allclose(row["ols"], data["y"][0] - eb.fixed["x"] * x[0], rtol=1e-10)
+    np.testing.assert_allclose(row["ols_se"], eb.residual_sd, rtol=1e-10)
+    assert not any("too few observations" in note for note in eb.notes)

@@ -1,9 +1,17 @@
 """Save and load: lossless round trip, atomic and careful writes, clear errors."""
 
+import os
+import signal
+import stat
+from pathlib import Path
+
+import arviz as az
 import numpy as np
 import pytest
 
 import hierbayes as hb
+import hierbayes.io
+from hierbayes.io import atomic_write, atomic_write_all
 
 
 def test_round_trip_reports_predicts_and_compares_without_refit(tmp_path, regression_fit):
@@ -59,8 +67,6 @@ def test_truncated_foreign_and_altered_files(tmp_path, regression_fit):
     regression_fit.idata.to_netcdf(str(foreign), engine="h5netcdf")
     with pytest.raises(hb.FileFormatError, match="not a hierbayes fit"):
         hb.load(foreign)
-    import arviz as az
-
     idata = az.from_netcdf(path, engine="h5netcdf")
     idata.load()
     idata.constant_data["y"] = idata.constant_data["y"] + 1.0
@@ -71,3 +77,111 @@ def test_truncated_foreign_and_altered_files(tmp_path, regression_fit):
     with pytest.raises(FileNotFoundError):
         hb.load(tmp_path / "missing.nc")
     assert issubclass(hb.FileFormatError, ValueError)
+
+
+def interrupt(tmp):
+    """A writer cut short by Ctrl-C: half a file, then KeyboardInterrupt."""
+    tmp.write_bytes(b"half a fi")
+    raise KeyboardInterrupt
+
+
+def test_atomic_write_interrupted_leaves_no_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_interrupted_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupt)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+    assert target.read_text() == "old"
+
+
+def test_atomic_write_interrupted_by_a_real_sigint(tmp_path):
+    def writer(tmp):
+        tmp.write_text("half")
+        signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends
+        tmp.write_text("never reached")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "out.txt", writer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_other_failures_clean_up_too(tmp_path):
+    def writer(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "out.txt", writer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_creates_files_with_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    target = tmp_path / "out.txt"
+    atomic_write(target, lambda tmp: tmp.write_text("x"))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_write_all_writes_nothing_if_one_writer_is_interrupted(tmp_path):
+    (tmp_path / "a.txt").write_text("old a")
+    writes = [
+        (tmp_path / "a.txt", lambda tmp: tmp.write_text("new a")),
+        (tmp_path / "b.txt", lambda tmp: tmp.write_text("new b")),
+        (tmp_path / "c.txt", interrupt),
+    ]
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_all(writes, done=done)
+    assert done == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"
+
+
+def test_atomic_write_all_interrupted_between_renames_reports_what_landed(tmp_path, monkeypatch):
+    """Ctrl-C during the renames: it waits until the rename in progress is recorded."""
+    (tmp_path / "b.txt").write_text("old b")
+    replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        replace(src, dst)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(hb.io.os, "replace", replace_then_interrupt)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_all(
+            [
+                (tmp_path / "a.txt", lambda tmp: tmp.write_text("new a")),
+                (tmp_path / "b.txt", lambda tmp: tmp.write_text("new b")),
+            ],
+            done=done,
+        )
+    assert done == [tmp_path / "a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+    assert (tmp_path / "a.txt").read_text() == "new a"
+    assert (tmp_path / "b.txt").read_text() == "old b"
+
+
+def test_save_interrupted_mid_write_leaves_nothing(tmp_path, monkeypatch, regression_fit):
+    """Fit.save's inner writer (netCDF) cut short: no file, no temporary, old file kept."""
+
+    def to_netcdf(self, filename, **kwargs):
+        interrupt(Path(filename))
+
+    monkeypatch.setattr(az.InferenceData, "to_netcdf", to_netcdf)
+    with pytest.raises(KeyboardInterrupt):
+        regression_fit.save(tmp_path / "fit.nc")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "fit.nc").write_bytes(b"previous fit")
+    with pytest.raises(KeyboardInterrupt):
+        regression_fit.save(tmp_path / "fit.nc", overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+    assert (tmp_path / "fit.nc").read_bytes() == b"previous fit"

@@ -9,6 +9,8 @@ import pytest
 
 import hierbayes as hb
 
+from .conftest import quiet_fit
+
 F = "y ~ 1 + (1 | school)"
 
 
@@ -214,3 +216,156 @@ def test_dropna_with_complete_data_changes_nothing(regression_data):
         warnings.simplefilter("error")
         m = hb.Model("y ~ x + (1 | g)", regression_data, dropna=True)
     assert m.dropped.empty and m.design.n_obs == len(regression_data)
+
+
+# --- the audit: each entry point refuses bad input naming column, rows and fix ----------------
+
+
+def test_groups_with_one_observation_are_allowed(eight):
+    """Every school has one observation: allowed (empirical Bayes notes where its own-fit
+    baseline cannot use such a group; see test_eb)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = model(eight)
+    assert (m.design.factors[0].counts == 1).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"draws": 1.5}, "draws must be a positive integer, got 1.5"),
+        ({"draws": True}, "draws must be a positive integer, got True"),
+        ({"tune": -1}, "tune must be a positive integer, got -1"),
+        ({"chains": 0}, "chains must be a positive integer, got 0"),
+        ({"chains": "4"}, "chains must be a positive integer, got '4'"),
+        ({"target_accept": 0.2}, r"target_accept must be in \[0.5, 1\), got 0.2"),
+        ({"target_accept": float("nan")}, r"target_accept must be in \[0.5, 1\), got nan"),
+    ],
+)
+def test_fit_argument_types(eight_models, kwargs, message):
+    with pytest.raises(hb.SpecError, match=message):
+        eight_models["non-centered"].fit(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def small_fits(eight_fit, regression_fit):
+    """Fits with known SEs (eight schools), estimated sigma, and a brief binomial one."""
+    rng = np.random.default_rng(5)
+    g = np.repeat([f"g{k:02d}" for k in range(6)], 8)
+    x = rng.normal(size=g.size)
+    n = rng.integers(1, 9, g.size)
+    binomial = pd.DataFrame({"k": rng.binomial(n, 0.4), "n": n, "x": x, "g": g})
+    model = hb.Model(
+        "k ~ x + (1 | g)", binomial, family="binomial", trials="n", parameterization="non-centered"
+    )
+    brief = quiet_fit(model, draws=100, tune=100, chains=1, cores=1, random_seed=2)
+    return {"se": eight_fit, "gaussian": regression_fit, "binomial": brief}
+
+
+NEW = pd.DataFrame(
+    {"x": [0.1, 0.2, 0.3, 0.4], "g": ["g00", "g01", "g02", "g03"], "n": [4, 4, 4, 4]},
+    index=[10, 11, 12, 13],
+)
+
+
+@pytest.mark.parametrize(
+    "column, values, message",
+    [
+        (
+            "x",
+            [0.1, np.nan, 0.3, np.nan],
+            "column 'x' has missing values (NaN/None) in 2 rows (11, 13). hierbayes never "
+            "drops rows silently: remove or impute these rows before fitting",
+        ),
+        (
+            "x",
+            [0.1, np.inf, 0.3, 0.4],
+            "column 'x' has infinite values in 1 row (11). hierbayes never drops rows "
+            "silently: remove or impute these rows before fitting",
+        ),
+        (
+            "x",
+            ["0.1", "a", "0.3", "b"],
+            "column 'x' holds numbers in the model's data but not in 2 rows (11, 13) of the "
+            "new data: convert it with pd.to_numeric",
+        ),
+        (
+            "g",
+            ["g00", None, "g02", "g03"],
+            "column 'g' has missing values (NaN/None) in 1 row (11)",
+        ),
+    ],
+)
+def test_predict_bad_cells_name_column_and_rows(small_fits, column, values, message):
+    new = NEW.assign(**{column: values})
+    with pytest.raises(hb.DataError) as info:
+        small_fits["gaussian"].predict(new)
+    assert str(info.value).startswith(message)
+
+
+def test_predict_missing_column_suggests_the_closest(small_fits):
+    with pytest.raises(hb.DataError, match=r"column 'x' .* not in the data\. Did you mean 'xx'"):
+        small_fits["gaussian"].predict(NEW.rename(columns={"x": "xx"}))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "1", True])
+def test_predict_random_seed(small_fits, seed):
+    with pytest.raises(
+        hb.SpecError,
+        match=re.escape(f"random_seed must be None or a whole number >= 0, got {seed!r}"),
+    ):
+        small_fits["gaussian"].predict(NEW, random_seed=seed)
+
+
+@pytest.mark.parametrize(
+    "values, what",
+    [([1.0, 0.0, -2.0, 3.0], "2 rows (1, 2)"), (["1", "a", "2", "3"], "1 row (1)")],
+)
+def test_predict_response_needs_positive_standard_errors(small_fits, eight, values, what):
+    new = eight.iloc[:4].assign(sigma=values)
+    assert small_fits["se"].predict(new).shape[-1] == 4  # the mean does not use them
+    with pytest.raises(hb.DataError) as info:
+        small_fits["se"].predict(new, kind="response")
+    assert str(info.value) == (
+        f"standard-error column 'sigma' has values that are not positive numbers in {what}; "
+        "kind='response' draws the response with them: correct these rows"
+    )
+
+
+@pytest.mark.parametrize(
+    "values, what",
+    [
+        ([4, 2.5, 0, 4], "2 rows (11, 12)"),
+        ([4, -2, 4, 4], "1 row (11)"),
+        (["4", "four", "4", "4"], "1 row (11)"),
+    ],
+)
+def test_predict_response_needs_whole_trials(small_fits, values, what):
+    new = NEW.assign(n=values)
+    with pytest.raises(hb.DataError) as info:
+        small_fits["binomial"].predict(new, kind="response")
+    assert str(info.value) == (
+        f"trials column 'n' has values that are not whole numbers of at least 1 in {what}; "
+        "kind='response' draws the response with them: correct these rows"
+    )
+    with pytest.raises(hb.DataError, match="column 'n' is used by the model but is not in"):
+        small_fits["binomial"].predict(NEW.drop(columns="n"), kind="response")
+
+
+@pytest.mark.parametrize("kind", ["mean", "response"])
+def test_predict_accepts_good_rows(small_fits, kind):
+    pred = small_fits["binomial"].predict(NEW, kind=kind, random_seed=1)
+    assert pred.shape == (1, 100, 4) and np.isfinite(pred.values).all()
+
+
+def test_empirical_bayes_needs_a_model(small_fits):
+    fit = small_fits["gaussian"]
+    with pytest.raises(hb.SpecError) as info:
+        hb.empirical_bayes(fit)
+    assert str(info.value) == (
+        "empirical_bayes needs a hierbayes.Model, got Fit: pass fit.model, as in "
+        "hb.empirical_bayes(hb.Model(formula, data))"
+    )
+    with pytest.raises(hb.SpecError, match="needs a hierbayes.Model, got DataFrame, as in"):
+        hb.empirical_bayes(fit.model.data)
+    assert hb.empirical_bayes(fit.model).factor == "g"
