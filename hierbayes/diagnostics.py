@@ -8,11 +8,13 @@ and no divergent transitions after tuning.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
 
+from hierbayes.convergence import convergence
 from hierbayes.errors import SamplingWarning
 
 __all__ = ["Diagnostics", "diagnose", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
@@ -22,12 +24,14 @@ ESS_PER_CHAIN = 100
 BFMI_MIN = 0.3
 
 
-def _worst(dataset, reduce, pick) -> tuple[float, str]:
-    """The worst value over every variable of an ArviZ diagnostic dataset, and its name."""
+def _worst(
+    per_variable: Mapping[str, np.ndarray], reduce: Callable, pick: Callable
+) -> tuple[float, str]:
+    """The worst value over every variable of one diagnostic, and the variable's name."""
     finite = {}
-    for name in dataset.data_vars:
-        values = np.asarray(dataset[name].values, dtype=float).ravel()
-        values = values[np.isfinite(values)]  # a constant quantity has no R-hat or ESS
+    for name, values in per_variable.items():
+        values = np.asarray(values, dtype=float).ravel()
+        values = values[np.isfinite(values)]  # a constant quantity has no R-hat
         if values.size:
             finite[name] = float(reduce(values))
     if not finite:
@@ -145,6 +149,10 @@ class Diagnostics:
 def diagnose(idata: az.InferenceData) -> Diagnostics:
     """Compute the diagnostics of a sampled posterior (every posterior variable counts).
 
+    R-hat and the bulk and tail ESS are those of ``arviz.rhat`` and ``arviz.ess``, computed by
+    :mod:`hierbayes.convergence` for all elements of a variable at once; E-BFMI is
+    ``arviz.bfmi``.
+
     Examples
     --------
     >>> import numpy as np, arviz as az
@@ -159,13 +167,13 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     """
     post = idata.posterior
     stats = idata.sample_stats
-    with warnings.catch_warnings():
-        # constant quantities (the unit diagonal of a correlation matrix) have no R-hat or
-        # ESS: ArviZ divides 0 by 0 for them, and _worst skips the NaN it returns
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = az.rhat(post)
-        ess_bulk = az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
+    # the rank-normalised split R-hat and bulk and tail ESS of arviz.rhat and arviz.ess,
+    # vectorised over each variable's elements (hierbayes.convergence); a constant quantity
+    # (the unit diagonal of a correlation matrix) has a NaN R-hat, which _worst skips
+    rhat, ess_bulk, ess_tail = {}, {}, {}
+    for name, var in post.data_vars.items():
+        draws = var.transpose("chain", "draw", ...).values
+        rhat[name], ess_bulk[name], ess_tail[name] = convergence(draws)
     max_rhat, rhat_var = _worst(rhat, np.max, max)
     min_bulk, ess_var = _worst(ess_bulk, np.min, min)
     min_tail, _ = _worst(ess_tail, np.min, min)
