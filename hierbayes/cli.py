@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 from hierbayes.datasets import resource_path
@@ -47,43 +44,6 @@ _SAMPLER_OPTIONS = {
     "cores": "--cores",
     "random_seed": "--seed",
 }
-
-
-class _SamplingInterrupts:
-    """Notice Ctrl-C during sampling, also when the sampler swallows it.
-
-    PyMC catches a KeyboardInterrupt while sampling and returns the draws made so far (or,
-    during tuning, fails with an unrelated error). Inside this context SIGINT also sets
-    ``hit``, and on exit a hit is raised again as KeyboardInterrupt, so that no truncated
-    posterior is taken for a finished one. Only the main thread can install the handler;
-    elsewhere, or when SIGINT is not Python's default handler, this does nothing.
-    """
-
-    def __enter__(self) -> _SamplingInterrupts:
-        self.hit = False
-        self.previous: Any = None
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.hit = True
-        raise KeyboardInterrupt
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.hit and exc_type is not KeyboardInterrupt:
-            raise KeyboardInterrupt from None
-        return False
 
 
 def _check_out(out: Path) -> None:
@@ -137,8 +97,7 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
 
     model = Model.from_spec(spec.model, read_csv(spec.data))
     print(model, end="\n\n")
-    with _SamplingInterrupts():
-        fit = model.fit(**settings)
+    fit = model.fit(**settings)  # Ctrl-C raises KeyboardInterrupt (samplers.Interrupts)
     print(f"Diagnostics\n{fit.diagnostics}\n")
     print(f"Population-level and group-SD parameters\n{fit.summary().to_string()}\n")
     writes, figure = [], None

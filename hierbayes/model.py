@@ -38,6 +38,10 @@ __all__ = ["Model", "DEFAULT_TARGET_ACCEPT"]
 DEFAULT_TARGET_ACCEPT = 0.95
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def _default_progressbar() -> bool:
     """On in a terminal or notebook, off under CI or when output is redirected."""
     if os.environ.get("CI"):
@@ -240,13 +244,26 @@ class Model:
         >>> fit.diagnostics.divergences  # doctest: +SKIP
         0
         """
+        limits = {"draws": 1_000_000, "tune": 1_000_000, "chains": 64}
         for name, value in {"draws": draws, "tune": tune, "chains": chains}.items():
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise SpecError(f"{name} must be a positive integer, got {value!r}")
+            if not _is_int(value) or not 1 <= value <= limits[name]:
+                raise SpecError(
+                    f"{name} must be a whole number from 1 to {limits[name]:,}, got {value!r}"
+                )
+        if cores is not None and (not _is_int(cores) or not 1 <= cores <= 64):
+            raise SpecError(f"cores must be a whole number from 1 to 64 (or None), got {cores!r}")
+        if not isinstance(target_accept, float | int) or isinstance(target_accept, bool):
+            raise SpecError(f"target_accept must be a number in [0.5, 1), got {target_accept!r}")
         if not 0.5 <= target_accept < 1:
             raise SpecError(f"target_accept must be in [0.5, 1), got {target_accept!r}")
+        if random_seed is not None and (not _is_int(random_seed) or not 0 <= random_seed < 2**32):
+            raise SpecError(
+                f"random_seed must be a whole number from 0 to 2**32 - 1 (or None), "
+                f"got {random_seed!r}"
+            )
         if random_seed is None:
             random_seed = int(np.random.SeedSequence().entropy % 2**32)
+        random_seed = int(random_seed)
         cores = cores or max(1, min(chains, os.cpu_count() or 1))
         progressbar = _default_progressbar() if progressbar is None else progressbar
         # One BLAS thread per chain: the matrices are small, and with two chains on two cores
@@ -255,6 +272,7 @@ class Model:
         # kinetic energy; NUTS rejects such a step (a divergence, which the diagnostics
         # report), so NumPy's floating-point warnings are silenced inside the sampler only.
         with (
+            samplers.Interrupts(),
             threadpool_limits(limits=1, user_api="blas"),
             np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"),
         ):

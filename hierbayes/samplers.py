@@ -42,10 +42,12 @@ samplers use different random streams, so their draws differ from one another.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
-from types import ModuleType
+from types import FrameType, ModuleType, TracebackType
 from typing import Any
 
 import arviz as az
@@ -57,7 +59,7 @@ from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constant
 
 from hierbayes.errors import MissingDependencyError, SpecError, unknown_name
 
-__all__ = ["SAMPLERS", "sample"]
+__all__ = ["SAMPLERS", "Interrupts", "sample"]
 
 #: The names :func:`sample` accepts.
 SAMPLERS: tuple[str, ...] = ("pymc", "nutpie", "numpyro")
@@ -173,6 +175,43 @@ def sample(
         chains=chains,
         attrs={"sampler": sampler, "sampling_time": sampling_time, "tuning_steps": tune},
     )
+
+
+class Interrupts:
+    """Notice Ctrl-C during sampling, also when the sampler swallows it.
+
+    PyMC catches a KeyboardInterrupt while sampling and returns the draws made so far (or,
+    during tuning, fails with an unrelated error). Inside this context SIGINT also sets
+    ``hit``, and on exit a hit is raised again as KeyboardInterrupt, so that no truncated
+    posterior is taken for a finished one. Only the main thread can install the handler;
+    elsewhere, or when SIGINT is not Python's default handler, this does nothing.
+    """
+
+    def __enter__(self) -> Interrupts:
+        self.hit = False
+        self.previous: Any = None
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.hit and exc_type is not KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+        return False
 
 
 def _require(module: str, sampler: str) -> ModuleType:

@@ -182,7 +182,7 @@ def test_not_a_dataframe():
 
 def test_fit_arguments(eight_models):
     m = eight_models["non-centered"]
-    with pytest.raises(hb.SpecError, match="draws must be a positive integer"):
+    with pytest.raises(hb.SpecError, match="draws must be a whole number from 1 to 1,000,000"):
         m.fit(draws=0)
     with pytest.raises(hb.SpecError, match="target_accept must be in"):
         m.fit(target_accept=1.0)
@@ -233,13 +233,21 @@ def test_groups_with_one_observation_are_allowed(eight):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"draws": 1.5}, "draws must be a positive integer, got 1.5"),
-        ({"draws": True}, "draws must be a positive integer, got True"),
-        ({"tune": -1}, "tune must be a positive integer, got -1"),
-        ({"chains": 0}, "chains must be a positive integer, got 0"),
-        ({"chains": "4"}, "chains must be a positive integer, got '4'"),
+        ({"draws": 1.5}, "draws must be a whole number from 1 to 1,000,000, got 1.5"),
+        ({"draws": True}, "draws must be a whole number from 1 to 1,000,000, got True"),
+        ({"tune": -1}, "tune must be a whole number from 1 to 1,000,000, got -1"),
+        ({"chains": 0}, "chains must be a whole number from 1 to 64, got 0"),
+        ({"chains": "4"}, "chains must be a whole number from 1 to 64, got '4'"),
+        ({"chains": 10**6}, "chains must be a whole number from 1 to 64, got 1000000"),
+        ({"cores": 0}, r"cores must be a whole number from 1 to 64 \(or None\), got 0"),
+        ({"cores": "2"}, r"cores must be a whole number from 1 to 64 \(or None\), got '2'"),
         ({"target_accept": 0.2}, r"target_accept must be in \[0.5, 1\), got 0.2"),
         ({"target_accept": float("nan")}, r"target_accept must be in \[0.5, 1\), got nan"),
+        ({"target_accept": "0.9"}, r"target_accept must be a number in \[0.5, 1\), got '0.9'"),
+        ({"target_accept": None}, r"target_accept must be a number in \[0.5, 1\), got None"),
+        ({"random_seed": -1}, r"random_seed must be a whole number from 0 to 2\*\*32 - 1"),
+        ({"random_seed": 1.5}, r"random_seed must be a whole number .* got 1.5"),
+        ({"sampler": "stan"}, "unknown sampler 'stan'"),
     ],
 )
 def test_fit_argument_types(eight_models, kwargs, message):
