@@ -40,6 +40,11 @@ def _worst(
     return float(finite[name]), name
 
 
+def _samples_centered(parameterization: str) -> bool:
+    """Whether a plan (``"centered"``, ``"auto: g mixed (...)"``) samples a group centered."""
+    return "centered" in parameterization.replace("non-centered", "")
+
+
 @dataclass(frozen=True)
 class Diagnostics:
     """Convergence diagnostics of one fit.
@@ -82,11 +87,11 @@ class Diagnostics:
             )
             can_raise = target_accept is None or target_accept < 0.99
             raise_ta = f"raise target_accept{ta} towards 0.99" if can_raise else ""
-            if parameterization == "centered":
+            if _samples_centered(parameterization):
                 fix = (
                     " The centered graph has a funnel between a group SD and its group effects: "
-                    "use parameterization='non-centered'"
-                    + (f", or {raise_ta}." if can_raise else ".")
+                    "use parameterization='non-centered' (or 'marginal' for a Gaussian model "
+                    "with one grouping factor)" + (f", or {raise_ta}." if can_raise else ".")
                 )
             else:
                 first = (
@@ -102,7 +107,7 @@ class Diagnostics:
         if np.isfinite(self.max_rhat) and self.max_rhat > RHAT_MAX:
             graph = (
                 "; with few or noisy groups try parameterization='non-centered'"
-                if parameterization == "centered"
+                if _samples_centered(parameterization)
                 else ""
             )
             out.append(

@@ -43,7 +43,7 @@ class Fit:
         if warn:
             warn_problems(
                 self.diagnostics,
-                parameterization=model.parameterization,
+                parameterization=model.plan.describe(),
                 target_accept=target_accept,
                 stacklevel=4,
             )
@@ -132,6 +132,6 @@ class Fit:
     def __repr__(self) -> str:
         post = self.idata.posterior
         return (
-            f"hierbayes.Fit: {self.model.spec.formula} ({self.model.parameterization}), "
+            f"hierbayes.Fit: {self.model.spec.formula} ({self.model.plan.describe()}), "
             f"{post.sizes['chain']} chains x {post.sizes['draw']} draws\n{self.diagnostics}"
         )

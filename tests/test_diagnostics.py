@@ -45,10 +45,12 @@ PARAMS = pytest.mark.parametrize(
         (
             "centered",
             0.95,
-            "use parameterization='non-centered', or raise target_accept (now 0.95)",
+            "use parameterization='non-centered' (or 'marginal' for a Gaussian model with one "
+            "grouping factor), or raise target_accept (now 0.95)",
             "",
         ),
-        ("centered", 0.99, "use parameterization='non-centered'.", "raise target_accept"),
+        ("centered", 0.99, "with one grouping factor).", "raise target_accept"),
+        ("auto: g mixed (3 centered, 5 non-centered)", 0.99, "parameterization='non-c", "target"),
         ("non-centered", 0.9, "Raise target_accept (now 0.9) towards 0.99", ""),
         ("non-centered", 0.99, "Use a more informative prior on the group SD", "target_accept"),
     ],
@@ -59,6 +61,8 @@ def test_rhat_advice_names_the_graph_only_when_centered():
     d = Diagnostics(**{**GOOD, "max_rhat": 1.05})
     assert "non-centered" in d.problems(parameterization="centered")[0]
     assert "non-centered" not in d.problems(parameterization="non-centered")[0]
+    assert "non-centered" not in d.problems(parameterization="auto: g non-centered")[0]
+    assert "non-centered" in d.problems(parameterization="auto: g centered")[0]
 
 
 @PARAMS
