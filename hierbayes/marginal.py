@@ -168,23 +168,24 @@ def marginal_loglik(
     ``beta`` (p,), ``chol`` the q x q factor L of T, ``sigma`` the residual SD (None when
     the standard errors are known).
     """
-    q = stats.ZtZ.shape[1]
+    J, q = stats.Zty.shape
     p = stats.XtX.shape[0]
     if p:
-        c = stats.Zty - pt.tensordot(stats.ZtX, beta, axes=[[2], [0]])
+        r = stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
         s = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
     else:
-        c, s = pt.as_tensor(stats.Zty), pt.as_tensor(stats.yty)
-    A: Any = stats.ZtZ
-    if sigma is not None:
-        precision = sigma**-2.0
-        A, c, s = A * precision, c * precision, s * precision
+        r, s = pt.as_tensor(stats.Zty), pt.as_tensor(stats.yty)
+    if sigma is None:
+        L, log_det_r = chol, stats.log_det_r
+    else:  # A = Z'Z / sigma^2 and c = r / sigma^2: fold one 1/sigma into L, one into r
+        L, r, s = chol / sigma, r / sigma, s / sigma**2
         log_det_r = 2.0 * stats.n_obs * pt.log(sigma)
-    else:
-        log_det_r = stats.log_det_r
-    B = pt.tensordot(pt.tensordot(A, chol, axes=[[2], [0]]), chol, axes=[[1], [0]])  # L'AL
-    w = pt.tensordot(c, chol, axes=[[1], [0]])  # (J, q): L'c per group
-    M = [[B[:, i, k] + float(i == k) for k in range(q)] for i in range(q)]
+    # L'AL for every group as one (J, q^2) x (q^2, q^2) product: column a q + b of the result
+    # is sum_km L_ka L_mb (Z'Z)_km
+    K = (L[:, None, :, None] * L[None, :, None, :]).reshape((q * q, q * q))
+    B = pt.dot(stats.ZtZ.reshape(J, q * q), K)
+    w = pt.dot(r, L)  # (J, q): L'c per group
+    M = [[B[:, i * q + k] + float(i == k) for k in range(q)] for i in range(q)]
     C = _cholesky(M, pt.sqrt)
     v = _forward(C, [w[:, i] for i in range(q)])
     log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
