@@ -34,6 +34,8 @@ vectorised over the groups (and draws), so the same code serves PyTensor graphs 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,7 +238,11 @@ def draw_group_effects(
     S, (J, q) = beta.shape[0], stats.Zty.shape
     out = np.empty((q, S, J))
     ZtZ = stats.ZtZ.reshape(J, q * q).T
-    for start in range(0, S, chunk):
+    starts = range(0, S, chunk)
+    # one random stream per chunk, so the draws do not depend on how many threads run
+    streams = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(starts))
+
+    def fill(start: int, stream: np.random.SeedSequence) -> None:
         sl = slice(start, min(start + chunk, S))
         n = sl.stop - sl.start
         precision = np.ones(n) if sigma is None else sigma[sl] ** -2.0
@@ -246,7 +252,7 @@ def draw_group_effects(
             for k in range(q)
         ]
         # M = I + L'AL and w = L'c entry by entry, each an (n, J) array
-        M = [[None] * q for _ in range(q)]
+        M: list[list[Any]] = [[None] * q for _ in range(q)]
         for a in range(q):
             for b in range(a + 1):
                 coef = (L[:, :, a, None] * L[:, None, :, b]).reshape(n, q * q)
@@ -254,8 +260,12 @@ def draw_group_effects(
         w = [sum(c[k] * L[:, k, a, None] for k in range(q)) for a in range(q)]
         C = _cholesky(M, np.sqrt)
         mean_part = _forward(C, w)
-        noise = rng.standard_normal((q, n, J))
+        noise = np.random.default_rng(stream).standard_normal((q, n, J))
         v = _backward(C, [mean_part[i] + noise[i] for i in range(q)])
         for a in range(q):  # u = L v with the unscaled L
             out[a, sl] = sum(chol[sl, a, k, None] * v[k] for k in range(q))
+
+    # NumPy releases the GIL in its array loops: chunks run on up to two threads
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        list(pool.map(fill, starts, streams))
     return np.moveaxis(out, 0, -1).copy()
