@@ -27,6 +27,7 @@ from hierbayes.fit import Fit
 from hierbayes.io import load
 from hierbayes.model import Model
 from hierbayes.report import PoolingReport
+from hierbayes.sbc import SBCInterrupted, SBCResult, sbc
 
 try:
     __version__ = version("hierbayes")
@@ -44,6 +45,8 @@ __all__ = [
     "MissingDependencyError",
     "PoolingReport",
     "PriorWarning",
+    "SBCInterrupted",
+    "SBCResult",
     "SamplingError",
     "SamplingWarning",
     "SpecError",
@@ -55,4 +58,5 @@ __all__ = [
     "priors",
     "report",
     "samplers",
+    "sbc",
 ]

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 
 from hierbayes.design import Design
@@ -172,16 +173,22 @@ def marginal_loglik(
     """
     J, q = stats.Zty.shape
     p = stats.XtX.shape[0]
+    # The data's scalar statistics enter as a shared vector, not as constants: PyTensor writes
+    # scalar constants into its generated C code, so new data would mean a new compilation.
+    scalars = pytensor.shared(
+        np.array([stats.yty, stats.n_obs, stats.log_det_r]), name="marginal_scalars"
+    )
+    yty, n_obs, log_det_r = scalars[0], scalars[1], scalars[2]
     if p:
         r = stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
-        s = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
+        s = yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
     else:
-        r, s = pt.as_tensor(stats.Zty), pt.as_tensor(stats.yty)
+        r, s = pt.as_tensor(stats.Zty), yty
     if sigma is None:
-        L, log_det_r = chol, stats.log_det_r
+        L = chol
     else:  # A = Z'Z / sigma^2 and c = r / sigma^2: fold one 1/sigma into L, one into r
         L, r, s = chol / sigma, r / sigma, s / sigma**2
-        log_det_r = 2.0 * stats.n_obs * pt.log(sigma)
+        log_det_r = 2.0 * n_obs * pt.log(sigma)
     # L'AL for every group as one (J, q^2) x (q^2, q^2) product: column a q + b of the result
     # is sum_km L_ka L_mb (Z'Z)_km
     K = (L[:, None, :, None] * L[None, :, None, :]).reshape((q * q, q * q))
@@ -192,7 +199,7 @@ def marginal_loglik(
     v = _forward(C, [w[:, i] for i in range(q)])
     log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
     quad = sum((vi**2).sum() for vi in v)
-    return -0.5 * (stats.n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
 
 
 def draw_group_effects(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
@@ -11,8 +12,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from hierbayes.report import PoolingReport
+    from hierbayes.sbc import SBCResult
 
-__all__ = ["plot_pooling"]
+__all__ = ["plot_pooling", "plot_sbc"]
 
 
 def plot_pooling(report: PoolingReport, *, figsize: tuple[float, float] | None = None) -> Figure:
@@ -71,4 +73,73 @@ def plot_pooling(report: PoolingReport, *, figsize: tuple[float, float] | None =
         ax.set_title(f"{factor}: {term}")
         ax.set_xlabel(term)
     axes[0][0].legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_sbc(
+    result: SBCResult,
+    *,
+    params: Sequence[str] | None = None,
+    prob: float = 0.95,
+    ncols: int = 4,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """SBC ranks as ECDF differences with simultaneous bands (Säilynoja et al. 2022).
+
+    One panel per parameter: the ECDF of the fractional ranks minus the uniform CDF, and the
+    band that a calibrated model's curve leaves anywhere with probability at most
+    ``1 - prob``. A curve above the band in the middle means ranks piled low (the posterior
+    overestimates the parameter); an S shape, an overconfident posterior. The title gives
+    the parameter's ECDF-test p-value.
+
+    Examples
+    --------
+    >>> from hierbayes.sbc import example_result
+    >>> fig = plot_sbc(example_result(), params=["tau"])
+    >>> fig.axes[0].get_title()
+    'tau (p = 0.24)'
+    """
+    names = list(result.ranks.columns) if params is None else list(params)
+    unknown = [p for p in names if p not in result.ranks.columns]
+    if unknown or not names:
+        from hierbayes.errors import SpecError
+
+        raise SpecError(
+            f"unknown SBC parameter(s) {unknown}; the result has: {list(result.ranks.columns)}"
+        )
+    z, difference = result.ecdf_difference()
+    band = result.ecdf_band(prob)
+    p_values = result.uniformity().table["ecdf_p"]
+    ncols = max(1, min(ncols, len(names)))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=figsize or (3.2 * ncols, 2.6 * nrows),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+    )
+    # Steps from z = 0 to 1, where the ECDF difference is 0 by definition.
+    x = np.concatenate([[0.0], z, [1.0]])
+    lower = np.concatenate([[0.0], band.lower, [0.0]])
+    upper = np.concatenate([[0.0], band.upper, [0.0]])
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.fill_between(
+            x, lower, upper, step="post", color="0.85", label=f"{100 * prob:g}% simultaneous"
+        )
+        ax.step(x, np.concatenate([[0.0], difference[name], [0.0]]), where="post", color="C0")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_title(f"{name} (p = {p_values[name]:.2g})", fontsize="medium")
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("fractional rank")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ECDF difference")
+    axes[0][0].legend(loc="lower center", fontsize="small")
+    fig.suptitle(
+        f"SBC: {result.n_simulations} simulations, ranks 0..{result.n_draws}", fontsize="medium"
+    )
     return fig
