@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import FrameType, ModuleType, TracebackType
 from typing import Any
 
@@ -156,17 +157,8 @@ def sample(
     """
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise SpecError(unknown_name("sampler", str(sampler), SAMPLERS))
-    run = _RUNNERS[sampler]
-    library, idata, sampling_time = run(
-        model,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores,
-        target_accept=target_accept,
-        random_seed=random_seed,
-        progressbar=progressbar,
-    )
+    settings = Settings(draws, tune, chains, cores, target_accept, random_seed, progressbar)
+    library, idata, sampling_time = _RUNNERS[sampler](model, settings)
     return _standardise(
         idata,
         model,
@@ -225,36 +217,43 @@ def _require(module: str, sampler: str) -> ModuleType:
         raise MissingDependencyError(f'{module}{needs} {what}: pip install "{EXTRA}"') from err
 
 
-Runner = Callable[..., tuple[ModuleType, az.InferenceData, float]]
+@dataclass(frozen=True)
+class Settings:
+    """What every sampler is asked for (see :func:`sample`)."""
+
+    draws: int
+    tune: int
+    chains: int
+    cores: int
+    target_accept: float
+    random_seed: int
+    progressbar: bool
+
+    def common(self) -> dict[str, Any]:
+        """The :func:`pymc.sample` arguments every PyMC-driven sampler shares."""
+        return {
+            "draws": self.draws,
+            "tune": self.tune,
+            "chains": self.chains,
+            "target_accept": self.target_accept,
+            "random_seed": self.random_seed,
+            "progressbar": self.progressbar,
+        }
 
 
-def _sample_pymc(
-    model: pm.Model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    cores: int,
-    target_accept: float,
-    random_seed: int,
-    progressbar: bool,
-) -> tuple[ModuleType, az.InferenceData, float]:
+Runner = Callable[[pm.Model, Settings], tuple[ModuleType, az.InferenceData, float]]
+
+
+def _sample_pymc(model: pm.Model, run: Settings) -> tuple[ModuleType, az.InferenceData, float]:
     # PyMC forks a process per chain. Once JAX has started its threads in this process (the
     # numpyro sampler ran), a fork can deadlock and JAX warns, so the chains run one after
     # another in this process instead: the same draws, as PyMC seeds each chain apart.
     # (The forkserver context would keep them parallel, but it needs a __main__ guard in
     # scripts and took 19 s for eight schools, 2 x 600 iterations, against 3 s.)
-    if _jax_started():
-        cores = 1
     with model:
         idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            target_accept=target_accept,
-            random_seed=random_seed,
-            progressbar=progressbar,
+            **run.common(),
+            cores=1 if _jax_started() else run.cores,
             compute_convergence_checks=False,
         )
     return pm, idata, float(idata.posterior.attrs["sampling_time"])
@@ -266,17 +265,7 @@ def _jax_started() -> bool:
     return bool(getattr(bridge, "_backends", None))
 
 
-def _sample_nutpie(
-    model: pm.Model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    cores: int,
-    target_accept: float,
-    random_seed: int,
-    progressbar: bool,
-) -> tuple[ModuleType, az.InferenceData, float]:
+def _sample_nutpie(model: pm.Model, run: Settings) -> tuple[ModuleType, az.InferenceData, float]:
     nutpie = _require("nutpie", "nutpie")
     # The numba backend. Eight schools, 4 chains x 2000 iterations, in CPU seconds: numba
     # compiled in 2.5-6 and sampled in 0.2; JAX compiled in 0.7-1.4 but sampled in 6.3, as
@@ -285,29 +274,19 @@ def _sample_nutpie(
     start = time.perf_counter()
     idata = nutpie.sample(
         compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores,
-        seed=random_seed,
-        target_accept=target_accept,
-        progress_bar=progressbar,
+        draws=run.draws,
+        tune=run.tune,
+        chains=run.chains,
+        cores=run.cores,
+        seed=run.random_seed,
+        target_accept=run.target_accept,
+        progress_bar=run.progressbar,
         save_warmup=False,
     )
     return nutpie, idata, time.perf_counter() - start
 
 
-def _sample_numpyro(
-    model: pm.Model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    cores: int,
-    target_accept: float,
-    random_seed: int,
-    progressbar: bool,
-) -> tuple[ModuleType, az.InferenceData, float]:
+def _sample_numpyro(model: pm.Model, run: Settings) -> tuple[ModuleType, az.InferenceData, float]:
     jax = _require("jax", "numpyro")
     numpyro = _require("numpyro", "numpyro")
     # Importing pymc.sampling.jax asks XLA for 100 CPU devices, which takes effect only if
@@ -318,15 +297,10 @@ def _sample_numpyro(
     # "sequential" compiles once per chain, and "parallel" with too few devices warns and
     # falls back to it. Eight schools, 4 x 1000 draws, in CPU seconds (mostly compiling):
     # parallel 5-6, vectorized 10-13, sequential 22-24.
-    parallel = cores > 1 and chains > 1 and jax.local_device_count() >= chains
+    parallel = run.cores > 1 and run.chains > 1 and jax.local_device_count() >= run.chains
     with model:
         idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            target_accept=target_accept,
-            random_seed=random_seed,
-            progressbar=progressbar,
+            **run.common(),
             compute_convergence_checks=False,
             nuts_sampler="numpyro",
             nuts_sampler_kwargs={"chain_method": "parallel" if parallel else "vectorized"},
