@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -16,6 +17,18 @@ import hierbayes as hb  # noqa: E402
 #: The posteriordb model eight_schools_noncentered: mu ~ N(0, 5), tau ~ half-Cauchy(5).
 EIGHT_PRIORS = {"Intercept": hb.priors.Normal(0, 5), "sd": hb.priors.HalfCauchy(5)}
 EIGHT_FORMULA = "y ~ 1 + (1 | school)"
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in every test, as in an interactive Python.
+
+    A shell that starts the suite in the background hands Python an ignored SIGINT, and the
+    tests that press Ctrl-C (``signal.raise_signal``) would then test nothing.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

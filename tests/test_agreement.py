@@ -84,7 +84,7 @@ def slopes_fits() -> dict[str, hb.Fit]:
     fits = {}
     for p in ("centered", "non-centered", "marginal"):
         model = hb.Model("y ~ x + (x | group)", sim.data, parameterization=p)
-        fits[p] = quiet_fit(model, draws=1000, tune=1000, chains=4, random_seed=3)
+        fits[p] = quiet_fit(model, draws=600, tune=600, chains=4, random_seed=3)
     return fits
 
 
