@@ -129,7 +129,14 @@ class Design:
         """SD of the response (the mean known SE when it is constant); 1 on a GLM's link scale."""
         if self.family.link != "identity":
             return 1.0
-        sd = float(np.std(self.y, ddof=1)) if self.n_obs > 1 else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            sd = float(np.std(self.y, ddof=1)) if self.n_obs > 1 else 0.0
+        if not np.isfinite(sd):
+            raise DataError(
+                f"response column {self.response!r} holds values too large to compute with "
+                f"(largest |value| {np.max(np.abs(self.y)):.3g}): rescale it, e.g. divide by "
+                "a power of 10"
+            )
         if sd > 0:
             return sd
         if self.se is not None:
@@ -157,7 +164,9 @@ def _bad_cells(values: pd.Series) -> tuple[np.ndarray, str]:
     if bad.any():
         return bad, "missing values (NaN/None)"
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return ~np.isfinite(values.to_numpy(dtype=float)), "infinite values"
+        raw = values.to_numpy()
+        numbers = raw if raw.dtype.kind == "c" else values.to_numpy(dtype=float)
+        return ~np.isfinite(numbers), "infinite values"
     return bad, ""
 
 

@@ -30,7 +30,8 @@ __all__ = ["Family", "GAUSSIAN", "BERNOULLI", "BINOMIAL", "POISSON", "FAMILIES",
 def _numeric(column: str, values: pd.Series, family: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values) and family == "bernoulli":
         return values.to_numpy(dtype=float)
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_complex_dtype(values)
+    if not numeric or pd.api.types.is_bool_dtype(values):
         raise DataError(
             f"response column {column!r} has dtype {values.dtype}; the {family} family "
             "needs numbers: convert it with pd.to_numeric or choose another family"

@@ -41,7 +41,11 @@ __all__ = [
 
 
 def _check(cls_name: str, name: str, value: Any, *, positive: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(value)
+    except OverflowError:  # an int beyond float's range, e.g. 10**400
+        ok = False
     if ok and positive:
         ok = value > 0
     if not ok:
@@ -290,8 +294,13 @@ def from_string(text: str) -> Prior:
     >>> from_string("halfflat")
     HalfFlat()
     """
-    name, _, args = str(text).partition(":")
+    name, colon, args = str(text).partition(":")
     cls = _lookup(name)
+    if colon and not args.strip():
+        raise SpecError(
+            f"prior {text!r}: nothing after ':'; give the arguments, as in 'halft:3,5', or "
+            f"write {name!r} alone for the defaults"
+        )
     try:
         values = [float(a) for a in args.split(",")] if args.strip() else []
     except ValueError:

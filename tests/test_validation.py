@@ -377,3 +377,28 @@ def test_empirical_bayes_needs_a_model(small_fits):
     with pytest.raises(hb.SpecError, match="needs a hierbayes.Model, got DataFrame, as in"):
         hb.empirical_bayes(fit.model.data)
     assert hb.empirical_bayes(fit.model).factor == "g"
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: hb.priors.Normal(10**400, 1), hb.SpecError, "mu must be a finite number"),
+        (lambda: hb.priors.from_string("normal:"), hb.SpecError, "nothing after ':'"),
+        (
+            lambda: hb.Model("y ~ 1", pd.DataFrame({"y": np.array([1 + 1j, 2, 3])})),
+            hb.DataError,
+            "response column 'y' has dtype complex128",
+        ),
+        (
+            lambda: hb.Model(
+                "y ~ 1 + (1 | g)",
+                pd.DataFrame({"y": [1e305, -1e305, 3e305, 5.0, 1, 2], "g": list("aabbcc")}),
+            ),
+            hb.DataError,
+            r"column 'y' holds values too large to compute with \(largest \|value\| 3e\+305\)",
+        ),
+    ],
+)
+def test_extreme_values_are_named_not_crashed_on(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
