@@ -269,6 +269,7 @@ def _factor_design(
         columns.append(Z)
         names.extend(znames)
     Z = np.hstack(columns)
+    _check_predictors(Z, tuple(names), f"group-level terms of {name!r}")
     codes = codes.astype(np.int64)
     W, level2 = level2_map(X, Z, codes, len(levels))
     owns = level2 & ~taken

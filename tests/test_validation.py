@@ -402,3 +402,17 @@ def test_empirical_bayes_needs_a_model(small_fits):
 def test_extreme_values_are_named_not_crashed_on(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_constant_or_collinear_group_level_columns_are_refused(regression_data):
+    df = regression_data.assign(c=1.5, x2=2 * regression_data["x"])
+    with pytest.raises(
+        hb.DataError, match=r"group-level terms of 'g': predictor 'c' is constant \(1.5 in every"
+    ):
+        hb.Model("y ~ x + (c | g)", df)
+    with pytest.raises(
+        hb.DataError,
+        match=r"group-level terms of 'g': predictor 'x2' is a linear combination of "
+        r"\['Intercept', 'x'\]",
+    ):
+        hb.Model("y ~ x + (x + x2 | g)", df)
