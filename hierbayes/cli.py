@@ -109,6 +109,8 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
                 f"{report.summary.round(3).to_string(index=False)}\n"
             )
             print(report.table.round(3).to_string(index=False))
+            for note in report.notes:
+                print(f"note: {note}")
         figure = report.plot()
         writes += [
             (out / "pooling.png", lambda p: figure.savefig(p, dpi=120, format="png")),

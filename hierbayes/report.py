@@ -152,11 +152,16 @@ class PoolingReport:
         pooling factor and the mean reliability.
     hdi_prob : float
         Probability of the highest-density intervals.
+    notes : tuple of str
+        One line per (factor, term) whose no-pooling baseline does not exist for some groups
+        (too few rows, or no variation in the term within the group): those rows have NaN in
+        ``no_pooling``, ``se`` and ``shrinkage``, and the note names them.
     """
 
     table: pd.DataFrame
     summary: pd.DataFrame
     hdi_prob: float
+    notes: tuple[str, ...] = ()
 
     def to_xarray(self) -> xr.Dataset:
         """The table as a Dataset with dims ``(factor, group, term)``.
@@ -249,7 +254,23 @@ def pooling_report(
         table=table,
         summary=pd.concat([p[1] for p in parts], ignore_index=True),
         hdi_prob=hdi_prob,
+        notes=_baseline_notes(table),
     )
+
+
+def _baseline_notes(table: pd.DataFrame) -> tuple[str, ...]:
+    """Name the groups whose own (no-pooling) estimate does not exist, per factor and term."""
+    notes = []
+    for (factor, term), rows in table.groupby(["factor", "term"], sort=False):
+        missing = rows.loc[rows["no_pooling"].isna(), "group"].astype(str).tolist()
+        if missing:
+            shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+            notes.append(
+                f"{factor} / {term}: {len(missing)} group(s) have no no-pooling estimate (too "
+                f"few rows, or no variation in the term within the group): {shown}; their "
+                "no_pooling, se and shrinkage are NaN"
+            )
+    return tuple(notes)
 
 
 def example_report(seed: int = 0) -> PoolingReport:

@@ -125,3 +125,33 @@ def test_bad_hdi_and_missing_variables(eight):
         pooling_report(idata, design, hdi_prob=94)
     with pytest.raises(hb.SpecError, match="has no variable 'b_school'"):
         pooling_report(az.from_dict(posterior={"Intercept": np.zeros((1, 5))}), design)
+
+
+def test_groups_without_their_own_fit_are_noted():
+    """A varying slope: groups c and d have one row each, so their own regressions do not
+    exist."""
+    y = [1.0, 2.0, 2.5, 4.0, 5.0, 3.0, 6.0]
+    df = pd.DataFrame({"y": y, "x": [0, 1, 0, 1, 2, 1.0, 3], "g": list("aabbbcd")})
+    design = build_design(parse("y ~ x + (x | g)"), df, se=None, family=GAUSSIAN)
+    rng = np.random.default_rng(1)
+    u = rng.normal(size=(1, 50, 4, 2))
+    idata = az.from_dict(
+        posterior={
+            "Intercept": np.zeros((1, 50)),
+            "x": np.ones((1, 50)),
+            "sd_g": np.ones((1, 50, 2)),
+            "u_g": u,
+            "b_g": u,
+            "sigma": np.ones((1, 50)),
+        },
+        coords={"g": ["a", "b", "c", "d"], "g_term": ["Intercept", "x"]},
+        dims={"sd_g": ["g_term"], "u_g": ["g", "g_term"], "b_g": ["g", "g_term"]},
+    )
+    report = pooling_report(idata, design)
+    missing = report.table.loc[report.table["no_pooling"].isna(), ["group", "term"]]
+    assert sorted(missing["group"].unique()) == ["c", "d"]
+    assert report.notes == tuple(
+        f"g / {term}: 2 group(s) have no no-pooling estimate (too few rows, or no variation in "
+        "the term within the group): c, d; their no_pooling, se and shrinkage are NaN"
+        for term in ("Intercept", "x")
+    )
