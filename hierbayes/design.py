@@ -182,6 +182,13 @@ def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
     """Every column present, with no missing or infinite value; else a DataError naming rows."""
     check_present(data, columns)
     for col in columns:
+        kind = data[col].dtype.kind
+        if kind in "mM":
+            raise DataError(
+                f"column {col!r} holds {'dates' if kind == 'M' else 'time spans'} "
+                f"({data[col].dtype}): convert it to a number (e.g. days since a start date) "
+                "or to a category before using it in a formula"
+            )
         bad, what = _bad_cells(data[col])
         if bad.any():
             raise DataError(
@@ -216,6 +223,14 @@ def evaluate_new(matrix: Any, data: pd.DataFrame, n_columns: int, where: str) ->
 
 
 def _check_predictors(X: np.ndarray, names: tuple[str, ...], where: str) -> None:
+    huge = np.abs(X).max(axis=0, initial=0.0) > 1e150 if X.size else np.zeros(0, bool)
+    if huge.any():
+        k = int(np.argmax(huge))
+        raise DataError(
+            f"{where}: predictor {names[k]!r} holds values too large to compute with "
+            f"(largest |value| {np.abs(X[:, k]).max():.3g}): rescale it, e.g. divide by a "
+            "power of 10"
+        )
     for k, name in enumerate(names):
         if name != "Intercept" and X.shape[0] > 1 and np.ptp(X[:, k]) == 0:
             raise DataError(

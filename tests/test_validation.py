@@ -416,3 +416,14 @@ def test_constant_or_collinear_group_level_columns_are_refused(regression_data):
         r"\['Intercept', 'x'\]",
     ):
         hb.Model("y ~ x + (x + x2 | g)", df)
+
+
+def test_dates_and_huge_predictors_are_named(regression_data):
+    df = regression_data.assign(
+        d=pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(regression_data)), "D"),
+        big=regression_data["x"] * 1e305,
+    )
+    with pytest.raises(hb.DataError, match=r"column 'd' holds dates \(datetime64\[\w+\]\): conv"):
+        hb.Model("y ~ d + (1 | g)", df)
+    with pytest.raises(hb.DataError, match="predictor 'big' holds values too large to compute"):
+        hb.Model("y ~ big + (1 | g)", df)
