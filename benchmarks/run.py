@@ -589,7 +589,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"\n{settings}\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(f"Started {started}; {settings}.\n\n{text}\n")
+    from hierbayes.io import atomic_write_all  # both files appear together, never half-written
+
+    markdown = f"Started {started}; {settings}.\n\n{text}\n"
     summary = {
         "started": started,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -598,7 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": [j.result for j in jobs],
     }
     summary["parent_cpu_s_while_running"] = _cpu_seconds() - cpu_before  # monitor overhead
-    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    record = json.dumps(summary, indent=1, default=str)
+    atomic_write_all(
+        [
+            (out / "results.md", lambda p: p.write_text(markdown)),
+            (out / "results.json", lambda p: p.write_text(record)),
+        ]
+    )
     print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, {logs}/")
     return 0
 
