@@ -18,7 +18,7 @@ import xarray as xr
 
 from hierbayes.design import Design
 from hierbayes.marginal import draw_group_effects, sufficient_stats
-from hierbayes.report import posterior_draws
+from hierbayes.report import fixed_draws, posterior_draws
 
 __all__ = [
     "LOG_LIKELIHOOD_MAX_CELLS",
@@ -36,19 +36,11 @@ def _reshape(post: xr.Dataset, values: np.ndarray) -> np.ndarray:
     return values.reshape(post.sizes["chain"], post.sizes["draw"], *values.shape[1:])
 
 
-def _fixed_draws(design: Design, idata: az.InferenceData) -> np.ndarray:
-    """Population-level coefficients, (S, p)."""
-    S = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
-    if not design.fixed_names:
-        return np.zeros((S, 0))
-    return np.stack([posterior_draws(idata, n) for n in design.fixed_names], axis=-1)
-
-
 def add_group_effects(design: Design, idata: az.InferenceData, rng: np.random.Generator) -> None:
     """Marginal fits: draw ``u_<f>`` and add it and ``b_<f>`` to ``idata.posterior`` in place."""
     (f,) = design.factors
     post = idata.posterior
-    beta = _fixed_draws(design, idata)
+    beta = fixed_draws(idata, design)
     sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
     if f.correlated:
         corr = posterior_draws(idata, f"corr_{f.name}")
@@ -96,7 +88,7 @@ def pointwise_log_likelihood(
     post = idata.posterior
     S = post.sizes["chain"] * post.sizes["draw"]
     sigma = posterior_draws(idata, "sigma")[:, None] if design.estimates_sigma else design.se
-    beta = _fixed_draws(design, idata)
+    beta = fixed_draws(idata, design)
     effects = [posterior_draws(idata, f"u_{f.name}") for f in design.factors]
     out = np.empty((S, design.n_obs))
     for start in range(0, S, chunk):

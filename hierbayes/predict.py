@@ -18,7 +18,7 @@ import xarray as xr
 
 from hierbayes.design import check_columns, evaluate_new, group_labels
 from hierbayes.errors import DataError, SpecError, describe_rows
-from hierbayes.report import posterior_draws
+from hierbayes.report import fixed_draws, posterior_draws
 
 if TYPE_CHECKING:
     from hierbayes.fit import Fit
@@ -120,13 +120,8 @@ def predict(
     rng = np.random.default_rng(random_seed)
 
     X = evaluate_new(design.fixed_matrix, data, 0, "population-level terms")
-    beta = (
-        np.stack([posterior_draws(fit.idata, n) for n in design.fixed_names], axis=-1)
-        if design.X.shape[1]
-        else None
-    )
-    S = fit.idata.posterior.sizes["chain"] * fit.idata.posterior.sizes["draw"]
-    eta = np.zeros((S, len(data))) if beta is None else beta @ X.T
+    eta = fixed_draws(fit.idata, design) @ X.T  # (S, rows); zeros with no fixed terms
+    S = eta.shape[0]
     for f in design.factors:
         Z = np.hstack(
             [evaluate_new(m, data, 0, f"group-level term of {f.name!r}") for m in f.matrices]

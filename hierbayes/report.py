@@ -54,6 +54,22 @@ def posterior_draws(idata: az.InferenceData, name: str) -> np.ndarray:
     return da.stack(sample=("chain", "draw")).transpose("sample", ...).values
 
 
+def fixed_draws(idata: az.InferenceData, design: Design) -> np.ndarray:
+    """Posterior draws of the population-level coefficients, (S, p); (S, 0) when there are none.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np, hierbayes as hb
+    >>> d = hb.Model("y ~ 1", hb.datasets.load("eight_schools")).design
+    >>> fixed_draws(az.from_dict(posterior={"Intercept": np.ones((2, 3))}), d).shape
+    (6, 1)
+    """
+    post = idata.posterior
+    if not design.fixed_names:
+        return np.zeros((post.sizes["chain"] * post.sizes["draw"], 0))
+    return np.stack([posterior_draws(idata, n) for n in design.fixed_names], axis=-1)
+
+
 def _factor_table(
     idata: az.InferenceData,
     design: Design,
