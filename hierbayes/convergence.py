@@ -49,7 +49,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 from scipy.fftpack import next_fast_len
 
-__all__ = ["Convergence", "convergence", "rhat", "ess_bulk", "ess_tail", "TAIL_PROB"]
+__all__ = ["Convergence", "convergence", "rhat", "ess_bulk", "ess_tail", "bfmi", "TAIL_PROB"]
 
 TAIL_PROB = (0.05, 0.95)
 """The quantiles whose indicators define the tail ESS."""
@@ -218,6 +218,34 @@ def ess_tail(
     ((5,), True)
     """
     return _compute(draws, (False, False, True), chunk_size, workers).ess_tail
+
+
+def bfmi(energy: ArrayLike) -> Float:
+    """Energy Bayesian fraction of missing information (E-BFMI) of each chain (``arviz.bfmi``).
+
+    The mean squared change of the energy from one draw to the next over the variance of the
+    energy (Betancourt 2016): below 0.3, the momentum resampling explores the energy
+    distribution poorly (heavy tails, funnels).
+
+    Parameters
+    ----------
+    energy : array_like
+        The sampler's energy, of shape ``(chain, draw)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per chain.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> independent = np.random.default_rng(0).normal(size=(2, 4000))
+    >>> np.round(bfmi(independent), 1)  # independent draws: E(diff^2) = 2 var
+    array([2., 2.])
+    """
+    energy = np.atleast_2d(np.asarray(energy, dtype=np.float64))
+    return np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1, ddof=1)
 
 
 def _compute(

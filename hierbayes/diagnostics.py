@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 
+from hierbayes.convergence import bfmi as convergence_bfmi
 from hierbayes.convergence import convergence
 from hierbayes.errors import SamplingWarning
 
@@ -155,8 +156,8 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     """Compute the diagnostics of a sampled posterior (every posterior variable counts).
 
     R-hat and the bulk and tail ESS are those of ``arviz.rhat`` and ``arviz.ess``, computed by
-    :mod:`hierbayes.convergence` for all elements of a variable at once; E-BFMI is
-    ``arviz.bfmi``.
+    :mod:`hierbayes.convergence` for all elements of a variable at once; so is E-BFMI, as
+    ``arviz.bfmi`` computes it.
 
     Examples
     --------
@@ -187,7 +188,8 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     saturation = 0.0
     if "reached_max_treedepth" in stats:
         saturation = float(np.mean(stats["reached_max_treedepth"].values))
-    bfmi = tuple(float(b) for b in az.bfmi(idata)) if "energy" in stats else ()
+    energy = stats["energy"].transpose("chain", "draw").values if "energy" in stats else None
+    bfmi = () if energy is None else tuple(float(b) for b in convergence_bfmi(energy))
     return Diagnostics(
         chains=post.sizes["chain"],
         draws=post.sizes["draw"],

@@ -34,8 +34,6 @@ vectorised over the groups (and draws), so the same code serves PyTensor graphs 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +43,7 @@ import pytensor.tensor as pt
 
 from hierbayes.design import Design
 from hierbayes.errors import SpecError
+from hierbayes.parallel import run_chunks
 from hierbayes.pooling import group_crossprod
 
 __all__ = [
@@ -272,7 +271,5 @@ def draw_group_effects(
         for a in range(q):  # u = L v with the unscaled L
             out[a, sl] = sum(chol[sl, a, k, None] * v[k] for k in range(q))
 
-    # NumPy releases the GIL in its array loops: chunks run on up to two threads
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        list(pool.map(fill, starts, streams))
+    run_chunks(fill, starts, streams)
     return np.moveaxis(out, 0, -1).copy()

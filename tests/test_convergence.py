@@ -255,3 +255,16 @@ def test_diagnose_agrees_with_arviz():
     np.testing.assert_allclose(d.min_ess_tail, float(tail.min().to_array().min()), rtol=RTOL)
     assert d.worst_rhat_var == str(worst_rhat.idxmax().item()) == "sigma"
     assert d.worst_ess_var == str(worst_bulk.idxmin().item())
+    np.testing.assert_allclose(d.bfmi, az.bfmi(idata), rtol=RTOL)
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.9, 0.99])
+def test_bfmi_agrees_with_arviz(phi):
+    """E-BFMI per chain against arviz.bfmi, from independent to strongly correlated energy."""
+    rng = np.random.default_rng(11)
+    energy = ar1(rng, (3, 500), phi) + 40.0
+    ours = cv.bfmi(energy)
+    np.testing.assert_allclose(ours, az.bfmi(energy), rtol=RTOL)
+    # for AR(1) energy E-BFMI is 2 (1 - phi): below 0.3 once phi exceeds 0.85
+    assert ours.shape == (3,)
+    assert (ours < 0.3).all() == (phi >= 0.9)
