@@ -250,9 +250,11 @@ def run_job(job: Job, python: Path, worker: Path, work: Path, logs: Path, limit_
     env = dict(os.environ)
     compiledir = None
     if job.cold:
+        # base_compiledir holds PyTensor's C modules and its numba cache (with hierbayes'
+        # cached nutpie wrappers): a new one empties both
         compiledir = Path(tempfile.mkdtemp(prefix="compiledir-", dir=work))
         flags = env.get("PYTENSOR_FLAGS", "")
-        env["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, f"compiledir={compiledir}") if f)
+        env["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, f"base_compiledir={compiledir}") if f)
     log_path = logs / f"{job.key}.log"
     with log_path.open("w") as log:
         start = time.time()
