@@ -85,12 +85,13 @@ def test_logp_and_gradient_equal_pymc_for_each_data_set(compiled_pair):
         x = rng.normal(size=compiled.n_dim)
         status, logp, grad = call_logp(compiled, x)
         point = point_of(model, x)
+        pymc_logp = model.compile_logp()
         assert status == 0
-        np.testing.assert_allclose(logp, model.compile_logp()(point), rtol=1e-10)
+        np.testing.assert_allclose(logp, pymc_logp(point), rtol=1e-10)
         # the gradient in the frozen model's order of the value variables
         frozen_dlogp = nutpie_model.freeze_shared(model).compile_dlogp()
         np.testing.assert_allclose(grad, frozen_dlogp(point), rtol=1e-8, atol=1e-12)
-        values.append(model.compile_logp()(point_of(model, np.zeros(x.size))))
+        values.append(pymc_logp(point_of(model, np.zeros(x.size))))
     # the two data sets give different densities at the same point: no wrapper was reused
     zeros = np.zeros(compiled_pair[0][1].n_dim)
     first, second = (call_logp(c, zeros)[1] for _, c in compiled_pair)
