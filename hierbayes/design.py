@@ -283,6 +283,12 @@ def _factor_design(
         blocks.extend([idx] if term.correlated else [(i,) for i in idx])
         columns.append(Z)
         names.extend(znames)
+    if len(blocks) > 1 and any(len(block) > 1 for block in blocks):
+        raise SpecError(
+            f"the varying effects by {name!r} mix correlated and uncorrelated blocks: write "
+            f"them as one block ({' + '.join(names)} | {name}) or all uncorrelated (... || "
+            f"{name})"
+        )
     Z = np.hstack(columns)
     _check_predictors(Z, tuple(names), f"group-level terms of {name!r}")
     codes = codes.astype(np.int64)

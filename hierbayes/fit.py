@@ -122,12 +122,39 @@ class Fit:
         return predict(self, data, kind=kind, new_groups=new_groups, random_seed=random_seed)
 
     def summary(self, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """ArviZ summary of the population-level and group-SD parameters."""
+        """ArviZ summary of the population-level terms, group SDs, correlations and sigma.
+
+        A correlated factor's correlations appear once per pair of terms, as
+        ``corr_<factor>[a, b]`` (the lower triangle, as lme4 prints them); the diagonal, 1 by
+        construction, is left out.
+
+        Examples
+        --------
+        >>> fit.summary().index.tolist()  # doctest: +SKIP
+        ['Intercept', 'standLRT', 'sd_school[Intercept]', 'sd_school[standLRT]',
+         'corr_school[Intercept, standLRT]', 'sigma']
+        """
         design = self.model.design
-        names = list(design.fixed_names) + [f"sd_{f.name}" for f in design.factors]
+        post = self.idata.posterior
+        columns: dict[str, xr.DataArray] = {}
+        for name in design.fixed_names:
+            columns[name] = post[name]
+        for f in design.factors:
+            for term in f.terms:
+                columns[f"sd_{f.name}[{term}]"] = post[f"sd_{f.name}"].sel({f.term_dim: term})
+            if f.correlated:
+                corr = post[f"corr_{f.name}"]
+                for j, a in enumerate(f.terms):
+                    for b in f.terms[j + 1 :]:
+                        columns[f"corr_{f.name}[{a}, {b}]"] = corr.sel(
+                            {f.term_dim: a, f"{f.term_dim}2": b}
+                        )
         if design.estimates_sigma:
-            names.append("sigma")
-        return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
+            columns["sigma"] = post["sigma"]
+        table = xr.Dataset(
+            {k: v.drop_vars(list(v.coords.keys() - {"chain", "draw"})) for k, v in columns.items()}
+        )
+        return az.summary(table, hdi_prob=hdi_prob)
 
     def __repr__(self) -> str:
         post = self.idata.posterior

@@ -69,16 +69,6 @@ def level2_mean(f: FactorDesign, beta: pt.TensorVariable) -> pt.TensorVariable:
     return pt.tensordot(W, b, axes=[[2], [0]])
 
 
-def check_blocks(f: FactorDesign) -> None:
-    """A factor's effects are one correlated block or all uncorrelated."""
-    if len(f.blocks) > 1 and any(len(block) > 1 for block in f.blocks):
-        raise SpecError(
-            f"the varying effects by {f.name!r} mix correlated and uncorrelated blocks: write "
-            f"them as one block ({' + '.join(f.terms)} | {f.name}) or all uncorrelated (... || "
-            f"{f.name})"
-        )
-
-
 def covariance_factor(
     f: FactorDesign, sd_prior: Prior, corr_prior: Prior | None
 ) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
@@ -87,7 +77,6 @@ def covariance_factor(
     Uncorrelated effects have ``L = None`` (T is diag(sd)^2). Correlated ones take L from
     ``LKJCholeskyCov``: L = diag(sd) chol(corr).
     """
-    check_blocks(f)
     if not f.correlated:
         return sd_prior.rv(f"sd_{f.name}", dims=f.term_dim), None
     chol, corr, sd = pm.LKJCholeskyCov(

@@ -346,7 +346,11 @@ class Model:
 
     def __repr__(self) -> str:
         d = self.design
-        noise = f"known se from {self.spec.se!r}" if d.se is not None else "sigma estimated"
+        noise = ""
+        if d.se is not None:
+            noise = f", known se from {self.spec.se!r}"
+        elif d.estimates_sigma:
+            noise = ", sigma estimated"
         groups = (
             "; ".join(f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in d.factors)
             or "none (complete pooling)"
@@ -354,7 +358,7 @@ class Model:
         return (
             f"hierbayes.Model: {self.spec.formula}\n"
             f"  family {self.family.name}, {self.plan.describe()}, "
-            f"{d.n_obs} observations, {noise}\n"
+            f"{d.n_obs} observations{noise}\n"
             f"  groups: {groups}\n"
             f"  priors:\n{describe(self.priors)}"
         )

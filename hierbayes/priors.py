@@ -64,6 +64,8 @@ class Prior:
     support: ClassVar[str] = "real"
     _positive: ClassVar[tuple[str, ...]] = ()
     warning: ClassVar[str | None] = None
+    #: Why this prior cannot be the SD prior of correlated effects (None: it can).
+    not_for_correlated: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,6 +89,8 @@ class Prior:
 
     def dist(self, **kwargs: Any) -> pt.TensorVariable:
         """The unnamed PyMC distribution (e.g. the ``sd_dist`` of ``LKJCholeskyCov``)."""
+        if self.not_for_correlated:
+            raise SpecError(self.not_for_correlated)
         return self._dist().dist(**self._args(), **kwargs)
 
     def _args(self) -> dict[str, float]:
@@ -211,15 +215,14 @@ class InverseGamma(Prior):
         "groups are few (Gelman 2006; BDA3 5.7); consider HalfCauchy or HalfStudentT"
     )
 
+    not_for_correlated: ClassVar[str | None] = (
+        "InverseGamma is a prior on a variance and cannot be the SD prior of correlated "
+        "effects (LKJCholeskyCov): use HalfCauchy, HalfStudentT, HalfNormal or Exponential"
+    )
+
     def rv(self, name: str, **kwargs: Any) -> pt.TensorVariable:
         variance = pm.InverseGamma(f"{name}_variance", alpha=self.alpha, beta=self.beta, **kwargs)
         return pm.Deterministic(name, pt.sqrt(variance), dims=kwargs.get("dims"))
-
-    def dist(self, **kwargs: Any) -> pt.TensorVariable:
-        raise SpecError(
-            "InverseGamma is a prior on a variance and cannot be the SD prior of correlated "
-            "effects (LKJCholeskyCov): use HalfCauchy, HalfStudentT, HalfNormal or Exponential"
-        )
 
 
 @dataclass(frozen=True)

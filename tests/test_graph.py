@@ -124,11 +124,9 @@ def test_non_centered_correlated_effects_are_z_times_cholesky(regression_data):
 def test_correlated_effects_refuse_mixed_blocks_and_variance_priors(regression_data):
     df = regression_data.assign(w=regression_data["x"] ** 2)
     with pytest.raises(hb.SpecError, match="mix correlated and uncorrelated blocks"):
-        hb.Model("y ~ x + w + (x | g) + (0 + w | g)", df).build()
-    with pytest.warns(hb.PriorWarning):
-        m = hb.Model("y ~ x + (x | g)", df, priors={"sd": hb.priors.InverseGamma(1, 1)})
+        hb.Model("y ~ x + w + (x | g) + (0 + w | g)", df)  # refused before any repr or graph
     with pytest.raises(hb.SpecError, match="cannot be the SD prior of correlated effects"):
-        m.build()
+        hb.Model("y ~ x + (x | g)", df, priors={"sd": hb.priors.InverseGamma(1, 1)})
     with pytest.raises(hb.SpecError, match="does not suit a correlation matrix: use LKJ"):
         hb.Model("y ~ x + (x | g)", df, priors={"corr_g": hb.priors.HalfNormal(1)})
     with pytest.raises(hb.SpecError, match="unknown prior key 'corr'"):
