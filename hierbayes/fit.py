@@ -95,6 +95,7 @@ class Fit:
         kind: str = "mean",
         new_groups: str = "population",
         random_seed: int | None = None,
+        draws: int | None = None,
     ) -> xr.DataArray:
         """Posterior predictions for new rows: dims ``(chain, draw, obs)``.
 
@@ -112,14 +113,32 @@ class Fit:
             draw); ``"error"`` raises :class:`~hierbayes.errors.DataError` naming the labels.
         random_seed : int, optional
             Seeds the new-group and response draws.
+        draws : int, optional
+            Use only this many draws of each chain, evenly spaced (the ``draw`` coordinate
+            keeps their numbers). The result holds chains x draws x rows float64 numbers:
+            for 10^6 rows and 4 chains, ``draws=100`` makes 3.2 GB, all 1,000 draws 32 GB.
+            The work beside the result is done a chunk of draws at a time.
 
         Examples
         --------
         >>> mu = fit.predict(df.head(2)).mean(("chain", "draw"))  # doctest: +SKIP
+        >>> fit.predict(df, draws=100).sizes["draw"]  # doctest: +SKIP
+        100
         """
         from hierbayes.predict import predict
 
-        return predict(self, data, kind=kind, new_groups=new_groups, random_seed=random_seed)
+        model = self.model
+        return predict(
+            self.idata,
+            model.data,
+            model.design,
+            model.spec,
+            data,
+            kind=kind,
+            new_groups=new_groups,
+            random_seed=random_seed,
+            draws=draws,
+        )
 
     def summary(self, hdi_prob: float = 0.94) -> pd.DataFrame:
         """ArviZ summary of the population-level terms, group SDs, correlations and sigma.

@@ -10,32 +10,27 @@ by the between-school SD, not pinned to the population line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierbayes.design import check_columns, evaluate_new, group_labels
+from hierbayes.design import Design, FactorDesign, check_columns, evaluate_new, group_labels
 from hierbayes.errors import DataError, SpecError, describe_rows
 from hierbayes.report import fixed_draws, posterior_draws
+from hierbayes.spec import ModelSpec
 
-if TYPE_CHECKING:
-    from hierbayes.fit import Fit
-
-__all__ = ["predict", "KINDS", "NEW_GROUPS"]
+__all__ = ["predict", "KINDS", "NEW_GROUPS", "CHUNK_CELLS"]
 
 KINDS = ("mean", "response")
 NEW_GROUPS = ("population", "error")
 
 
-def _population_cov(fit: Fit, factor) -> np.ndarray:
+def _population_cov(idata: az.InferenceData, factor: FactorDesign) -> np.ndarray:
     """T_s, (S, q, q), from the SD draws (and correlations when the effects are correlated)."""
-    sd = posterior_draws(fit.idata, f"sd_{factor.name}")
+    sd = posterior_draws(idata, f"sd_{factor.name}")
     corr = (
-        posterior_draws(fit.idata, f"corr_{factor.name}")
-        if factor.correlated
-        else np.eye(sd.shape[1])
+        posterior_draws(idata, f"corr_{factor.name}") if factor.correlated else np.eye(sd.shape[1])
     )
     return sd[:, :, None] * corr * sd[:, None, :]
 
@@ -49,13 +44,13 @@ def _not_numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").isna().to_numpy()
 
 
-def _check_new_data(fit: Fit, data: pd.DataFrame, kind: str) -> None:
+def _check_new_data(
+    model_data: pd.DataFrame, design: Design, spec: ModelSpec, data: pd.DataFrame, kind: str
+) -> None:
     """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
-    model = fit.model
-    spec = model.spec
-    predictors = [v for v in model.design.formula.variables if v != model.design.response]
+    predictors = [v for v in design.formula.variables if v != design.response]
     for column in predictors:
-        trained = model.data[column]
+        trained = model_data[column]
         if pd.api.types.is_numeric_dtype(trained) and not pd.api.types.is_bool_dtype(trained):
             bad = _not_numbers(data[column])
             if bad.any():
@@ -89,15 +84,75 @@ def _check_new_data(fit: Fit, data: pd.DataFrame, kind: str) -> None:
             )
 
 
+#: Cells of the largest work array (draws x rows x varying terms) made at once: 2^23 float64
+#: numbers, 64 MB. Predictions are computed a chunk of draws at a time, so the memory they
+#: take beyond their result stays bounded whatever the number of rows.
+CHUNK_CELLS = 2**23
+
+
+def _draw_subset(post: xr.Dataset, draws: int | None) -> xr.Dataset:
+    """The posterior thinned to ``draws`` evenly spaced draws per chain (all when None)."""
+    if draws is None:
+        return post
+    if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+        raise SpecError(f"draws must be None or a whole number >= 1, got {draws!r}")
+    total = post.sizes["draw"]
+    if draws >= total:
+        return post
+    return post.isel(draw=np.linspace(0, total - 1, int(draws)).round().astype(int))
+
+
+def _group_effects(
+    idata: az.InferenceData, f, data: pd.DataFrame, new_groups: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, codes, Z) of one factor for the new rows: u (S, J + J_new, q), codes (rows,).
+
+    Unseen groups get codes J, J + 1, ... and, with ``new_groups="population"``, effects
+    drawn from Normal(0, T_s), one draw per posterior draw and group.
+    """
+    Z = np.hstack([evaluate_new(m, data, 0, f"group-level term of {f.name!r}") for m in f.matrices])
+    labels = group_labels(data, f.columns)
+    codes = f.levels.get_indexer(pd.Index(labels))
+    unseen = codes < 0
+    if unseen.any() and new_groups == "error":
+        names = sorted({str(v) for v in np.asarray(labels)[unseen]})
+        raise DataError(
+            f"grouping column {f.name!r} has levels the model never saw: {names[:10]}"
+            f"{' ...' if len(names) > 10 else ''} in {describe_rows(data.index[unseen])}; "
+            "use new_groups='population' to draw their effects from the fitted population"
+        )
+    u = posterior_draws(idata, f"u_{f.name}")  # (S, J, q)
+    if unseen.any():
+        new_codes, new_index = pd.factorize(pd.Index(labels)[unseen])
+        q = u.shape[2]
+        L = np.linalg.cholesky(_population_cov(idata, f) + 1e-12 * np.eye(q))
+        z = rng.standard_normal((u.shape[0], len(new_index), q))
+        # the level-2 part of an unseen group's coefficients is already in X beta
+        u = np.concatenate([u, np.einsum("sjk,slk->sjl", z, L)], axis=1)
+        codes = codes.copy()
+        codes[unseen] = f.n_groups + new_codes
+    return u, codes, Z
+
+
 def predict(
-    fit: Fit,
+    idata: az.InferenceData,
+    model_data: pd.DataFrame,
+    design: Design,
+    spec: ModelSpec,
     data: pd.DataFrame,
     *,
     kind: str = "mean",
     new_groups: str = "population",
     random_seed: int | None = None,
+    draws: int | None = None,
 ) -> xr.DataArray:
-    """Posterior predictions for the rows of ``data``; see :meth:`hierbayes.Fit.predict`."""
+    """Posterior predictions for the rows of ``data``; see :meth:`hierbayes.Fit.predict`.
+
+    ``idata`` holds the posterior, ``model_data`` the data the model was fitted to (for its
+    column types), ``design`` and ``spec`` the model. The work goes a chunk of draws at a time
+    (:data:`CHUNK_CELLS`), and the random draws come from one stream in draw order, so the
+    result does not depend on the chunk size.
+    """
     if kind not in KINDS:
         raise SpecError(f"kind must be one of {KINDS}, got {kind!r}")
     if new_groups not in NEW_GROUPS:
@@ -110,61 +165,42 @@ def predict(
         or random_seed < 0
     ):
         raise SpecError(f"random_seed must be None or a whole number >= 0, got {random_seed!r}")
-    design = fit.model.design
-    spec = fit.model.spec
+    post = _draw_subset(idata.posterior, draws)
+    idata = az.InferenceData(posterior=post)
     needed = [v for v in design.formula.variables if v != design.response]
     if kind == "response":
         needed += [c for c in (spec.se, spec.trials) if c is not None]
     check_columns(data, needed)
-    _check_new_data(fit, data, kind)
+    _check_new_data(model_data, design, spec, data, kind)
     rng = np.random.default_rng(random_seed)
 
     X = evaluate_new(design.fixed_matrix, data, 0, "population-level terms")
-    eta = fixed_draws(fit.idata, design) @ X.T  # (S, rows); zeros with no fixed terms
-    S = eta.shape[0]
-    for f in design.factors:
-        Z = np.hstack(
-            [evaluate_new(m, data, 0, f"group-level term of {f.name!r}") for m in f.matrices]
-        )
-        labels = group_labels(data, f.columns)
-        codes = f.levels.get_indexer(pd.Index(labels))
-        unseen = codes < 0
-        if unseen.any() and new_groups == "error":
-            names = sorted({str(v) for v in np.asarray(labels)[unseen]})
-            raise DataError(
-                f"grouping column {f.name!r} has levels the model never saw: {names[:10]}"
-                f"{' ...' if len(names) > 10 else ''} in {describe_rows(data.index[unseen])}; "
-                "use new_groups='population' to draw their effects from the fitted population"
-            )
-        u = posterior_draws(fit.idata, f"u_{f.name}")  # (S, J, q)
-        effects = np.zeros((S, len(data), u.shape[2]))
-        effects[:, ~unseen] = u[:, codes[~unseen]]
-        if unseen.any():
-            new_codes, new_index = pd.factorize(pd.Index(labels)[unseen])
-            L = np.linalg.cholesky(_population_cov(fit, f) + 1e-12 * np.eye(u.shape[2]))
-            z = rng.standard_normal((S, len(new_index), u.shape[2]))
-            effects[:, unseen] = np.einsum("sjk,slk->sjl", z, L)[:, new_codes]
-            # the level-2 part of an unseen group's coefficients is already in X beta
-        eta += np.einsum("snk,nk->sn", effects, Z)
-
-    mean = design.family.mean(eta)
-    if kind == "mean":
-        out = mean
-    elif design.family.name == "gaussian":
-        scale = (
-            data[spec.se].to_numpy(float)
-            if spec.se
-            else posterior_draws(fit.idata, "sigma")[:, None]
-        )
-        out = rng.normal(mean, scale)
-    elif design.family.name == "poisson":
-        out = rng.poisson(mean).astype(float)
-    else:
-        n = data[spec.trials].to_numpy() if spec.trials else 1
-        out = rng.binomial(n, mean).astype(float)
-    post = fit.idata.posterior
+    beta = fixed_draws(idata, design)  # (S, p); (S, 0) with no fixed terms
+    factors = [_group_effects(idata, f, data, new_groups, rng) for f in design.factors]
+    S, rows = beta.shape[0], len(data)
+    q = max([Z.shape[1] for _, _, Z in factors], default=1)
+    chunk = max(1, CHUNK_CELLS // (rows * q))
+    scale = None
+    if kind == "response" and design.family.name == "gaussian":
+        scale = data[spec.se].to_numpy(float) if spec.se else posterior_draws(idata, "sigma")
+    trials = data[spec.trials].to_numpy() if spec.trials else 1
+    out = np.empty((S, rows))
+    for start in range(0, S, chunk):
+        sl = slice(start, min(start + chunk, S))
+        eta = beta[sl] @ X.T
+        for u, codes, Z in factors:
+            eta += np.einsum("snk,nk->sn", u[sl][:, codes], Z)
+        mean = design.family.mean(eta)
+        if kind == "mean":
+            out[sl] = mean
+        elif design.family.name == "gaussian":
+            out[sl] = rng.normal(mean, scale if spec.se else scale[sl, None])
+        elif design.family.name == "poisson":
+            out[sl] = rng.poisson(mean)
+        else:
+            out[sl] = rng.binomial(trials, mean)
     return xr.DataArray(
-        out.reshape(post.sizes["chain"], post.sizes["draw"], len(data)),
+        out.reshape(post.sizes["chain"], post.sizes["draw"], rows),
         dims=("chain", "draw", "obs"),
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": data.index},
         name=design.response if kind == "response" else f"{design.response}_mean",

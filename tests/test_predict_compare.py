@@ -108,3 +108,29 @@ def test_simulate_noise_groups():
     assert sizes.groupby("group").size().tolist() == [1, 2, 5]
     with pytest.raises(hb.SpecError):
         hb.datasets.simulate_noise_groups(n_groups=1, seed=0)
+
+
+def test_predict_in_chunks_gives_the_same_draws(regression_fit, regression_data, monkeypatch):
+    """Chunks of draws consume one random stream in draw order: any chunk size, same draws."""
+    import hierbayes.predict as predict_module
+
+    new = pd.concat([regression_data.iloc[:40], pd.DataFrame({"x": [0.1], "g": ["unseen"]})])
+    whole = {k: regression_fit.predict(new, kind=k, random_seed=4) for k in ("mean", "response")}
+    monkeypatch.setattr(predict_module, "CHUNK_CELLS", 7 * len(new))  # 7 draws a chunk
+    for kind, values in whole.items():
+        chunked = regression_fit.predict(new, kind=kind, random_seed=4)
+        np.testing.assert_array_equal(chunked, values)
+
+
+def test_predict_draws_subset_is_those_draws(regression_fit, regression_data):
+    new = regression_data.iloc[:5]
+    full = regression_fit.predict(new)
+    part = regression_fit.predict(new, draws=50)
+    assert part.sizes == {"chain": 2, "draw": 50, "obs": 5}
+    kept = np.linspace(0, full.sizes["draw"] - 1, 50).round().astype(int)
+    np.testing.assert_array_equal(part["draw"], full["draw"][kept])
+    np.testing.assert_allclose(part, full.isel(draw=kept), rtol=1e-12)
+    assert regression_fit.predict(new, draws=10_000).sizes["draw"] == full.sizes["draw"]
+    for bad in (0, -1, 2.5, True, "10"):
+        with pytest.raises(hb.SpecError, match="draws must be None or a whole number"):
+            regression_fit.predict(new, draws=bad)
