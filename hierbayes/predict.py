@@ -112,6 +112,14 @@ def _group_effects(
     """
     Z = np.hstack([evaluate_new(m, data, 0, f"group-level term of {f.name!r}") for m in f.matrices])
     labels = group_labels(data, f.columns)
+    numeric = pd.api.types.is_numeric_dtype
+    if numeric(f.levels) != numeric(pd.Index(labels)):
+        had, has = ("numbers", "text") if numeric(f.levels) else ("text", "numbers")
+        raise DataError(
+            f"grouping column {f.name!r} holds {had} in the model's data but {has} in the new "
+            "data, so no label would match and every row would count as a new group: convert "
+            f"the column to the model's type (its labels: {list(f.levels[:3])} ...)"
+        )
     codes = f.levels.get_indexer(pd.Index(labels))
     unseen = codes < 0
     if unseen.any() and new_groups == "error":

@@ -1,5 +1,6 @@
 """Predictions for new rows, LOO comparison, and empirical Bayes inside the pooling report."""
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +135,23 @@ def test_predict_draws_subset_is_those_draws(regression_fit, regression_data):
     for bad in (0, -1, 2.5, True, "10"):
         with pytest.raises(hb.SpecError, match="draws must be None or a whole number"):
             regression_fit.predict(new, draws=bad)
+
+
+def test_group_labels_of_another_type_are_refused_not_taken_as_new_groups(regression_data):
+    """Integer group labels given as text would all be 'unseen' and silently pooled."""
+    df = regression_data.assign(k=regression_data["g"].str[1:].astype(int))
+    model = hb.Model("y ~ x + (1 | k)", df)
+    fit = hb.Fit.__new__(hb.Fit)  # predict needs only the model and the posterior
+    fit.model = model
+    fit.idata = az.from_dict(
+        posterior={
+            "Intercept": np.zeros((1, 2)),
+            "x": np.zeros((1, 2)),
+            "sd_k": np.ones((1, 2, 1)),
+            "u_k": np.zeros((1, 2, 30, 1)),
+        },
+        dims={"sd_k": ["k_term"], "u_k": ["k", "k_term"]},
+    )
+    with pytest.raises(hb.DataError, match="'k' holds numbers in the model's data but text"):
+        fit.predict(pd.DataFrame({"x": [0.0], "k": ["3"]}))
+    np.testing.assert_array_equal(fit.predict(pd.DataFrame({"x": [0.0], "k": [3]})), 0.0)
