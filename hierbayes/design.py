@@ -21,6 +21,7 @@ import pandas as pd
 from hierbayes.errors import DataError, SpecError, describe_rows
 from hierbayes.families import Family
 from hierbayes.formula import Formula, GroupTerm
+from hierbayes.namespace import Namespace, check_safe, resolve
 from hierbayes.pooling import level2_map
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate_new",
     "group_labels",
     "incomplete_rows",
+    "model_columns",
 ]
 
 
@@ -101,6 +103,8 @@ class Design:
 
     ``se`` holds known observation standard errors (meta-analysis form) or is None when
     the residual SD is estimated. ``scale`` is the response scale used by default priors.
+    ``columns`` are the data columns the model reads (the response, every column a term
+    reads, the grouping columns, ``se`` and ``trials``).
     """
 
     response: str
@@ -114,6 +118,7 @@ class Design:
     trials: np.ndarray | None = None
     formula: Formula | None = None
     fixed_matrix: Any = None
+    columns: tuple[str, ...] = ()
 
     @property
     def n_obs(self) -> int:
@@ -197,19 +202,57 @@ def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
             )
 
 
-def _evaluate(rhs: str, data: pd.DataFrame, where: str) -> tuple[np.ndarray, tuple[str, ...], Any]:
+def _evaluate(
+    rhs: str, data: pd.DataFrame, where: str, namespace: Namespace
+) -> tuple[np.ndarray, tuple[str, ...], Any]:
     """Evaluate a right-hand side with formulae: (matrix, column names, formulae matrix).
 
-    The formulae object re-evaluates the same terms on new data (same category levels).
+    Names resolve in the data, then in ``namespace``. The formulae object re-evaluates the
+    same terms on new data with the training data's state (category levels, the mean and SD
+    of ``scale(x)``, the knots of ``bs(x)``). A term whose values are not finite (``log`` of
+    a value <= 0, say) is a DataError naming the term and the rows.
     """
     try:
-        dm = fm.design_matrices(rhs, data, na_action="error")
+        with np.errstate(all="ignore"):
+            dm = fm.design_matrices(rhs, data, na_action="pass", env=namespace.environment())
     except Exception as exc:  # formulae raises plain Exceptions for bad calls and types
-        raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {exc}") from None
+        raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {_describe(exc)}") from None
     if dm.common is None:
         return np.empty((len(data), 0)), (), None
     frame = dm.common.as_dataframe()
-    return frame.to_numpy(dtype=float), tuple(str(c) for c in frame.columns), dm.common
+    X = frame.to_numpy(dtype=float)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        k = int(np.argmax(bad.any(axis=0)))
+        raise DataError(
+            f"{where}: term {str(frame.columns[k])!r} is not a finite number in "
+            f"{describe_rows(data.index[bad[:, k]])} (a transform outside its domain, such "
+            "as log of a value <= 0?): correct or remove these rows, or change the term"
+        )
+    return X, tuple(str(c) for c in frame.columns), dm.common
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):  # formulae's lookup of an unknown name
+        return f"the name {exc.args[0]!r} is neither a data column nor a known function"
+    return str(exc) or type(exc).__name__
+
+
+def model_columns(
+    formula: Formula, data: pd.DataFrame, namespace: Namespace, extra: list[str | None]
+) -> list[str]:
+    """The data columns a model reads: the formula's variables that the data hold, and ``extra``.
+
+    A variable that is neither a column nor a name of ``namespace`` is a DataError naming
+    the closest column; with the safe namespace, a name outside it is a SpecError
+    (:func:`hierbayes.namespace.check_safe`).
+    """
+    if namespace.safe:
+        check_safe(formula.text, formula.names, [str(c) for c in data.columns])
+    columns = [v for v in formula.variables if v in data.columns or namespace.lookup(v) is None]
+    columns += [c for c in extra if c is not None and c not in columns]
+    check_present(data, columns)
+    return columns
 
 
 def evaluate_new(matrix: Any, data: pd.DataFrame, n_columns: int, where: str) -> np.ndarray:
@@ -255,7 +298,12 @@ def group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
 
 
 def _factor_design(
-    name: str, terms: list[GroupTerm], data: pd.DataFrame, X: np.ndarray, taken: np.ndarray
+    name: str,
+    terms: list[GroupTerm],
+    data: pd.DataFrame,
+    X: np.ndarray,
+    taken: np.ndarray,
+    namespace: Namespace,
 ) -> FactorDesign:
     labels = group_labels(data, terms[0].factor_columns)
     if isinstance(labels.dtype, pd.CategoricalDtype):
@@ -271,7 +319,7 @@ def _factor_design(
         )
     blocks, columns, names, matrices = [], [], [], []
     for term in terms:
-        Z, znames, matrix = _evaluate(term.expr, data, f"group-level term {term}")
+        Z, znames, matrix = _evaluate(term.expr, data, f"group-level term {term}", namespace)
         matrices.append(matrix)
         if not znames:
             raise SpecError(f"group-level term {term} has no columns")
@@ -336,8 +384,12 @@ def build_design(
     se: str | None,
     family: Family,
     trials: str | None = None,
+    namespace: Namespace | None = None,
 ) -> Design:
     """Validate ``data`` against ``formula`` and compute the numerical design.
+
+    ``namespace`` holds the names the formula's terms may use beyond the data's columns
+    (:mod:`hierbayes.namespace`; by default the safe set).
 
     Raises
     ------
@@ -366,7 +418,8 @@ def build_design(
         raise SpecError(
             f"se= (known standard errors) is for the gaussian family, not {family.name}"
         )
-    columns = list(formula.variables) + [c for c in (se, trials) if c is not None]
+    namespace = namespace if namespace is not None else resolve("safe")
+    columns = model_columns(formula, data, namespace, [se, trials])
     check_columns(data, columns)
 
     trial_values = _check_trials(data, trials, family)
@@ -391,7 +444,9 @@ def build_design(
             "there is nothing to model"
         )
 
-    X, fixed_names, fixed_matrix = _evaluate(formula.fixed, data, "population-level terms")
+    X, fixed_names, fixed_matrix = _evaluate(
+        formula.fixed, data, "population-level terms", namespace
+    )
     _check_predictors(X, fixed_names, "population-level terms")
 
     by_factor: dict[str, list[GroupTerm]] = {}
@@ -400,7 +455,7 @@ def build_design(
     taken = np.zeros(X.shape[1], dtype=bool)
     factors: list[FactorDesign] = []
     for name, terms in by_factor.items():
-        factors.append(_factor_design(name, terms, data, X, taken))
+        factors.append(_factor_design(name, terms, data, X, taken, namespace))
         taken |= factors[-1].owns
     if not fixed_names and not factors:
         raise SpecError(f"formula {formula.text!r} has no terms to estimate")
@@ -417,4 +472,5 @@ def build_design(
         trials=trial_values,
         formula=formula,
         fixed_matrix=fixed_matrix,
+        columns=tuple(columns),
     )

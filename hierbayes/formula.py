@@ -108,14 +108,44 @@ class Formula:
 
     @property
     def variables(self) -> tuple[str, ...]:
-        """Every data column the formula reads, in order of first mention."""
+        """Every variable name the formula reads, in order of first mention.
+
+        Most are data columns; a name the formula's namespace provides (``pi``, a constant of
+        the caller's) is one too (see :func:`hierbayes.design.model_columns`).
+
+        Examples
+        --------
+        >>> parse("y ~ log(x) + I(z**2) + (scale(w) | g)").variables
+        ('y', 'x', 'z', 'w', 'g')
+        """
         names: list[str] = [self.response]
         rhs = [self.fixed] + [g.expr for g in self.groups]
         for part in rhs:
-            names.extend(sorted(fm.model_description(part).var_names))
+            names.extend(sorted(n for n in fm.model_description(part).var_names if n))
         for g in self.groups:
             names.extend(g.factor_columns)
         return tuple(dict.fromkeys(names))
+
+    @property
+    def names(self) -> tuple[tuple[str, bool], ...]:
+        """Every name written in the formula, with whether it is called: ``(name, called)``.
+
+        Keyword names of calls and levels in ``x[level]`` are left out; backquoted names are
+        columns and left out too.
+
+        Examples
+        --------
+        >>> parse("y ~ np.log(x) + C(k, Treatment('b')) + bs(z, df=4) + (1 | g)").names[1:5]
+        (('np.log', True), ('x', False), ('C', True), ('k', False))
+        """
+        tokens = _tokenize(self.text)
+        found: list[tuple[str, bool]] = []
+        for k, tok in enumerate(tokens):
+            before = tokens[k - 1].kind if k else None
+            after = tokens[k + 1].kind if k + 1 < len(tokens) else None
+            if tok.kind == "name" and before != "[" and after != "=":
+                found.append((tok.text, after == "("))
+        return tuple(dict.fromkeys(found))
 
 
 class _Problem(Exception):

@@ -20,11 +20,11 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import numpy as np
@@ -60,10 +60,8 @@ def data_hash(data: pd.DataFrame) -> str:
 
 
 def _model_data(fit: Fit) -> pd.DataFrame:
-    spec = fit.model.spec
     design = fit.model.design
-    columns = list(design.formula.variables) + [c for c in (spec.se, spec.trials) if c]
-    frame = fit.model.data[columns].copy()
+    frame = fit.model.data[list(design.columns)].copy()
     for column in frame.columns:  # netCDF keeps numbers and text; categories become text
         if not pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].astype(str).astype(object)
@@ -227,8 +225,14 @@ def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
     return path
 
 
-def load(path: str | Path) -> Fit:
+def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fit:
     """Read a fit written by :meth:`hierbayes.Fit.save`, with its model, without refitting.
+
+    A file is not the caller's code: its formula may use only data columns, NumPy's
+    elementwise functions and formulae's transforms (:mod:`hierbayes.namespace`). A formula
+    that calls a function of your own loads with ``namespace={"myfun": myfun}``. Stateful
+    transforms (``scale``, ``bs``...) are refitted to the stored data, so they keep the state
+    they had when the model was fitted.
 
     Raises
     ------
@@ -281,5 +285,5 @@ def load(path: str | Path) -> Fit:
             f"{str(path)!r}: the stored model spec is unreadable: {exc}"
         ) from None
     del idata.constant_data
-    model = Model.from_spec(spec, data)
+    model = Model.from_spec(spec, data, namespace=namespace)
     return Fit(model, idata, target_accept=float(attrs["hierbayes_target_accept"]), warn=False)

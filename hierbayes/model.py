@@ -17,11 +17,12 @@ from threadpoolctl import threadpool_limits
 
 from hierbayes import families, samplers
 from hierbayes.auto import Plan, plan
-from hierbayes.design import Design, build_design, check_present, incomplete_rows
+from hierbayes.design import Design, build_design, incomplete_rows, model_columns
 from hierbayes.errors import DataWarning, SamplingError, SpecError
 from hierbayes.fit import Fit
 from hierbayes.formula import parse
 from hierbayes.graph import build_model
+from hierbayes.namespace import Namespace, resolve
 from hierbayes.posterior import (
     LOG_LIKELIHOOD_MAX_CELLS,
     add_group_effects,
@@ -88,6 +89,12 @@ class Model:
         With ``dropna=True`` those rows are dropped instead, with a
         :class:`~hierbayes.errors.DataWarning` that counts them per group; their index
         labels are kept in ``model.dropped``.
+    namespace : dict or "safe", optional
+        Where the formula's function and variable names that are not data columns resolve.
+        By default in the caller's namespace, as formulae's ``env`` does (so your own
+        functions work), with NumPy's elementwise functions behind it (``log(x)``,
+        ``np.log(x)``). ``"safe"`` allows only NumPy's elementwise functions and formulae's
+        transforms, as for formulas read from files (:mod:`hierbayes.namespace`).
 
     Examples
     --------
@@ -118,6 +125,7 @@ class Model:
         parameterization: str = "auto",
         priors: Mapping[str, Prior | str] | None = None,
         dropna: bool = False,
+        namespace: Mapping[str, Any] | str | None = None,
     ) -> None:
         self.spec = ModelSpec(
             formula=formula,
@@ -128,13 +136,19 @@ class Model:
             priors=priors or {},
         )
         self.formula = parse(formula)
+        self.namespace: Namespace = resolve(namespace, depth=1)
         self.dropped = pd.Index([])
         if dropna:
             data = self._drop_incomplete(data, se, trials)
         self.data = data
         self.family = families.get(family)
         self.design: Design = build_design(
-            self.formula, data, se=se, family=self.family, trials=trials
+            self.formula,
+            data,
+            se=se,
+            family=self.family,
+            trials=trials,
+            namespace=self.namespace,
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
@@ -144,8 +158,7 @@ class Model:
         """dropna=True: drop rows with a missing or infinite used value, and say which."""
         if not isinstance(data, pd.DataFrame):
             return data  # build_design names the problem
-        used = list(self.formula.variables) + [c for c in (se, trials) if c is not None]
-        check_present(data, used)
+        used = model_columns(self.formula, data, self.namespace, [se, trials])
         mask = incomplete_rows(data, used)
         if not mask.any():
             return data
@@ -166,8 +179,17 @@ class Model:
         return data.loc[~mask]
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, data: pd.DataFrame) -> Model:
-        """Build a model from a :class:`~hierbayes.spec.ModelSpec` and its data."""
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        data: pd.DataFrame,
+        namespace: Mapping[str, Any] | str | Namespace = "safe",
+    ) -> Model:
+        """Build a model from a :class:`~hierbayes.spec.ModelSpec` and its data.
+
+        A spec comes from a file or another process, not from the caller's code, so its
+        formula may by default use only the safe names (:mod:`hierbayes.namespace`).
+        """
         return cls(
             spec.formula,
             data,
@@ -176,6 +198,7 @@ class Model:
             trials=spec.trials,
             parameterization=spec.parameterization,
             priors=dict(spec.priors),
+            namespace=namespace,
         )
 
     @property

@@ -48,7 +48,7 @@ def _check_new_data(
     model_data: pd.DataFrame, design: Design, spec: ModelSpec, data: pd.DataFrame, kind: str
 ) -> None:
     """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
-    predictors = [v for v in design.formula.variables if v != design.response]
+    predictors = [c for c in design.columns if c not in (design.response, spec.se, spec.trials)]
     for column in predictors:
         trained = model_data[column]
         if pd.api.types.is_numeric_dtype(trained) and not pd.api.types.is_bool_dtype(trained):
@@ -175,7 +175,7 @@ def predict(
         raise SpecError(f"random_seed must be None or a whole number >= 0, got {random_seed!r}")
     post = _draw_subset(idata.posterior, draws)
     idata = az.InferenceData(posterior=post)
-    needed = [v for v in design.formula.variables if v != design.response]
+    needed = [c for c in design.columns if c not in (design.response, spec.se, spec.trials)]
     if kind == "response":
         needed += [c for c in (spec.se, spec.trials) if c is not None]
     check_columns(data, needed)

@@ -710,6 +710,8 @@ class _Context:
     chains: int
     thin: int
     fit_kwargs: Mapping[str, Any]
+    #: The model's own names in-process; worker processes get the safe set only.
+    namespace: Any = "safe"
 
 
 @contextmanager
@@ -743,7 +745,7 @@ def _simulate(
     data = ctx.data.copy()
     data[ctx.response] = y
     try:
-        model = Model.from_spec(ctx.spec, data)
+        model = Model.from_spec(ctx.spec, data, namespace=ctx.namespace)
     except DataError as err:
         raise DataError(f"SBC simulation {i}: the model refuses the simulated data: {err}") from err
     fit = model.fit(
@@ -988,6 +990,7 @@ def sbc(
         chains=chains,
         thin=thin,
         fit_kwargs=fit_kwargs,
+        namespace=model.namespace if workers == 1 else "safe",
     )
     n_draws = chains * math.ceil(draws / thin)
     ranks = np.zeros((n_simulations, len(scalars)), dtype=int)
