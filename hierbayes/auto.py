@@ -63,7 +63,9 @@ class Plan:
 
 def _residuals(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Complete-pooling fit: residual y - mu, per-observation 1/phi and variance weight."""
-    eta = design.X @ complete_pooling(design) if design.fixed_names else np.zeros(design.n_obs)
+    eta = design.eta_offset + (
+        design.X @ complete_pooling(design) if design.fixed_names else np.zeros(design.n_obs)
+    )
     fam = design.family
     if fam.link == "identity":
         inv_phi = np.ones(design.n_obs) if design.se is None else design.se**-2.0

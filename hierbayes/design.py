@@ -34,6 +34,7 @@ __all__ = [
     "group_labels",
     "incomplete_rows",
     "model_columns",
+    "new_offset",
 ]
 
 
@@ -104,7 +105,12 @@ class Design:
     ``se`` holds known observation standard errors (meta-analysis form) or is None when
     the residual SD is estimated. ``scale`` is the response scale used by default priors.
     ``columns`` are the data columns the model reads (the response, every column a term
-    reads, the grouping columns, ``se`` and ``trials``).
+    reads, the grouping columns, ``se``, ``trials`` and ``offset``).
+
+    ``offset`` (N,) is the sum of the formula's ``offset(...)`` terms and the ``offset=``
+    column, or None: it enters the linear predictor with coefficient 1,
+    ``eta = offset + X beta + Z u``. For the identity link, models of ``y`` with an offset are
+    models of ``y - offset`` (:attr:`y_adjusted`).
     """
 
     response: str
@@ -119,10 +125,23 @@ class Design:
     formula: Formula | None = None
     fixed_matrix: Any = None
     columns: tuple[str, ...] = ()
+    offset: np.ndarray | None = None
+    offset_column: str | None = None
+    offset_matrices: tuple[Any, ...] = ()
 
     @property
     def n_obs(self) -> int:
         return len(self.y)
+
+    @property
+    def y_adjusted(self) -> np.ndarray:
+        """The response less the offset (the response itself without one)."""
+        return self.y if self.offset is None else self.y - self.offset
+
+    @property
+    def eta_offset(self) -> np.ndarray | float:
+        """The offset, or 0.0: what the linear predictor starts from."""
+        return 0.0 if self.offset is None else self.offset
 
     @property
     def estimates_sigma(self) -> bool:
@@ -357,6 +376,48 @@ def _factor_design(
     )
 
 
+def _offsets(
+    formula: Formula, data: pd.DataFrame, column: str | None, namespace: Namespace
+) -> tuple[np.ndarray | None, tuple[Any, ...]]:
+    """The summed offset (N,) of ``offset(...)`` terms and the ``offset=`` column, or None."""
+    if not formula.offsets and column is None:
+        return None, ()
+    total = np.zeros(len(data))
+    matrices = []
+    for expr in formula.offsets:
+        values, names, matrix = _evaluate(f"0 + {expr}", data, f"offset({expr})", namespace)
+        if values.shape[1] != 1:
+            raise SpecError(
+                f"offset({expr}) gives {values.shape[1]} columns {list(names)}: an offset is "
+                "one number per row (a numeric column or expression)"
+            )
+        total += values[:, 0]
+        matrices.append(matrix)
+    if column is not None:
+        total += _numbers(data, column, "offset")
+    return total, tuple(matrices)
+
+
+def _numbers(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    """A numeric column as floats, or a DataError naming it."""
+    values = data[column]
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise DataError(f"{what} column {column!r} has dtype {values.dtype}; it needs numbers")
+    return values.to_numpy(dtype=float)
+
+
+def new_offset(design: Design, data: pd.DataFrame) -> np.ndarray | float:
+    """The offset of new rows (0.0 when the model has none), with the training state."""
+    if design.offset is None:
+        return 0.0
+    total = np.zeros(len(data))
+    for matrix in design.offset_matrices:
+        total += evaluate_new(matrix, data, 1, "offset")[:, 0]
+    if design.offset_column is not None:
+        total += _numbers(data, design.offset_column, "offset")
+    return total
+
+
 def _check_trials(data: pd.DataFrame, trials: str | None, family: Family) -> np.ndarray | None:
     if family.needs_trials != (trials is not None):
         if trials is None:
@@ -385,6 +446,7 @@ def build_design(
     family: Family,
     trials: str | None = None,
     namespace: Namespace | None = None,
+    offset: str | None = None,
 ) -> Design:
     """Validate ``data`` against ``formula`` and compute the numerical design.
 
@@ -419,18 +481,14 @@ def build_design(
             f"se= (known standard errors) is for the gaussian family, not {family.name}"
         )
     namespace = namespace if namespace is not None else resolve("safe")
-    columns = model_columns(formula, data, namespace, [se, trials])
+    columns = model_columns(formula, data, namespace, [se, trials, offset])
     check_columns(data, columns)
 
     trial_values = _check_trials(data, trials, family)
     y = family.check_response(formula.response, data[formula.response], data.index, trial_values)
     se_values = None
     if se is not None:
-        if not pd.api.types.is_numeric_dtype(data[se]) or pd.api.types.is_bool_dtype(data[se]):
-            raise DataError(
-                f"standard-error column {se!r} has dtype {data[se].dtype}; it needs numbers"
-            )
-        se_values = data[se].to_numpy(dtype=float)
+        se_values = _numbers(data, se, "standard-error")
         bad = se_values <= 0
         if bad.any():
             raise DataError(
@@ -444,6 +502,7 @@ def build_design(
             "there is nothing to model"
         )
 
+    offset_values, offset_matrices = _offsets(formula, data, offset, namespace)
     X, fixed_names, fixed_matrix = _evaluate(
         formula.fixed, data, "population-level terms", namespace
     )
@@ -473,4 +532,7 @@ def build_design(
         formula=formula,
         fixed_matrix=fixed_matrix,
         columns=tuple(columns),
+        offset=offset_values,
+        offset_column=offset,
+        offset_matrices=offset_matrices,
     )

@@ -222,7 +222,7 @@ def empirical_bayes(model: Model) -> EmpiricalBayes:
 
 def _ols(design: Design) -> EmpiricalBayes:
     """Ordinary least squares: coefficients, SEs, sigma^2 = RSS / (N - p)."""
-    y, X = design.y, design.X
+    y, X = design.y_adjusted, design.X  # y - offset
     n, p = X.shape
     if n <= p:
         raise DataError(
@@ -277,7 +277,7 @@ def _fit_reml(design: Design, f: FactorDesign):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                mixed = MixedLM(design.y, design.X, groups=f.codes, exog_re=f.Z)
+                mixed = MixedLM(design.y_adjusted, design.X, groups=f.codes, exog_re=f.Z)
                 result = mixed.fit(reml=True, method=[method], free=free, **tolerances)
                 llf = float(result.llf)
             except (np.linalg.LinAlgError, ValueError) as exc:
@@ -303,7 +303,7 @@ def _fit_reml(design: Design, f: FactorDesign):
 
 
 def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
-    y, X, Z, codes, J = design.y, design.X, f.Z, f.codes, f.n_groups
+    y, X, Z, codes, J = design.y_adjusted, design.X, f.Z, f.codes, f.n_groups
     n, p = X.shape
     q = Z.shape[1]
     result, method, notes = _fit_reml(design, f)

@@ -99,12 +99,19 @@ class Formula:
     >>> f = parse("y ~ 1 + (1 | school)")
     >>> f.response, f.fixed, f.groups
     ('y', '1', (GroupTerm(expr='1', factor='school', correlated=True),))
+
+    ``offsets`` holds the expressions of ``offset(...)`` terms: they enter the linear
+    predictor with coefficient 1 and are not part of ``fixed``.
+
+    >>> parse("c ~ x + offset(np.log(t)) + (1 | g)").offsets
+    ('np.log(t)',)
     """
 
     text: str
     response: str
     fixed: str
     groups: tuple[GroupTerm, ...]
+    offsets: tuple[str, ...] = ()
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -119,7 +126,7 @@ class Formula:
         ('y', 'x', 'z', 'w', 'g')
         """
         names: list[str] = [self.response]
-        rhs = [self.fixed] + [g.expr for g in self.groups]
+        rhs = [self.fixed, *self.offsets] + [g.expr for g in self.groups]
         for part in rhs:
             names.extend(sorted(n for n in fm.model_description(part).var_names if n))
         for g in self.groups:
@@ -540,6 +547,29 @@ def _group_term(text: str, tokens: list[_Token]) -> tuple[list[GroupTerm], _Node
     return terms, node
 
 
+def _is_offset(tokens: list[_Token]) -> bool:
+    """Whether ``tokens`` are one whole call ``offset(expr)``."""
+    if len(tokens) < 4 or tokens[0].text != "offset" or tokens[1].kind != "(":
+        return False
+    depth = 0
+    for k, tok in enumerate(tokens[1:], start=1):
+        depth += tok.kind in _CLOSING
+        depth -= tok.kind in _CLOSING.values()
+        if depth == 0:
+            return k == len(tokens) - 1
+    return False
+
+
+def _refuse_offset(tokens: list[_Token], where: str) -> None:
+    """``offset(...)`` anywhere but as a whole population-level term is refused."""
+    for k, tok in enumerate(tokens[:-1]):
+        if tok.kind == "name" and tok.text == "offset" and tokens[k + 1].kind == "(":
+            raise _Problem(
+                tok.pos,
+                f"offset(...) must be {where}, as in 'y ~ x + offset(log(t)) + (1 | g)'",
+            )
+
+
 def _missing_tilde(tokens: list[_Token]) -> _Problem:
     if not tokens:
         return _Problem(0, f"the formula is empty: write 'response ~ terms', {_EXAMPLE}")
@@ -569,6 +599,7 @@ def _parse(text: str) -> Formula:
         raise _Problem(len(text), f"expected terms after '~', {_EXAMPLE}")
 
     fixed: list[_Node] = []
+    offsets: list[str] = []
     groups: list[GroupTerm] = []
     group_nodes: list[_Node] = []
     pieces = _split(rhs, "+")
@@ -579,9 +610,15 @@ def _parse(text: str) -> Formula:
                 raise _Problem(end, "expected a term before '+'")
             raise _Problem(end, "expected a term after '+'")
         read = _group_term(text, piece)
-        if read is None:
+        if read is None and _is_offset(piece):
+            inner = _Reader(piece[2:-1], piece[-1].pos).term()
+            _check_with_formulae(text, [inner])
+            offsets.append(text[inner.start : inner.end])
+        elif read is None:
+            _refuse_offset(piece, "a term of its own, added with '+'")
             fixed.append(_Reader(piece, end).term())
         else:
+            _refuse_offset(piece, "a population-level term: offsets do not vary by group")
             groups.extend(read[0])
             group_nodes.append(read[1])
     if fixed:
@@ -589,7 +626,13 @@ def _parse(text: str) -> Formula:
     for node in group_nodes:
         _check_with_formulae(text, [node])
     fixed_text = " + ".join(text[n.start : n.end] for n in fixed) if fixed else "1"
-    return Formula(text=text, response=response, fixed=fixed_text, groups=tuple(groups))
+    return Formula(
+        text=text,
+        response=response,
+        fixed=fixed_text,
+        groups=tuple(groups),
+        offsets=tuple(offsets),
+    )
 
 
 def parse(text: str) -> Formula:

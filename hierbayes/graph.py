@@ -3,7 +3,7 @@
 The model, for observation i in group j = g[i] of each grouping factor:
 
     y_i ~ Normal(eta_i, sigma)          (sigma = se_i when standard errors are known)
-    eta_i = X_i . beta + sum over factors of Z_i . u_j
+    eta_i = offset_i + X_i . beta + sum over factors of Z_i . u_j
     b_j = m_j + u_j,   m_j = W_j beta,   u_j ~ Normal(0, diag(sd)^2)
 
 ``m_j`` is the level-2 model: for a varying coefficient with a population-level twin
@@ -183,6 +183,8 @@ def build_model(
             marginal_likelihood(design, beta, priors)
             return model
         eta = pt.dot(design.X, beta) if coefs else pt.zeros(design.n_obs)
+        if design.offset is not None:
+            eta = eta + design.offset
         for f in design.factors:
             if isinstance(parameterization, Mapping):
                 centered = np.asarray(parameterization[f.name], dtype=bool)

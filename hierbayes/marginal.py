@@ -112,7 +112,7 @@ def sufficient_stats(design: Design) -> GroupStats:
         raise SpecError(f"parameterization='marginal' is not available: {reason}")
     f = design.factors[0]
     w = np.ones(design.n_obs) if design.se is None else design.se**-2.0
-    y, X, Z, J = design.y, design.X, f.Z, f.n_groups
+    y, X, Z, J = design.y_adjusted, design.X, f.Z, f.n_groups  # y - offset
     Zw = Z * w[:, None]
     return GroupStats(
         ZtZ=group_crossprod(Zw, Z, f.codes, J),

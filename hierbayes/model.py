@@ -74,6 +74,10 @@ class Model:
         The response distribution, with its canonical link (identity, logit, logit, log).
     trials : str, optional
         Column of the number of trials per row, for the binomial family.
+    offset : str, optional
+        Column added to the linear predictor with coefficient 1 (lme4's ``offset=``), e.g.
+        the log exposure of a Poisson rate model; ``offset(expr)`` terms in the formula do
+        the same, and both together add up.
     parameterization : {"auto", "marginal", "centered", "non-centered"}
         The graph form of the group-level terms; all give the same posterior quantities.
         ``"marginal"`` (Gaussian, one grouping factor) integrates the group effects out and
@@ -125,6 +129,7 @@ class Model:
         parameterization: str = "auto",
         priors: Mapping[str, Prior | str] | None = None,
         dropna: bool = False,
+        offset: str | None = None,
         namespace: Mapping[str, Any] | str | None = None,
     ) -> None:
         self.spec = ModelSpec(
@@ -133,13 +138,14 @@ class Model:
             family=family,
             trials=trials,
             parameterization=parameterization,
+            offset=offset,
             priors=priors or {},
         )
         self.formula = parse(formula)
         self.namespace: Namespace = resolve(namespace, depth=1)
         self.dropped = pd.Index([])
         if dropna:
-            data = self._drop_incomplete(data, se, trials)
+            data = self._drop_incomplete(data, se, trials, offset)
         self.data = data
         self.family = families.get(family)
         self.design: Design = build_design(
@@ -149,16 +155,19 @@ class Model:
             family=self.family,
             trials=trials,
             namespace=self.namespace,
+            offset=offset,
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
         self.plan: Plan = plan(self.design, self.spec.parameterization)
 
-    def _drop_incomplete(self, data: pd.DataFrame, se: str | None, trials: str | None):
+    def _drop_incomplete(
+        self, data: pd.DataFrame, se: str | None, trials: str | None, offset: str | None
+    ):
         """dropna=True: drop rows with a missing or infinite used value, and say which."""
         if not isinstance(data, pd.DataFrame):
             return data  # build_design names the problem
-        used = model_columns(self.formula, data, self.namespace, [se, trials])
+        used = model_columns(self.formula, data, self.namespace, [se, trials, offset])
         mask = incomplete_rows(data, used)
         if not mask.any():
             return data
@@ -199,6 +208,7 @@ class Model:
             parameterization=spec.parameterization,
             priors=dict(spec.priors),
             namespace=namespace,
+            offset=spec.offset,
         )
 
     @property
@@ -364,8 +374,14 @@ class Model:
             "parameterization": self.parameterization,
             "parameterization_used": self.plan.describe(),
             "se": self.spec.se or "",
+            "offset": " + ".join(self._offsets()),
             **extra,
         }
+
+    def _offsets(self) -> list[str]:
+        """The offset's parts as written: ``offset(...)`` terms, then the ``offset=`` column."""
+        parts = [f"offset({expr})" for expr in self.formula.offsets]
+        return parts + ([f"offset column {self.spec.offset!r}"] if self.spec.offset else [])
 
     def __repr__(self) -> str:
         d = self.design
@@ -374,6 +390,9 @@ class Model:
             noise = f", known se from {self.spec.se!r}"
         elif d.estimates_sigma:
             noise = ", sigma estimated"
+        offsets = self._offsets()
+        if offsets:
+            noise += f", with {' + '.join(offsets)}"
         groups = (
             "; ".join(f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in d.factors)
             or "none (complete pooling)"

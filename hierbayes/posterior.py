@@ -63,8 +63,8 @@ def add_group_effects(design: Design, idata: az.InferenceData, rng: np.random.Ge
 
 
 def linear_predictor(design: Design, beta: np.ndarray, effects: list[np.ndarray]) -> np.ndarray:
-    """eta = X beta + sum_f Z u_f[codes]: (s, N) from beta (s, p) and each u_f (s, J, q)."""
-    eta = beta @ design.X.T
+    """eta = offset + X beta + sum_f Z u_f[codes]: (s, N) from beta (s, p), each u_f (s, J, q)."""
+    eta = beta @ design.X.T + design.eta_offset
     for f, u in zip(design.factors, effects, strict=True):
         eta += np.einsum("snk,nk->sn", u[:, f.codes], f.Z)
     return eta

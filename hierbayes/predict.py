@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierbayes.design import Design, FactorDesign, check_columns, evaluate_new, group_labels
+from hierbayes.design import (
+    Design,
+    FactorDesign,
+    check_columns,
+    evaluate_new,
+    group_labels,
+    new_offset,
+)
 from hierbayes.errors import DataError, SpecError, describe_rows
 from hierbayes.report import fixed_draws, posterior_draws
 from hierbayes.spec import ModelSpec
@@ -183,6 +190,7 @@ def predict(
     rng = np.random.default_rng(random_seed)
 
     X = evaluate_new(design.fixed_matrix, data, 0, "population-level terms")
+    offset = new_offset(design, data)
     beta = fixed_draws(idata, design)  # (S, p); (S, 0) with no fixed terms
     factors = [_group_effects(idata, f, data, new_groups, rng) for f in design.factors]
     S, rows = beta.shape[0], len(data)
@@ -195,7 +203,7 @@ def predict(
     out = np.empty((S, rows))
     for start in range(0, S, chunk):
         sl = slice(start, min(start + chunk, S))
-        eta = beta[sl] @ X.T
+        eta = beta[sl] @ X.T + offset
         for u, codes, Z in factors:
             eta += np.einsum("snk,nk->sn", u[sl][:, codes], Z)
         mean = design.family.mean(eta)

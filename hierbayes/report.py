@@ -80,7 +80,7 @@ def _factor_table(
     level1 = ~f.level2  # population columns with one common coefficient
     if design.family.link == "identity":
         fits, group_se, _ = pooling.no_pooling(
-            design.y,
+            design.y_adjusted,
             f.Z,
             f.codes,
             f.n_groups,
@@ -88,7 +88,7 @@ def _factor_table(
             se=design.se,
         )
     else:  # a GLM per group; level-1 columns held at their complete-pooling values
-        offset = design.X[:, level1] @ gamma[level1]
+        offset = design.X[:, level1] @ gamma[level1] + design.eta_offset
         fits = pooling.grouped_irls(
             f.Z,
             design.y,
@@ -213,7 +213,7 @@ def complete_pooling(design: Design) -> np.ndarray:
         return np.zeros(0)
     if design.family.link == "identity":
         w = np.ones(design.n_obs) if design.se is None else 1.0 / design.se**2
-        return pooling.wls(design.X, design.y, w)[0]
+        return pooling.wls(design.X, design.y_adjusted, w)[0]
     fit = pooling.grouped_irls(
         design.X,
         design.y,
@@ -221,6 +221,7 @@ def complete_pooling(design: Design) -> np.ndarray:
         np.zeros(design.n_obs, dtype=np.int64),
         1,
         trials=design.trials,
+        offset=None if design.offset is None else design.offset,
     )
     return fit.coef[0]
 

@@ -19,12 +19,12 @@ Prior keys
 Default priors (weakly informative, scaled by the data)
 -------------------------------------------------------
 With ``s`` the sample SD of the response (the mean known SE if the response is constant):
-``Intercept ~ Normal(mean(y), 2.5 s)``; a coefficient of column ``x`` ``~ Normal(0, 2.5 s /
-sd(x))`` (rstanarm's autoscaling; it assumes predictors roughly centred, so give your own
-prior otherwise); every SD (``sd``, ``sigma``) ``~ HalfStudentT(3, s)`` (brms' choice of
-family); correlations of ``(x | g)`` effects ``~ LKJ(2)``, which mildly favours small
-correlations (the Stan prior-choice recommendation). Defaults are rounded to 3 significant
-figures and printed in the model's repr.
+``Intercept ~ Normal(link(mean(y)) - mean(offset), 2.5 s)`` (no offset: 0); a coefficient of
+column ``x`` ``~ Normal(0, 2.5 s / sd(x))`` (rstanarm's autoscaling; it assumes predictors
+roughly centred, so give your own prior otherwise); every SD (``sd``, ``sigma``)
+``~ HalfStudentT(3, s)`` (brms' choice of family); correlations of ``(x | g)`` effects
+``~ LKJ(2)``, which mildly favours small correlations (the Stan prior-choice recommendation).
+Defaults are rounded to 3 significant figures and printed in the model's repr.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class ModelSpec:
     family: str = "gaussian"
     trials: str | None = None
     parameterization: str = "auto"
+    offset: str | None = None
     priors: Mapping[str, P.Prior] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,7 +102,8 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
     for k, name in enumerate(design.fixed_names):
         if name == "Intercept":
             mean = np.mean(design.y if design.trials is None else design.y / design.trials)
-            out[name] = P.Normal(_sig(design.family.link_value(float(mean))), _sig(2.5 * s))
+            centre = design.family.link_value(float(mean)) - float(np.mean(design.eta_offset))
+            out[name] = P.Normal(_sig(centre), _sig(2.5 * s))
         else:
             out[name] = P.Normal(0.0, _sig(2.5 * s / float(np.std(design.X[:, k], ddof=1))))
     for f in design.factors:

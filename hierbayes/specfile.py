@@ -7,6 +7,7 @@
     data = "../data/eight_schools.csv"   # CSV, relative to the spec file
     se = "sigma"                          # optional
     family = "gaussian"                   # optional
+    offset = "log_exposure"               # optional; a column added to the linear predictor
     parameterization = "non-centered"     # optional; by default the model's ("auto")
 
     [priors]                              # optional; keys as in hb.Model(priors=...)
@@ -47,7 +48,7 @@ from hierbayes.spec import PARAMETERIZATIONS, ModelSpec
 
 __all__ = ["RunSpec", "read_spec", "read_csv", "sampler_problem", "MAX_ITERATIONS", "MAX_CHAINS"]
 
-_MODEL_KEYS = ("formula", "data", "se", "family", "trials", "parameterization")
+_MODEL_KEYS = ("formula", "data", "se", "family", "trials", "offset", "parameterization")
 _REQUIRED = ("formula", "data")
 _SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
 _TABLES = ("model", "priors", "sampler")
@@ -273,6 +274,7 @@ def read_spec(path: str | Path) -> RunSpec:
     options = {
         "se": reader.text(model, "se"),
         "trials": reader.text(model, "trials"),
+        "offset": reader.text(model, "offset"),
         "family": family,
         "parameterization": parameterization,
     }
