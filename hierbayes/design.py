@@ -10,6 +10,7 @@ Every check names the column, the offending rows (by their index labels) and the
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
@@ -167,6 +168,69 @@ class Design:
             return float(np.mean(self.se))
         raise DataError(  # guarded in build_design; kept so the property never returns 0
             f"response column {self.response!r} is constant: no scale to fit"
+        )
+
+
+#: Dimension names that belong to the posterior itself (ArviZ reserves chain, draw and
+#: __sample__; obs indexes the observations).
+RESERVED_DIMS = ("chain", "draw", "__sample__", "obs")
+
+
+def check_names(design: Design) -> None:
+    """Refuse names that would collide in the graph or the posterior, naming the fix.
+
+    Every variable (response, coefficients, ``sigma``, ``sd_/b_/u_/z_/chol_/corr_<f>``,
+    ``marginal_<response>``) needs a name of its own, and every dimension (each factor,
+    ``<f>_term``, ``<f>_term2``, ``<f>_centered``, ``<f>_noncentered``, and
+    :data:`RESERVED_DIMS`) too.
+    """
+    names = [design.response, *design.fixed_names, *(["sigma"] if design.estimates_sigma else [])]
+    kinds = ("sd", "b", "u", "z", "chol", "corr")
+    names += [f"{kind}_{f.name}" for f in design.factors for kind in kinds]
+    names.append(f"marginal_{design.response}")
+    keys = sorted({"sd", "corr"} & set(design.fixed_names))
+    if keys:
+        raise SpecError(
+            f"coefficient {keys[0]!r} would share its prior key with every group-level "
+            f"{'SD' if keys[0] == 'sd' else 'correlation'} (priors={{{keys[0]!r}: ...}}): "
+            f"rename the column, e.g. data.rename(columns={{{keys[0]!r}: {keys[0] + '_value'!r}}})"
+        )
+    slashed = [n for n in names if "/" in n]
+    if slashed:
+        raise SpecError(
+            f"model variable {slashed[0]!r} would hold '/', which PyMC does not allow in a "
+            "name: write the term without it (I(x * 0.5) for I(x / 2)), compute the column "
+            "before fitting, or rename the category levels that hold '/'"
+        )
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise SpecError(
+            f"model variable name(s) {repeated} would repeat: rename the response or the "
+            f"column, e.g. data.rename(columns={{{repeated[0]!r}: {repeated[0] + '_value'!r}}})"
+        )
+    dims: dict[str, str] = {}
+    for f in design.factors:
+        if f.name in RESERVED_DIMS:
+            raise SpecError(
+                f"grouping column {f.name!r} cannot keep its name: {', '.join(RESERVED_DIMS)} "
+                "are the posterior's own dimensions. Rename it, e.g. "
+                f"data.rename(columns={{{f.name!r}: {f.name + '_id'!r}}})"
+            )
+        for suffix in ("", "_term", "_term2", "_centered", "_noncentered"):
+            dim = f"{f.name}{suffix}"
+            if dim in dims and dims[dim] != f.name:
+                raise SpecError(
+                    f"grouping factors {dims[dim]!r} and {f.name!r} would both name a "
+                    f"dimension {dim!r} of the posterior: rename one of the columns"
+                )
+            dims[dim] = f.name
+    clash = sorted(set(names) & (set(dims) | set(RESERVED_DIMS)))
+    if clash:
+        raise SpecError(
+            f"{clash[0]!r} would name both a variable of the model (the response or a "
+            "coefficient) and a dimension of the posterior (a grouping factor, or one of "
+            f"{', '.join(RESERVED_DIMS)}): rename the column, e.g. "
+            f"data.rename(columns={{{clash[0]!r}: {clash[0] + '_value'!r}}})"
         )
 
 
@@ -331,6 +395,14 @@ def _factor_design(
     else:
         codes, uniques = pd.factorize(labels, sort=False)
         levels = pd.Index(uniques, name=name)
+    shown = pd.Index(levels.map(str))
+    if shown.has_duplicates:
+        same = sorted({str(v) for v in shown[shown.duplicated()]})[:3]
+        raise DataError(
+            f"grouping column {name!r} has labels that differ in type but read the same "
+            f"({same}, e.g. the number 1 and the text '1'): they would count as different "
+            "groups; convert the column to one type, e.g. data[col].astype(str)"
+        )
     if len(levels) < 2:
         raise DataError(
             f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
@@ -519,7 +591,7 @@ def build_design(
     if not fixed_names and not factors:
         raise SpecError(f"formula {formula.text!r} has no terms to estimate")
 
-    return Design(
+    design = Design(
         response=formula.response,
         y=y,
         X=X,
@@ -536,3 +608,5 @@ def build_design(
         offset_column=offset,
         offset_matrices=offset_matrices,
     )
+    check_names(design)
+    return design

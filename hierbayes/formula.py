@@ -526,7 +526,13 @@ def _group_term(text: str, tokens: list[_Token]) -> tuple[list[GroupTerm], _Node
     node = _Reader(expr_tokens, bar.pos).term()
     for k, tok in enumerate(factor_tokens):
         want_name = k % 2 == 0
-        if want_name and tok.kind != "name":
+        if want_name and tok.kind == "quoted" and any(c in tok.text for c in "/:"):
+            raise _Problem(
+                tok.pos,
+                f"a grouping column named {tok.text} holds '/' or ':', which write nesting "
+                "here: rename the column",
+            )
+        if want_name and tok.kind not in ("name", "quoted"):
             raise _Problem(
                 tok.pos,
                 f"a grouping factor is a column name, a/b (b nested in a) or a:b, got {tok.text!r}",
@@ -540,7 +546,7 @@ def _group_term(text: str, tokens: list[_Token]) -> tuple[list[GroupTerm], _Node
     if len(factor_tokens) % 2 == 0:
         raise _Problem(close.pos, f"expected a column name after {factor_tokens[-1].text!r}")
     expr = text[expr_tokens[0].pos : expr_tokens[-1].end]
-    levels = "".join(t.text for t in factor_tokens).split("/")
+    levels = "".join(t.text.strip("`") for t in factor_tokens).split("/")
     correlated = bar.kind == "|"
     # (expr | a/b) is lme4's (expr | a) + (expr | a:b)
     terms = [GroupTerm(expr, ":".join(levels[: k + 1]), correlated) for k in range(len(levels))]
@@ -593,8 +599,14 @@ def _parse(text: str) -> Formula:
     if not lhs:
         raise _Problem(tilde.pos, f"the response is missing before '~', {_EXAMPLE}")
     response = text[lhs[0].pos : lhs[-1].end]
-    if len(lhs) > 1 or lhs[0].kind != "name" or not response.isidentifier():
-        raise _Problem(lhs[0].pos, f"the response must be a single column name, got {response!r}")
+    if len(lhs) == 1 and lhs[0].kind == "quoted":  # `my y` ~ ...
+        response = response[1:-1]
+    elif len(lhs) > 1 or lhs[0].kind != "name" or not response.isidentifier():
+        raise _Problem(
+            lhs[0].pos,
+            f"the response must be a single column name, got {response!r} (quote a name "
+            "with spaces in backticks: `my y`)",
+        )
     if not rhs:
         raise _Problem(len(text), f"expected terms after '~', {_EXAMPLE}")
 

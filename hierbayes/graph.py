@@ -27,7 +27,6 @@ crossed factor that comes later, ``b_j = u_j`` is a deviation.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,7 +34,6 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.design import Design, FactorDesign
-from hierbayes.errors import SpecError
 from hierbayes.marginal import marginal_loglik, sufficient_stats
 from hierbayes.priors import Prior
 
@@ -167,14 +165,6 @@ def build_model(
     ``parameterization`` is ``"centered"``, ``"non-centered"``, ``"marginal"``, or a mapping
     of factor name to a boolean array over its groups (True: that group is centered).
     """
-    names = [design.response, *design.fixed_names, *(["sigma"] if design.estimates_sigma else [])]
-    kinds = ("sd", "b", "u", "z", "chol", "corr")
-    names += [f"{kind}_{f.name}" for f in design.factors for kind in kinds]
-    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
-    if repeated:
-        raise SpecError(
-            f"model variable name(s) {repeated} would repeat: rename the response or the column"
-        )
     marginal = parameterization == "marginal" and design.factors
     with pm.Model(coords=_coords(design, parameterization)) as model:
         coefs = [priors[name].rv(name) for name in design.fixed_names]

@@ -205,8 +205,11 @@ def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
     if not data.index.is_unique:
         data = data.reset_index(drop=True)
     idata = fit.idata.copy()
-    constant = xr.Dataset(
-        {c: ("obs", data[c].to_numpy()) for c in data.columns},
+    constant = xr.Dataset(  # columns by position: any column name, "obs" or "a/b" included
+        {
+            f"column_{k}": ("obs", data[c].to_numpy(), {"hierbayes_column": str(c)})
+            for k, c in enumerate(data.columns)
+        },
         coords={"obs": np.asarray(data.index)},
     )
     if "constant_data" in idata.groups():
@@ -270,7 +273,10 @@ def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fi
         )
     constant = idata.constant_data
     data = pd.DataFrame(
-        {name: constant[name].values for name in constant.data_vars},
+        {
+            constant[name].attrs.get("hierbayes_column", name): constant[name].values
+            for name in constant.data_vars
+        },
         index=pd.Index(constant["obs"].values),
     )
     if data_hash(data) != attrs["hierbayes_data_sha256"]:

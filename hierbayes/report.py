@@ -50,8 +50,10 @@ def posterior_draws(idata: az.InferenceData, name: str) -> np.ndarray:
     """
     if name not in idata.posterior:
         raise SpecError(f"the posterior has no variable {name!r}; was it built by hierbayes?")
-    da = idata.posterior[name]
-    return da.stack(sample=("chain", "draw")).transpose("sample", ...).values
+    da = idata.posterior[name].transpose("chain", "draw", ...)
+    # a reshape, not xarray's stack: a new dimension could clash with a user's (a factor
+    # named "sample", as in lme4's Penicillin data)
+    return da.values.reshape(-1, *da.shape[2:])
 
 
 def fixed_draws(idata: az.InferenceData, design: Design) -> np.ndarray:

@@ -122,8 +122,18 @@ EXAMPLE = "as in 'y ~ 1 + x + (1 | g)'"
             "a second '~': a formula has one, between the response and the terms",
         ),
         ("~ x", 0, f"the response is missing before '~', {EXAMPLE}"),
-        ("log(y) ~ x", 0, "the response must be a single column name, got 'log(y)'"),
-        ("y y ~ x", 0, "the response must be a single column name, got 'y y'"),
+        (
+            "log(y) ~ x",
+            0,
+            "the response must be a single column name, got 'log(y)'"
+            " (quote a name with spaces in backticks: `my y`)",
+        ),
+        (
+            "y y ~ x",
+            0,
+            "the response must be a single column name, got 'y y'"
+            " (quote a name with spaces in backticks: `my y`)",
+        ),
         ("y ~ ", 4, f"expected terms after '~', {EXAMPLE}"),
         # missing terms and operators
         ("y ~ x +", 7, "expected a term after '+'"),

@@ -69,7 +69,8 @@ def test_truncated_foreign_and_altered_files(tmp_path, regression_fit):
         hb.load(foreign)
     idata = az.from_netcdf(path, engine="h5netcdf")
     idata.load()
-    idata.constant_data["y"] = idata.constant_data["y"] + 1.0
+    assert idata.constant_data["column_0"].attrs["hierbayes_column"] == "y"
+    idata.constant_data["column_0"] = idata.constant_data["column_0"] + 1.0
     altered = tmp_path / "altered.nc"
     idata.to_netcdf(str(altered), engine="h5netcdf")
     with pytest.raises(hb.FileFormatError, match="do not match their hash"):
