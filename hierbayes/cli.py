@@ -1,8 +1,9 @@
 """Command line: ``hierbayes eight-schools`` (the tutorial) and ``hierbayes fit SPEC.toml``.
 
 Both fit a model, print the model, the diagnostics and the pooling table, and write
-``pooling.png``, ``pooling.csv`` and ``posterior.nc`` (the whole InferenceData, netCDF)
-into ``--out``. The files appear together, each complete, once all are written
+``pooling.png``, ``pooling.csv`` and ``posterior.nc`` (the fit as :meth:`hierbayes.Fit.save`
+writes it, so ``hb.load`` reads it back ready to report and predict) into ``--out``. The
+files appear together, each complete, once all are written
 (:func:`hierbayes.io.atomic_write_all`).
 
 Exit status: 0 when the sampler's diagnostics pass, 1 when they fail (the results are
@@ -25,7 +26,7 @@ from typing import Any
 
 from hierbayes.datasets import resource_path
 from hierbayes.errors import DataError, MissingDependencyError, SpecError
-from hierbayes.io import atomic_write_all
+from hierbayes.io import atomic_write_all, write_fit
 from hierbayes.priors import from_string
 from hierbayes.samplers import SAMPLERS
 from hierbayes.spec import PARAMETERIZATIONS
@@ -116,7 +117,7 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
             (out / "pooling.png", lambda p: figure.savefig(p, dpi=120, format="png")),
             (out / "pooling.csv", lambda p: report.table.to_csv(p, index=False)),
         ]
-    writes.append((out / "posterior.nc", lambda p: fit.idata.to_netcdf(str(p), engine="h5netcdf")))
+    writes.append((out / "posterior.nc", lambda p: write_fit(fit, p)))  # hb.load reads it
     try:
         _write(out, writes, written)
     finally:

@@ -36,7 +36,7 @@ from hierbayes.errors import FileFormatError, SpecError
 if TYPE_CHECKING:
     from hierbayes.fit import Fit
 
-__all__ = ["save", "load", "data_hash", "atomic_write", "atomic_write_all"]
+__all__ = ["save", "load", "write_fit", "data_hash", "atomic_write", "atomic_write_all"]
 
 FORMAT = "hierbayes-fit/1"
 
@@ -197,10 +197,20 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``fit`` to ``path`` (netCDF); see :meth:`hierbayes.Fit.save`."""
+    """Write ``fit`` to ``path`` (netCDF) atomically; see :meth:`hierbayes.Fit.save`."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists: pass overwrite=True to replace it")
+    atomic_write(path, lambda tmp: write_fit(fit, tmp))
+    return path
+
+
+def write_fit(fit: Fit, path: Path) -> None:
+    """Write ``fit`` to ``path`` as it stands, the one writer of fit files.
+
+    :func:`save` calls it on a temporary file, and the CLI on its ``posterior.nc`` among the
+    files it writes together (:func:`atomic_write_all`); :func:`load` reads either.
+    """
     data = _model_data(fit)
     if not data.index.is_unique:
         data = data.reset_index(drop=True)
@@ -224,8 +234,7 @@ def save(fit: Fit, path: str | Path, *, overwrite: bool = False) -> Path:
             "versions": json.dumps({p: version(p) for p in ("hierbayes", "pymc", "arviz")}),
         }
     )
-    atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
-    return path
+    idata.to_netcdf(str(path), engine="h5netcdf")
 
 
 def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fit:

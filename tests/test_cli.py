@@ -116,6 +116,20 @@ def test_fit_from_spec_file(tmp_path, capsys):
     assert idata.posterior.sizes["draw"] == 500 and idata.attrs["random_seed"] == 5
 
 
+def test_the_clis_posterior_loads_and_predicts(tmp_path, capsys):
+    """One writer for fits: hb.load reads the CLI's posterior.nc, and predicts from it."""
+    spec = write_spec(tmp_path)
+    assert main(["fit", str(spec), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    fit = hb.load(tmp_path / "out" / "posterior.nc")
+    assert fit.model.spec.se == "s" and fit.idata.attrs["random_seed"] == 5
+    new = pd.DataFrame({"g": ["A", "H"]}, index=[10, 11])
+    post = fit.idata.posterior
+    expected = post["Intercept"].values[..., None] + post["u_g"].sel(g=["A", "H"]).values[..., 0]
+    np.testing.assert_allclose(fit.predict(new).values, expected, rtol=1e-12)
+    table = pd.read_csv(tmp_path / "out" / "pooling.csv")
+    np.testing.assert_allclose(table["partial_pooling"], fit.pooling().table["partial_pooling"])
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
