@@ -9,7 +9,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from hierbayes.errors import SpecError
+from hierbayes.errors import SamplingWarning, SpecError
 from hierbayes.fit import Fit
 
 __all__ = ["compare"]
@@ -28,9 +28,13 @@ def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:
     pandas.DataFrame
         Indexed by model name, best first: ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff``,
         ``dse`` (SE of the difference to the best), ``weight`` (stacking), ``residual_sd``
-        (posterior mean of the residual SD; NaN where it is not a parameter) and
+        (posterior mean of the residual SD; NaN where it is not a parameter),
         ``pareto_k_warning`` (True when PSIS found Pareto k > 0.7 for some observation, so
-        that model's LOO estimate is unreliable).
+        that model's LOO estimate is unreliable) and ``problems``: what makes a row
+        untrustworthy (failed sampler checks, such as a stuck chain, and high Pareto k),
+        empty for a sound fit. Each model with problems is also named in one
+        :class:`~hierbayes.errors.SamplingWarning`: a fit that did not converge has an elpd
+        that says nothing about the model.
 
     Examples
     --------
@@ -57,5 +61,21 @@ def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:
         for name in out.index
     ]
     out["pareto_k_warning"] = table["warning"].astype(bool)
+    problems = {
+        name: fits[name].diagnostics.failed_checks()
+        + (["Pareto k > 0.7"] if out.loc[name, "pareto_k_warning"] else [])
+        for name in out.index
+    }
+    out["problems"] = ["; ".join(problems[name]) for name in out.index]
     out.index.name = "model"
+    bad = {name: p for name, p in problems.items() if p}
+    if bad:
+        listed = "; ".join(f"{name!r} ({', '.join(p)})" for name, p in bad.items())
+        warnings.warn(
+            f"compare: {listed}. The ranking of these fits is not to be trusted: fix their "
+            "sampling (see each fit's diagnostics), and read a high Pareto k as LOO "
+            "failing for those rows, before comparing",
+            SamplingWarning,
+            stacklevel=2,
+        )
     return out

@@ -179,13 +179,13 @@ RESERVED_DIMS = ("chain", "draw", "__sample__", "obs")
 def check_names(design: Design) -> None:
     """Refuse names that would collide in the graph or the posterior, naming the fix.
 
-    Every variable (response, coefficients, ``sigma``, ``sd_/b_/u_/z_/chol_/corr_<f>``,
+    Every variable (response, coefficients, ``sigma``, ``sd_/b_/u_/z_/cpc_/corr_<f>``,
     ``marginal_<response>``) needs a name of its own, and every dimension (each factor,
     ``<f>_term``, ``<f>_term2``, ``<f>_centered``, ``<f>_noncentered``, and
     :data:`RESERVED_DIMS`) too.
     """
     names = [design.response, *design.fixed_names, *(["sigma"] if design.estimates_sigma else [])]
-    kinds = ("sd", "b", "u", "z", "chol", "corr")
+    kinds = ("sd", "b", "u", "z", "cpc", "corr")
     names += [f"{kind}_{f.name}" for f in design.factors for kind in kinds]
     names.append(f"marginal_{design.response}")
     keys = sorted({"sd", "corr"} & set(design.fixed_names))

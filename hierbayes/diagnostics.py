@@ -3,13 +3,19 @@
 Thresholds follow Vehtari et al. (2021, "Rank-normalization, folding, and localization")
 and Betancourt (2016): R-hat <= 1.01, bulk and tail ESS >= 100 per chain, E-BFMI >= 0.3,
 and no divergent transitions after tuning.
+
+A chain is *stuck* when it adapted a step size below :data:`STUCK_STEP_RATIO` of the other
+chains' median, or when one of its parameters barely moves (within-chain SD below
+:data:`FROZEN_SD_RATIO` of the other chains' median). Such a chain has not explored the
+posterior, and running longer does not help: the message names the chain and the
+parameterisation to switch to.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import arviz as az
 import numpy as np
@@ -18,11 +24,23 @@ from hierbayes.convergence import bfmi as convergence_bfmi
 from hierbayes.convergence import convergence
 from hierbayes.errors import SamplingWarning
 
-__all__ = ["Diagnostics", "diagnose", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
+__all__ = [
+    "Diagnostics",
+    "diagnose",
+    "RHAT_MAX",
+    "ESS_PER_CHAIN",
+    "BFMI_MIN",
+    "STUCK_STEP_RATIO",
+    "FROZEN_SD_RATIO",
+]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 BFMI_MIN = 0.3
+#: A chain's step size below this share of the other chains' median: stuck.
+STUCK_STEP_RATIO = 0.01
+#: A parameter's within-chain SD below this share of the other chains' median: frozen.
+FROZEN_SD_RATIO = 0.001
 
 
 def _worst(
@@ -65,6 +83,8 @@ class Diagnostics:
     treedepth_saturation: float
     worst_rhat_var: str = ""
     worst_ess_var: str = ""
+    #: chain -> what shows it stuck (its step size, a frozen parameter, its tree depth)
+    stuck: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def divergences(self) -> int:
@@ -80,6 +100,8 @@ class Diagnostics:
         """One message per failed check, each saying what to try, most effective first."""
         ta = f" (now {target_accept:g})" if target_accept is not None else ""
         out = []
+        if self.stuck:
+            out.append(_stuck_message(self.stuck, parameterization))
         if self.divergences:
             head = (
                 f"{self.divergences} divergent transitions after tuning "
@@ -111,10 +133,15 @@ class Diagnostics:
                 if _samples_centered(parameterization)
                 else ""
             )
+            advice = (
+                f"the stuck chain(s) {sorted(self.stuck)} (see above) are the cause, and "
+                "running longer will not help"
+                if self.stuck
+                else f"Run longer (more tune and draws) and check for divergences{graph}"
+            )
             out.append(
                 f"max R-hat is {self.max_rhat:.3f} (> {RHAT_MAX}) for {self.worst_rhat_var!r}: "
-                "the chains disagree. Run longer (more tune and draws) and check for "
-                f"divergences{graph}."
+                f"the chains disagree. {advice}."
             )
         low = min(self.min_ess_bulk, self.min_ess_tail)
         if np.isfinite(low) and low < self.ess_threshold:
@@ -137,6 +164,27 @@ class Diagnostics:
     def ok(self) -> bool:
         return not self.problems()
 
+    def failed_checks(self) -> list[str]:
+        """The names of the failed checks, in a few words each (for tables).
+
+        Examples
+        --------
+        >>> d = Diagnostics(4, 100, (0, 2, 0, 0), 1.2, 500.0, 500.0, (1.0,) * 4, 0.0)
+        >>> d.failed_checks()
+        ['2 divergences', 'R-hat 1.200']
+        """
+        out = [f"stuck chain(s) {sorted(self.stuck)}"] if self.stuck else []
+        if self.divergences:
+            out.append(f"{self.divergences} divergences")
+        if np.isfinite(self.max_rhat) and self.max_rhat > RHAT_MAX:
+            out.append(f"R-hat {self.max_rhat:.3f}")
+        low = min(self.min_ess_bulk, self.min_ess_tail)
+        if np.isfinite(low) and low < self.ess_threshold:
+            out.append(f"ESS {low:.0f}")
+        if any(b < BFMI_MIN for b in self.bfmi):
+            out.append(f"E-BFMI {min(self.bfmi):.2f}")
+        return out
+
     def __str__(self) -> str:
         lines = [
             f"chains x draws      {self.chains} x {self.draws}",
@@ -147,9 +195,57 @@ class Diagnostics:
             f"  [{self.worst_ess_var}]",
             f"E-BFMI per chain    {[round(b, 2) for b in self.bfmi]}",
             f"max tree depth hit  {100 * self.treedepth_saturation:.1f}% of draws",
+            *([f"stuck chains        {sorted(self.stuck)}"] if self.stuck else []),
             "verdict             " + ("ok" if self.ok else "PROBLEMS: see warnings"),
         ]
         return "\n".join(lines)
+
+
+def _stuck_message(stuck: Mapping[int, str], parameterization: str) -> str:
+    chains = sorted(stuck)
+    evidence = "; ".join(f"chain {c}: {stuck[c]}" for c in chains)
+    if "non-centered" in parameterization or "mixed" in parameterization:
+        fix = (
+            "parameterization='centered' (groups with many observations each), or "
+            "'marginal' for a Gaussian model with one grouping factor"
+        )
+    else:
+        fix = "parameterization='non-centered' (few or noisy groups)"
+    return (
+        f"chain(s) {chains} are stuck ({evidence}): they never explored the posterior, and "
+        f"their draws are not from it. Running longer will not help: use {fix}, or fit "
+        "again with another random_seed (sampler='nutpie' adapts differently)."
+    )
+
+
+def _stuck_chains(post, stats) -> dict[int, str]:
+    """Chains whose step size or one of whose parameters is far below the other chains'."""
+    n_chains = post.sizes["chain"]
+    if n_chains < 2:
+        return {}
+    stuck: dict[int, list[str]] = {}
+    if "step_size" in stats:
+        step = stats["step_size"].transpose("chain", "draw").values[:, -1]
+        for c in range(n_chains):
+            others = float(np.median(np.delete(step, c)))
+            if others > 0 and step[c] < STUCK_STEP_RATIO * others:
+                stuck.setdefault(c, []).append(
+                    f"step size {step[c]:.2g} against {others:.2g} in the others"
+                )
+    for name, var in post.data_vars.items():
+        sd = var.transpose("chain", "draw", ...).values.reshape(n_chains, post.sizes["draw"], -1)
+        sd = sd.std(axis=1)  # (chains, elements)
+        for c in range(n_chains):
+            others = np.median(np.delete(sd, c, axis=0), axis=0)
+            frozen = (others > 0) & (sd[c] < FROZEN_SD_RATIO * others)
+            if frozen.any() and not any("frozen" in e for e in stuck.get(c, [])):
+                stuck.setdefault(c, []).append(f"{name!r} frozen")
+    if stuck and "reached_max_treedepth" in stats:
+        depth = stats["reached_max_treedepth"].transpose("chain", "draw").values.mean(axis=1)
+        for c in stuck:
+            if depth[c] > 0.5:
+                stuck[c].append(f"maximum tree depth on {100 * depth[c]:.0f}% of draws")
+    return {c: ", ".join(reasons) for c, reasons in sorted(stuck.items())}
 
 
 def diagnose(idata: az.InferenceData) -> Diagnostics:
@@ -201,6 +297,7 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
         treedepth_saturation=saturation,
         worst_rhat_var=rhat_var,
         worst_ess_var=ess_var,
+        stuck=_stuck_chains(post, stats),
     )
 
 

@@ -67,27 +67,67 @@ def level2_mean(f: FactorDesign, beta: pt.TensorVariable) -> pt.TensorVariable:
     return pt.tensordot(W, b, axes=[[2], [0]])
 
 
+def cpc_alphas(q: int, eta: float) -> np.ndarray:
+    """Beta(a, a) parameters of the canonical partial correlations of an LKJ(eta) q x q matrix.
+
+    In the order :func:`corr_cholesky` reads them: column 0's rows 1..q-1, then column 1's
+    rows 2..q-1, ...; column i takes a = eta + (q - 2 - i) / 2 (Lewandowski, Kurowicka & Joe
+    2009; Stan's ``lkj_corr_cholesky_rng``).
+
+    Examples
+    --------
+    >>> cpc_alphas(3, 2.0).tolist()
+    [2.5, 2.5, 2.0]
+    """
+    return np.array([eta + (q - 2 - i) / 2 for i in range(q - 1) for _ in range(q - 1 - i)])
+
+
+def corr_cholesky(w: pt.TensorVariable, q: int) -> pt.TensorVariable:
+    """The Cholesky factor of a correlation matrix from its canonical partial correlations ``w``.
+
+    Row j of the factor has unit length: L[j, 0] = w, then each further entry takes the CPC's
+    share of what is left (Stan's ``read_corr_L``), so every ``w`` in (-1, 1) gives a valid
+    correlation matrix L L'.
+    """
+    zero, one = pt.as_tensor(0.0), pt.as_tensor(1.0)
+    L = [[zero] * q for _ in range(q)]
+    L[0][0] = one
+    left = [one] * q  # 1 - (sum of squares so far) of each row
+    k = 0
+    for i in range(q - 1):
+        if i > 0:
+            L[i][i] = pt.sqrt(left[i])
+        for j in range(i + 1, q):
+            L[j][i] = w[k] * pt.sqrt(left[j])
+            left[j] = left[j] * (1.0 - w[k] ** 2)
+            k += 1
+    L[q - 1][q - 1] = pt.sqrt(left[q - 1])
+    return pt.stack([pt.stack(row) for row in L])
+
+
 def covariance_factor(
     f: FactorDesign, sd_prior: Prior, corr_prior: Prior | None
 ) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
     """Add ``sd_<f>`` (and ``corr_<f>``) to the model; return (sd, L) with T = L L'.
 
-    Uncorrelated effects have ``L = None`` (T is diag(sd)^2). Correlated ones take L from
-    ``LKJCholeskyCov``: L = diag(sd) chol(corr).
+    Uncorrelated effects have ``L = None`` (T is diag(sd)^2). Correlated ones sample the SDs
+    and the correlations apart, as Stan and brms do: ``sd_<f>`` with its own prior, and the
+    canonical partial correlations ``cpc_<f>``, (cpc + 1) / 2 ~ Beta (:func:`cpc_alphas`),
+    which make the correlation matrix LKJ(eta); then L = diag(sd) chol(corr). (PyMC's
+    ``LKJCholeskyCov`` samples the entries of L itself, which couples each SD with the
+    correlations: in the non-centered Exam HLM a chain fell to sd 0 and a step size of 2e-9.)
     """
+    sd = sd_prior.rv(f"sd_{f.name}", dims=f.term_dim)
     if not f.correlated:
-        return sd_prior.rv(f"sd_{f.name}", dims=f.term_dim), None
-    chol, corr, sd = pm.LKJCholeskyCov(
-        f"chol_{f.name}",
-        eta=corr_prior.eta,
-        n=len(f.terms),
-        sd_dist=sd_prior.dist(shape=len(f.terms)),
-        compute_corr=True,
-        store_in_trace=False,
+        return sd, None
+    q = len(f.terms)
+    alphas = cpc_alphas(q, corr_prior.eta)
+    cpc = pm.Beta(f"cpc_{f.name}", alpha=alphas, beta=alphas, shape=len(alphas))
+    L_corr = corr_cholesky(2.0 * cpc - 1.0, q)
+    pm.Deterministic(
+        f"corr_{f.name}", pt.dot(L_corr, L_corr.T), dims=(f.term_dim, f"{f.term_dim}2")
     )
-    pm.Deterministic(f"sd_{f.name}", sd, dims=f.term_dim)
-    pm.Deterministic(f"corr_{f.name}", corr, dims=(f.term_dim, f"{f.term_dim}2"))
-    return sd, chol
+    return sd, sd[:, None] * L_corr
 
 
 def group_effects(

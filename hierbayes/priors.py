@@ -64,8 +64,6 @@ class Prior:
     support: ClassVar[str] = "real"
     _positive: ClassVar[tuple[str, ...]] = ()
     warning: ClassVar[str | None] = None
-    #: Why this prior cannot be the SD prior of correlated effects (None: it can).
-    not_for_correlated: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -86,12 +84,6 @@ class Prior:
         ``kwargs`` (``dims`` or ``shape``) pass through to the PyMC distribution.
         """
         return self._dist()(name, **self._args(), **kwargs)
-
-    def dist(self, **kwargs: Any) -> pt.TensorVariable:
-        """The unnamed PyMC distribution (e.g. the ``sd_dist`` of ``LKJCholeskyCov``)."""
-        if self.not_for_correlated:
-            raise SpecError(self.not_for_correlated)
-        return self._dist().dist(**self._args(), **kwargs)
 
     def _args(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -213,11 +205,6 @@ class InverseGamma(Prior):
     warning: ClassVar[str | None] = (
         "an InverseGamma prior on a variance can pull a group SD towards zero when "
         "groups are few (Gelman 2006; BDA3 5.7); consider HalfCauchy or HalfStudentT"
-    )
-
-    not_for_correlated: ClassVar[str | None] = (
-        "InverseGamma is a prior on a variance and cannot be the SD prior of correlated "
-        "effects (LKJCholeskyCov): use HalfCauchy, HalfStudentT, HalfNormal or Exponential"
     )
 
     def rv(self, name: str, **kwargs: Any) -> pt.TensorVariable:

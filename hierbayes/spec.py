@@ -145,15 +145,7 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
 
 
 def check_design(design: Design, priors: Mapping[str, P.Prior], *, stacklevel: int = 3) -> None:
-    """Warn about priors known to misbehave and group SDs that few groups can hardly inform.
-
-    A prior that cannot serve where it is used (InverseGamma on correlated effects' SDs) is
-    refused here, before any graph is built.
-    """
-    for f in design.factors:
-        reason = priors[f"sd_{f.name}"].not_for_correlated
-        if f.correlated and reason:
-            raise SpecError(f"prior for 'sd_{f.name}': {reason}")
+    """Warn about priors known to misbehave and group SDs that few groups can hardly inform."""
     warned: set[str] = set()
     for key, prior in priors.items():
         if prior.warning and type(prior).__name__ not in warned:

@@ -86,3 +86,58 @@ def test_diagnose_finds_disagreeing_chains_and_divergences():
     d = diagnose(idata)
     assert d.divergences_per_chain == (0, 0, 7, 0)
     assert d.max_rhat > 1.3 and d.worst_rhat_var == "mu"  # the constant is skipped, not NaN
+
+
+def fake_run(rng, *, stuck_step=False, frozen=False, healthy_spread=1.0):
+    """4 chains x 400 draws of sd and z; chain 1 optionally stuck, as in the Exam HLM report."""
+    sd = np.abs(rng.normal(0.3, 0.05 * healthy_spread, size=(4, 400)))
+    z = rng.normal(size=(4, 400, 3))
+    step = np.tile(rng.uniform(0.1, 0.2, size=(4, 1)), (1, 400))
+    depth = np.zeros((4, 400), bool)
+    if stuck_step:
+        step[1] = 2e-9
+        depth[1] = True
+    if frozen:
+        sd[1] = 1e-12 + 1e-9 * rng.normal(size=400) ** 2
+    return az.from_dict(
+        posterior={"sd_school": sd, "z_school": z},
+        sample_stats={
+            "diverging": np.zeros((4, 400), bool),
+            "energy": rng.normal(size=(4, 400)),
+            "step_size": step,
+            "reached_max_treedepth": depth,
+        },
+    )
+
+
+def test_a_stuck_chain_is_named_with_what_to_do():
+    rng = np.random.default_rng(4)
+    d = diagnose(fake_run(rng, stuck_step=True, frozen=True))
+    assert list(d.stuck) == [1]
+    assert "step size 2e-09" in d.stuck[1] and "'sd_school' frozen" in d.stuck[1]
+    assert "maximum tree depth on 100% of draws" in d.stuck[1]
+    (message, *rest) = d.problems(parameterization="non-centered")
+    assert message.startswith("chain(s) [1] are stuck")
+    assert "Running longer will not help: use parameterization='centered'" in message
+    assert not any("Run longer" in m for m in rest)  # R-hat is explained by the stuck chain
+    assert "parameterization='non-centered'" in d.problems(parameterization="centered")[0]
+    assert "stuck chains        [1]" in str(d) and not d.ok
+
+
+@pytest.mark.parametrize("case", ["step", "frozen"])
+def test_each_sign_alone_marks_the_chain(case):
+    d = diagnose(
+        fake_run(np.random.default_rng(5), **{f"stuck_{case}" if case == "step" else case: True})
+    )
+    assert list(d.stuck) == [1]
+
+
+def test_healthy_chains_are_not_stuck():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        assert diagnose(fake_run(rng, healthy_spread=3.0)).stuck == {}
+    one_chain = az.from_dict(
+        posterior={"mu": np.zeros((1, 50))},
+        sample_stats={"diverging": np.zeros((1, 50), bool), "step_size": np.ones((1, 50))},
+    )
+    assert diagnose(one_chain).stuck == {}

@@ -95,7 +95,7 @@ def test_correlated_effects_graph(regression_data, par):
     g = m.build()
     assert g.named_vars_to_dims["corr_g"] == ("g_term", "g_term2")
     assert g.named_vars_to_dims["sd_g"] == ("g_term",)
-    assert "chol_g" in [v.name for v in g.free_RVs]
+    assert {"sd_g", "cpc_g"} <= {v.name for v in g.free_RVs}  # SDs and correlations apart
     point = g.initial_point()
     assert np.isfinite(g.compile_logp()(point))
     assert np.all(np.isfinite(g.compile_dlogp()(point)))
@@ -125,8 +125,9 @@ def test_correlated_effects_refuse_mixed_blocks_and_variance_priors(regression_d
     df = regression_data.assign(w=regression_data["x"] ** 2)
     with pytest.raises(hb.SpecError, match="mix correlated and uncorrelated blocks"):
         hb.Model("y ~ x + w + (x | g) + (0 + w | g)", df)  # refused before any repr or graph
-    with pytest.raises(hb.SpecError, match="cannot be the SD prior of correlated effects"):
-        hb.Model("y ~ x + (x | g)", df, priors={"sd": hb.priors.InverseGamma(1, 1)})
+    with pytest.warns(hb.PriorWarning, match="InverseGamma prior on a variance"):
+        m = hb.Model("y ~ x + (x | g)", df, priors={"sd": hb.priors.InverseGamma(1, 1)})
+    assert "sd_g_variance" in m.build().named_vars  # the SDs of correlated effects too
     with pytest.raises(hb.SpecError, match="does not suit a correlation matrix: use LKJ"):
         hb.Model("y ~ x + (x | g)", df, priors={"corr_g": hb.priors.HalfNormal(1)})
     with pytest.raises(hb.SpecError, match="unknown prior key 'corr'"):

@@ -77,7 +77,7 @@ def test_marginal_graph_has_no_group_effects_and_finite_gradient(level2_data):
     model = hb.Model("y ~ x * w + (x | group)", level2_data, parameterization="marginal")
     pm_model = model.build()
     assert sorted(v.name for v in pm_model.free_RVs) == sorted(
-        ["Intercept", "x", "w", "x:w", "chol_group", "sigma"]
+        ["Intercept", "x", "w", "x:w", "sd_group", "cpc_group", "sigma"]
     )
     assert "b_group" not in pm_model.named_vars and "z_group" not in pm_model.named_vars
     point = pm_model.initial_point()

@@ -1,5 +1,7 @@
 """Predictions for new rows, LOO comparison, and empirical Bayes inside the pooling report."""
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -71,7 +73,9 @@ def test_compare_ranks_the_true_model_first(regression_fit, regression_data):
         "no slope": quiet_fit(hb.Model("y ~ 1 + (1 | g)", regression_data), random_seed=1),
         "true": regression_fit,
     }
-    table = hb.compare(fits)
+    with pytest.warns(hb.SamplingWarning, match=r"Pareto k > 0.7"):  # a few groups of 2 rows
+        table = hb.compare(fits)
+    assert table.loc[table["pareto_k_warning"], "problems"].str.contains("Pareto k").all()
     assert table.index[0] == "true"
     assert list(table.columns[:3]) == ["elpd_loo", "se", "p_loo"]
     assert {"weight", "residual_sd"} <= set(table.columns)
@@ -155,3 +159,44 @@ def test_group_labels_of_another_type_are_refused_not_taken_as_new_groups(regres
     with pytest.raises(hb.DataError, match="'k' holds numbers in the model's data but text"):
         fit.predict(pd.DataFrame({"x": [0.0], "k": ["3"]}))
     np.testing.assert_array_equal(fit.predict(pd.DataFrame({"x": [0.0], "k": [3]})), 0.0)
+
+
+def fake_fit(model: hb.Model, rng, *, stuck: bool) -> hb.Fit:
+    """A Fit of ``model`` from made-up draws (no MCMC): 4 chains, chain 2 stuck if asked."""
+    from hierbayes.diagnostics import diagnose
+
+    n = model.design.n_obs
+    step = np.tile([[0.2], [0.25], [0.21], [0.22]], (1, 200))
+    mu = rng.normal(size=(4, 200))
+    if stuck:
+        step[2] = 1e-9
+        mu[2] = 3.0 + 1e-9 * rng.normal(size=200)
+    idata = az.from_dict(
+        posterior={"mu": mu},
+        log_likelihood={"y": rng.normal(-1.0, 0.05, size=(4, 200, n))},
+        observed_data={"y": model.design.y},
+        sample_stats={
+            "diverging": np.zeros((4, 200), bool),
+            "energy": rng.normal(size=(4, 200)),
+            "step_size": step,
+        },
+    )
+    fit = hb.Fit.__new__(hb.Fit)
+    fit.model, fit.idata, fit.target_accept = model, idata, 0.95
+    fit.diagnostics = diagnose(idata)
+    return fit
+
+
+def test_compare_names_and_marks_fits_that_failed(regression_data):
+    model = hb.Model("y ~ x + (1 | g)", regression_data)
+    rng = np.random.default_rng(12)
+    fits = {"sound": fake_fit(model, rng, stuck=False), "stuck": fake_fit(model, rng, stuck=True)}
+    with pytest.warns(hb.SamplingWarning, match=r"compare: 'stuck' \(stuck chain\(s\) \[2\]"):
+        table = hb.compare(fits)
+    assert table.loc["sound", "problems"] == ""
+    assert table.loc["stuck", "problems"].startswith("stuck chain(s) [2]; R-hat")
+    assert "problems" in table.to_string()
+    healthy = {"a": fits["sound"], "b": fake_fit(model, rng, stuck=False)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hb.SamplingWarning)
+        assert (hb.compare(healthy)["problems"] == "").all()
