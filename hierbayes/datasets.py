@@ -28,6 +28,7 @@ __all__ = [
 DATASETS: dict[str, tuple[str, dict]] = {
     "eight_schools": ("eight_schools.csv", {"dtype": {"school": str}}),
     "exam": ("exam.csv", {}),
+    "penicillin": ("penicillin.csv", {"dtype": {"plate": str, "sample": str}}),
 }
 
 
@@ -54,7 +55,7 @@ def load(name: str) -> pd.DataFrame:
 
     Parameters
     ----------
-    name : {"eight_schools", "exam"}
+    name : {"eight_schools", "exam", "penicillin"}
 
     Examples
     --------

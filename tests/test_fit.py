@@ -112,7 +112,9 @@ def test_correlated_and_crossed_models_sample(regression_data):
     assert post["corr_g"].shape[2:] == (2, 2) and post["b_h"].shape[2:] == (6, 1)
     np.testing.assert_allclose(post["corr_g"].sel(g_term="x", g_term2="x"), 1.0)
     assert np.all(np.abs(post["corr_g"].values) <= 1 + 1e-12)
-    assert fit.diagnostics.divergences == 0
+    # h's true SD is 0 (a funnel): seeds 1-9 gave 0-2 divergences in these 400 draws (0-25
+    # under the LKJCholeskyCov parameterisation this replaced); more points to a regression
+    assert fit.diagnostics.divergences <= 4
     report = fit.pooling()  # two factors: no EB, one table for both
     assert set(report.table["factor"]) == {"g", "h"} and "empirical_bayes" not in report.table
 

