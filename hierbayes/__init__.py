@@ -7,11 +7,16 @@
 >>> fit.pooling().table  # doctest: +SKIP
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from hierbayes import datasets, priors, report, samplers
-from hierbayes.compare import compare
-from hierbayes.eb import EmpiricalBayes, empirical_bayes
+from hierbayes.analysis import report
+from hierbayes.analysis.compare import compare
+from hierbayes.analysis.eb import EmpiricalBayes, empirical_bayes
+from hierbayes.analysis.report import PoolingReport
+from hierbayes.api import datasets
+from hierbayes.api.fit import Fit
+from hierbayes.api.load import load
+from hierbayes.api.model import Model
+from hierbayes.api.sbc import SBCInterrupted, SBCResult, sbc
+from hierbayes.backend import samplers
 from hierbayes.errors import (
     DataError,
     DataWarning,
@@ -23,16 +28,8 @@ from hierbayes.errors import (
     SamplingWarning,
     SpecError,
 )
-from hierbayes.fit import Fit
-from hierbayes.io import load
-from hierbayes.model import Model
-from hierbayes.report import PoolingReport
-from hierbayes.sbc import SBCInterrupted, SBCResult, sbc
-
-try:
-    __version__ = version("hierbayes")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from hierbayes.spec import priors
+from hierbayes.version import __version__
 
 __all__ = [
     "DataError",

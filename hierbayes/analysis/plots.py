@@ -1,0 +1,151 @@
+"""Plots of the reporting layer (matplotlib; each returns its Figure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hierbayes.core.ranks import ecdf_band, ecdf_difference, ecdf_pvalues
+from hierbayes.errors import SpecError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_pooling", "plot_sbc"]
+
+
+def plot_pooling(
+    table: pd.DataFrame, hdi_prob: float = 0.94, *, figsize: tuple[float, float] | None = None
+) -> Figure:
+    """The shrinkage plot: for each group, an arrow from its no-pooling estimate to its
+    partial-pooling posterior mean, the HDI around that mean, and the complete-pooling line.
+
+    One panel per (factor, term) of ``table``, a pooling report's table
+    (:attr:`hierbayes.PoolingReport.table`), whose HDIs have probability ``hdi_prob``.
+
+    Examples
+    --------
+    >>> from hierbayes.testing import example_report
+    >>> report = example_report()
+    >>> fig = plot_pooling(report.table, report.hdi_prob)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['school: Intercept']
+    """
+    panels = list(table.groupby(["factor", "term"], sort=False))
+    height = max(2.5, 0.35 * max(len(rows) for _, rows in panels) + 1.2)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=figsize or (5.5 * len(panels), height),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for ax, ((factor, term), rows) in zip(axes[0], panels, strict=True):
+        pos = np.arange(len(rows))[::-1]
+        no = rows["no_pooling"].to_numpy()
+        partial = rows["partial_pooling"].to_numpy()
+        ax.hlines(
+            pos,
+            rows["hdi_lower"],
+            rows["hdi_upper"],
+            color="C0",
+            lw=1.5,
+            alpha=0.6,
+            label=f"{100 * hdi_prob:g}% HDI",
+        )
+        for y, a, b in zip(pos, no, partial, strict=True):
+            if np.isfinite(a):
+                ax.annotate(
+                    "",
+                    xy=(b, y),
+                    xytext=(a, y),
+                    arrowprops={"arrowstyle": "->", "color": "0.45", "lw": 1},
+                )
+        ax.plot(no, pos, "o", mfc="white", mec="C3", label="no pooling")
+        ax.plot(partial, pos, "o", color="C0", label="partial pooling (posterior mean)")
+        if "empirical_bayes" in rows:
+            ax.plot(rows["empirical_bayes"], pos, "x", color="C2", label="empirical Bayes (REML)")
+        complete = rows["complete_pooling"].to_numpy()
+        if np.ptp(complete) == 0:
+            ax.axvline(complete[0], color="k", ls="--", lw=1, label="complete pooling")
+        else:
+            ax.plot(complete, pos, "|", color="k", ms=12, label="complete pooling")
+        ax.set_yticks(pos, [str(g) for g in rows["group"]])
+        ax.set_title(f"{factor}: {term}")
+        ax.set_xlabel(term)
+    axes[0][0].legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_sbc(
+    ranks: pd.DataFrame,
+    n_draws: int,
+    *,
+    params: Sequence[str] | None = None,
+    prob: float = 0.95,
+    ncols: int = 4,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """SBC ranks as ECDF differences with simultaneous bands (Säilynoja et al. 2022).
+
+    One panel per parameter: the ECDF of the fractional ranks minus the uniform CDF, and the
+    band that a calibrated model's curve leaves anywhere with probability at most
+    ``1 - prob``. A curve above the band in the middle means ranks piled low (the posterior
+    overestimates the parameter); an S shape, an overconfident posterior. The title gives
+    the parameter's ECDF-test p-value. ``ranks`` has one column per parameter, one row per
+    simulation, values in ``0..n_draws`` (:attr:`hierbayes.SBCResult.ranks`).
+
+    Examples
+    --------
+    >>> from hierbayes.testing import example_result
+    >>> result = example_result()
+    >>> fig = plot_sbc(result.ranks, result.n_draws, params=["tau"])
+    >>> fig.axes[0].get_title()
+    'tau (p = 0.24)'
+    """
+    names = list(ranks.columns) if params is None else list(params)
+    unknown = [p for p in names if p not in ranks.columns]
+    if unknown or not names:
+        raise SpecError(
+            f"unknown SBC parameter(s) {unknown}; the result has: {list(ranks.columns)}"
+        )
+    values = ranks.to_numpy()
+    z, d = ecdf_difference(values, n_draws)
+    difference = pd.DataFrame(d, columns=ranks.columns)
+    band = ecdf_band(len(ranks), n_draws, prob)
+    p_values = pd.Series(ecdf_pvalues(values, n_draws), index=ranks.columns)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=figsize or (3.2 * ncols, 2.6 * nrows),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+    )
+    # Steps from z = 0 to 1, where the ECDF difference is 0 by definition.
+    x = np.concatenate([[0.0], z, [1.0]])
+    lower = np.concatenate([[0.0], band.lower, [0.0]])
+    upper = np.concatenate([[0.0], band.upper, [0.0]])
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.fill_between(
+            x, lower, upper, step="post", color="0.85", label=f"{100 * prob:g}% simultaneous"
+        )
+        ax.step(x, np.concatenate([[0.0], difference[name], [0.0]]), where="post", color="C0")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_title(f"{name} (p = {p_values[name]:.2g})", fontsize="medium")
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("fractional rank")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ECDF difference")
+    axes[0][0].legend(loc="lower center", fontsize="small")
+    fig.suptitle(f"SBC: {len(ranks)} simulations, ranks 0..{n_draws}", fontsize="medium")
+    return fig

@@ -1,0 +1,198 @@
+"""The data sets shipped in ``data/``, loaded as pandas DataFrames.
+
+The files live once, in the repository's ``data/`` folder; a built wheel carries them as
+``hierbayes/data`` (see ``pyproject.toml``). :func:`resource_path` finds either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import SpecError, unknown_name
+
+__all__ = [
+    "DATASETS",
+    "Simulated",
+    "load",
+    "resource_path",
+    "simulate_hierarchical",
+    "simulate_noise_groups",
+]
+
+#: Name -> (file, pandas.read_csv keyword arguments).
+DATASETS: dict[str, tuple[str, dict]] = {
+    "eight_schools": ("eight_schools.csv", {"dtype": {"school": str}}),
+    "exam": ("exam.csv", {}),
+    "penicillin": ("penicillin.csv", {"dtype": {"plate": str, "sample": str}}),
+}
+
+
+def resource_path(folder: str, name: str = "") -> Path:
+    """Path of a shipped resource: ``folder`` is ``"data"`` or ``"models"``.
+
+    Looks inside the installed package first (a wheel), then beside it (a source checkout
+    or an editable install).
+
+    Examples
+    --------
+    >>> resource_path("data", "eight_schools.csv").name
+    'eight_schools.csv'
+    """
+    package = Path(__file__).resolve().parent.parent  # hierbayes/, from hierbayes/api/
+    for base in (package / folder, package.parent / folder):
+        if base.is_dir():
+            return base / name if name else base
+    raise FileNotFoundError(f"hierbayes cannot find its {folder!r} folder near {package}")
+
+
+def load(name: str) -> pd.DataFrame:
+    """Load a shipped data set by name (see ``data/README.md`` for provenance).
+
+    Parameters
+    ----------
+    name : {"eight_schools", "exam", "penicillin"}
+
+    Examples
+    --------
+    >>> df = load("eight_schools")
+    >>> df.columns.tolist(), len(df)
+    (['school', 'y', 'sigma'], 8)
+    """
+    if name not in DATASETS:
+        raise SpecError(unknown_name("data set", str(name), sorted(DATASETS)))
+    file, kwargs = DATASETS[name]
+    return pd.read_csv(resource_path("data", file), **kwargs)
+
+
+def simulate_noise_groups(
+    n_groups: int = 500, n_per_group: int | Sequence[int] = 10, *, seed: int
+) -> pd.DataFrame:
+    """A categorical predictor with no relation to the response: pure noise.
+
+    ``y ~ Normal(0, 1)`` independently of ``group`` (``n_groups`` levels): the true group
+    effects are all 0, the true group SD is 0 and the residual SD is 1. With
+    ``n_per_group`` a sequence, group k gets ``n_per_group[k]`` rows (unbalanced groups).
+
+    Parameters
+    ----------
+    n_groups : int
+        Number of groups (at least 2).
+    n_per_group : int or sequence of int
+        Rows per group (each at least 1).
+    seed : int
+        Seed of the NumPy generator; the same seed gives the same data.
+
+    Examples
+    --------
+    >>> df = simulate_noise_groups(n_groups=3, n_per_group=2, seed=1)
+    >>> df.shape, df["group"].nunique()
+    ((6, 2), 3)
+    """
+    sizes = np.broadcast_to(np.asarray(n_per_group, dtype=int), (n_groups,))
+    if n_groups < 2 or np.any(sizes < 1):
+        raise SpecError("simulate_noise_groups needs n_groups >= 2 and n_per_group >= 1")
+    rng = np.random.default_rng(seed)
+    group = np.repeat([f"g{k:04d}" for k in range(n_groups)], sizes)
+    return pd.DataFrame({"group": group, "y": rng.normal(0.0, 1.0, size=group.size)})
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """Simulated data and the truth behind it (see :func:`simulate_hierarchical`).
+
+    ``truth`` maps parameter names, spelt as in the posterior (``Intercept``, ``x``,
+    ``sd_group`` as ``(intercept, slope)``, ``corr_group``, ``sigma``), to their true values;
+    ``effects`` holds each group's true coefficients ``b_j`` (columns ``Intercept``, ``x``).
+    """
+
+    data: pd.DataFrame
+    truth: dict = field(default_factory=dict)
+    effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def simulate_hierarchical(
+    n_groups: int = 50,
+    n_per_group: int | Sequence[int] = 20,
+    *,
+    family: str = "gaussian",
+    intercept: float = 0.5,
+    slope: float = 1.0,
+    sd_intercept: float = 0.8,
+    sd_slope: float = 0.4,
+    corr: float = 0.3,
+    sigma: float = 1.0,
+    seed: int,
+) -> Simulated:
+    """Varying intercepts and slopes with known truth, for benchmarks and recovery checks.
+
+    For group j and row i, ``x_i ~ Normal(0, 1)``,
+    ``(b0_j, b1_j) ~ MvNormal((intercept, slope), T)`` with SDs ``sd_intercept``,
+    ``sd_slope`` and correlation ``corr``, ``eta_i = b0_j + b1_j x_i``, and
+    ``y_i ~ Normal(eta_i, sigma)`` (``family="gaussian"``) or
+    ``y_i ~ Bernoulli(logit^-1(eta_i))`` (``family="bernoulli"``). The matching model is
+    ``y ~ x + (x | group)``.
+
+    Parameters
+    ----------
+    n_groups : int
+        Number of groups (at least 2).
+    n_per_group : int or sequence of int
+        Rows per group (each at least 1); a sequence gives unbalanced groups.
+    family : {"gaussian", "bernoulli"}
+    intercept, slope : float
+        Population-level coefficients.
+    sd_intercept, sd_slope : float
+        Group-level SDs (>= 0).
+    corr : float
+        Correlation of a group's intercept and slope, in (-1, 1).
+    sigma : float
+        Residual SD (gaussian only, > 0).
+    seed : int
+        Seed of the NumPy generator; the same seed gives the same data.
+
+    Examples
+    --------
+    >>> sim = simulate_hierarchical(n_groups=4, n_per_group=3, seed=1)
+    >>> sim.data.shape, sim.data["group"].nunique(), sim.truth["Intercept"]
+    ((12, 3), 4, 0.5)
+    >>> sim.effects.shape
+    (4, 2)
+    """
+    sizes = np.broadcast_to(np.asarray(n_per_group, dtype=int), (n_groups,))
+    if n_groups < 2 or np.any(sizes < 1):
+        raise SpecError("simulate_hierarchical needs n_groups >= 2 and n_per_group >= 1")
+    if family not in ("gaussian", "bernoulli"):
+        raise SpecError(unknown_name("family", str(family), ["bernoulli", "gaussian"]))
+    if sd_intercept < 0 or sd_slope < 0 or not -1 < corr < 1 or not sigma > 0:
+        raise SpecError(
+            "simulate_hierarchical needs sd_intercept, sd_slope >= 0, -1 < corr < 1, sigma > 0"
+        )
+    rng = np.random.default_rng(seed)
+    sd = np.array([sd_intercept, sd_slope], dtype=float)
+    cov = np.outer(sd, sd) * np.array([[1.0, corr], [corr, 1.0]])
+    b = rng.multivariate_normal([intercept, slope], cov, size=n_groups, method="cholesky")
+    codes = np.repeat(np.arange(n_groups), sizes)
+    x = rng.normal(size=codes.size)
+    eta = b[codes, 0] + b[codes, 1] * x
+    if family == "gaussian":
+        y = eta + rng.normal(0.0, sigma, size=codes.size)
+    else:
+        y = (rng.random(codes.size) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+    width = len(str(n_groups - 1))
+    labels = np.array([f"g{k:0{width}d}" for k in range(n_groups)], dtype=object)
+    data = pd.DataFrame({"group": labels[codes], "x": x, "y": y})
+    truth = {
+        "Intercept": intercept,
+        "x": slope,
+        "sd_group": (sd_intercept, sd_slope),
+        "corr_group": corr,
+    }
+    if family == "gaussian":
+        truth["sigma"] = sigma
+    effects = pd.DataFrame(b, columns=["Intercept", "x"], index=pd.Index(labels, name="group"))
+    return Simulated(data=data, truth=truth, effects=effects)

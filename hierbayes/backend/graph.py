@@ -1,0 +1,237 @@
+"""Spec + design -> PyMC graph.
+
+The model, for observation i in group j = g[i] of each grouping factor:
+
+    y_i ~ Normal(eta_i, sigma)          (sigma = se_i when standard errors are known)
+    eta_i = offset_i + X_i . beta + sum over factors of Z_i . u_j
+    b_j = m_j + u_j,   m_j = W_j beta,   u_j ~ Normal(0, diag(sd)^2)
+
+``m_j`` is the level-2 model: for a varying coefficient with a population-level twin
+(``Intercept``, ``x``) it is that coefficient, plus any group-level predictor terms
+(``schavg``, ``x:schavg``); see :func:`hierbayes.core.pooling.level2_map`. So ``b_j`` is group j's
+own coefficient and ``u_j`` its deviation from the population line. The
+parameterisations differ only in what NUTS samples:
+
+* centered:      b_j ~ Normal(m_j, sd)               (u_j = b_j - m_j)
+* non-centered:  z_j ~ Normal(0, 1), u_j = sd * z_j   (b_j = m_j + u_j)
+* mixed:         centered for some groups, non-centered for the others (what "auto" picks,
+  group by group, when it cannot marginalise: :mod:`hierbayes.backend.plan`)
+* marginal:      no group effects at all; the likelihood has them integrated out
+  (:mod:`hierbayes.backend.marginal`), and they are drawn exactly after sampling.
+
+All put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
+``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
+column sits in ``m_j`` of the first factor it is level-2 for (``FactorDesign.owns``); in a
+crossed factor that comes later, ``b_j = u_j`` is a deviation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from hierbayes.backend.distributions import likelihood, prior_rv
+from hierbayes.backend.marginal import marginal_loglik, sufficient_stats
+from hierbayes.spec.design import Design, FactorDesign
+from hierbayes.spec.priors import Prior
+
+__all__ = ["build_model"]
+
+
+def _coords(design: Design, parameterization: str | Mapping[str, np.ndarray]) -> dict:
+    index = design.index if design.index.is_unique else np.arange(design.n_obs)
+    coords: dict[str, list] = {"obs": list(index)}
+    for f in design.factors:
+        coords[f.name] = list(f.levels)
+        coords[f.term_dim] = list(f.terms)
+        if f.correlated:
+            coords[f"{f.term_dim}2"] = list(f.terms)
+        if isinstance(parameterization, Mapping):
+            centered = np.asarray(parameterization[f.name], dtype=bool)
+            if centered.any() and not centered.all():
+                coords[f"{f.name}_centered"] = list(f.levels[centered])
+                coords[f"{f.name}_noncentered"] = list(f.levels[~centered])
+    return coords
+
+
+def level2_mean(f: FactorDesign, beta: pt.TensorVariable) -> pt.TensorVariable:
+    """m_j = W_j beta over the owned columns: (q,) when equal for all groups, else (J, q)."""
+    if not f.owns.any():
+        return pt.zeros(len(f.terms))
+    W = f.W[:, :, f.owns]
+    b = beta[np.flatnonzero(f.owns)]
+    if np.all(W == W[0]):
+        return pt.dot(W[0], b)
+    return pt.tensordot(W, b, axes=[[2], [0]])
+
+
+def cpc_alphas(q: int, eta: float) -> np.ndarray:
+    """Beta(a, a) parameters of the canonical partial correlations of an LKJ(eta) q x q matrix.
+
+    In the order :func:`corr_cholesky` reads them: column 0's rows 1..q-1, then column 1's
+    rows 2..q-1, ...; column i takes a = eta + (q - 2 - i) / 2 (Lewandowski, Kurowicka & Joe
+    2009; Stan's ``lkj_corr_cholesky_rng``).
+
+    Examples
+    --------
+    >>> cpc_alphas(3, 2.0).tolist()
+    [2.5, 2.5, 2.0]
+    """
+    return np.array([eta + (q - 2 - i) / 2 for i in range(q - 1) for _ in range(q - 1 - i)])
+
+
+def corr_cholesky(w: pt.TensorVariable, q: int) -> pt.TensorVariable:
+    """The Cholesky factor of a correlation matrix from its canonical partial correlations ``w``.
+
+    Row j of the factor has unit length: L[j, 0] = w, then each further entry takes the CPC's
+    share of what is left (Stan's ``read_corr_L``), so every ``w`` in (-1, 1) gives a valid
+    correlation matrix L L'.
+    """
+    zero, one = pt.as_tensor(0.0), pt.as_tensor(1.0)
+    L = [[zero] * q for _ in range(q)]
+    L[0][0] = one
+    left = [one] * q  # 1 - (sum of squares so far) of each row
+    k = 0
+    for i in range(q - 1):
+        if i > 0:
+            L[i][i] = pt.sqrt(left[i])
+        for j in range(i + 1, q):
+            L[j][i] = w[k] * pt.sqrt(left[j])
+            left[j] = left[j] * (1.0 - w[k] ** 2)
+            k += 1
+    L[q - 1][q - 1] = pt.sqrt(left[q - 1])
+    return pt.stack([pt.stack(row) for row in L])
+
+
+def covariance_factor(
+    f: FactorDesign, sd_prior: Prior, corr_prior: Prior | None
+) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
+    """Add ``sd_<f>`` (and ``corr_<f>``) to the model; return (sd, L) with T = L L'.
+
+    Uncorrelated effects have ``L = None`` (T is diag(sd)^2). Correlated ones sample the SDs
+    and the correlations apart, as Stan and brms do: ``sd_<f>`` with its own prior, and the
+    canonical partial correlations ``cpc_<f>``, (cpc + 1) / 2 ~ Beta (:func:`cpc_alphas`),
+    which make the correlation matrix LKJ(eta); then L = diag(sd) chol(corr). (PyMC's
+    ``LKJCholeskyCov`` samples the entries of L itself, which couples each SD with the
+    correlations: in the non-centered Exam HLM a chain fell to sd 0 and a step size of 2e-9.)
+    """
+    sd = prior_rv(sd_prior, f"sd_{f.name}", dims=f.term_dim)
+    if not f.correlated:
+        return sd, None
+    q = len(f.terms)
+    alphas = cpc_alphas(q, corr_prior.eta)
+    cpc = pm.Beta(f"cpc_{f.name}", alpha=alphas, beta=alphas, shape=len(alphas))
+    L_corr = corr_cholesky(2.0 * cpc - 1.0, q)
+    pm.Deterministic(
+        f"corr_{f.name}", pt.dot(L_corr, L_corr.T), dims=(f.term_dim, f"{f.term_dim}2")
+    )
+    return sd, sd[:, None] * L_corr
+
+
+def group_effects(
+    f: FactorDesign,
+    beta: pt.TensorVariable,
+    sd_prior: Prior,
+    corr_prior: Prior | None,
+    centered: np.ndarray,
+) -> pt.TensorVariable:
+    """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}.
+
+    ``centered`` (J,) says which groups are sampled centered, ``b_j ~ Normal(m_j, T)``; the
+    others are non-centered, ``u_j = L z_j`` with ``z_j ~ Normal(0, I)``. All centered or all
+    non-centered name the sampled variable ``b_<f>`` or ``z_<f>`` with the factor's dims; a
+    mix samples ``b_<f>_centered`` and ``z_<f>`` over the coords ``<f>_centered`` and
+    ``<f>_noncentered``.
+    """
+    dims = (f.name, f.term_dim)
+    m = level2_mean(f, beta)
+    sd, chol = covariance_factor(f, sd_prior, corr_prior)
+
+    def centred(name: str, mean, sample_dims):
+        if chol is None:
+            return pm.Normal(name, mu=mean, sigma=sd, dims=sample_dims)
+        return pm.MvNormal(name, mu=mean, chol=chol, dims=sample_dims)
+
+    def scaled(z):
+        return z * sd if chol is None else pt.dot(z, chol.T)
+
+    if centered.all():
+        b = centred(f"b_{f.name}", m, dims)
+        u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+    elif not centered.any():
+        z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
+        u = pm.Deterministic(f"u_{f.name}", scaled(z), dims=dims)
+        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+    else:
+        c_idx, n_idx = np.flatnonzero(centered), np.flatnonzero(~centered)
+        m_c = m if m.ndim == 1 else m[c_idx]
+        b_c = centred(f"b_{f.name}_centered", m_c, (f"{f.name}_centered", f.term_dim))
+        z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=(f"{f.name}_noncentered", f.term_dim))
+        order = np.argsort(np.concatenate([c_idx, n_idx]))
+        u_all = pt.concatenate([b_c - m_c, scaled(z)], axis=0)[order]
+        u = pm.Deterministic(f"u_{f.name}", u_all, dims=dims)
+        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+    gathered = u[f.codes]  # (N, q): a gather by integer group code
+    if np.all(f.Z == 1.0):
+        return gathered.sum(axis=1)
+    return (gathered * f.Z).sum(axis=1)
+
+
+def marginal_likelihood(
+    design: Design, beta: pt.TensorVariable, priors: Mapping[str, Prior]
+) -> None:
+    """Add the hyperparameters and the likelihood with the group effects integrated out.
+
+    See :mod:`hierbayes.backend.marginal`; ``u_<f>`` and ``b_<f>`` are drawn after sampling.
+    """
+    (f,) = design.factors
+    sd, chol = covariance_factor(f, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"))
+    sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
+    L = pt.diag(sd) if chol is None else chol
+    stats = sufficient_stats(design)
+    pm.Potential(f"marginal_{design.response}", marginal_loglik(stats, beta, L, sigma))
+
+
+def build_model(
+    design: Design,
+    priors: Mapping[str, Prior],
+    *,
+    parameterization: str | Mapping[str, np.ndarray],
+) -> pm.Model:
+    """Emit the PyMC model for ``design`` (see the module docstring for the maths).
+
+    ``parameterization`` is ``"centered"``, ``"non-centered"``, ``"marginal"``, or a mapping
+    of factor name to a boolean array over its groups (True: that group is centered).
+    """
+    marginal = parameterization == "marginal" and design.factors
+    with pm.Model(coords=_coords(design, parameterization)) as model:
+        coefs = [prior_rv(priors[name], name) for name in design.fixed_names]
+        beta = pt.stack(coefs) if coefs else pt.zeros(0)
+        if marginal:
+            marginal_likelihood(design, beta, priors)
+            return model
+        eta = pt.dot(design.X, beta) if coefs else pt.zeros(design.n_obs)
+        if design.offset is not None:
+            eta = eta + design.offset
+        for f in design.factors:
+            if isinstance(parameterization, Mapping):
+                centered = np.asarray(parameterization[f.name], dtype=bool)
+            else:
+                centered = np.full(f.n_groups, parameterization == "centered")
+            eta = eta + group_effects(
+                f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), centered
+            )
+        sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else design.se
+        likelihood(
+            design.family,
+            design.response,
+            eta,
+            sigma=sigma,
+            trials=design.trials,
+            observed=design.y,
+            dims="obs",
+        )
+    return model

@@ -1,0 +1,237 @@
+"""A PyMC model compiled for nutpie, with its C-callable wrappers cached on disk.
+
+nutpie samples a model through two C functions, the log density with its gradient and the
+"expand" function that turns a point into the stored variables. ``nutpie.compile_pymc_model``
+has PyTensor write both as numba functions (which PyTensor caches on disk) and then wraps each
+in a numba ``cfunc`` that it compiles anew in every process: about 5 s for any model, even one
+with a single parameter, as numba lowers its own helpers for the wrapper each time. Eight
+schools or the Exam HLM sample in under a second, so that compilation was most of the fit.
+
+:func:`compile_model` builds the same object with the same wrappers, written as source with a
+key and compiled through PyTensor's numba cache: after the first process, a wrapper is loaded
+from disk in a fraction of a second. The key is the PyTensor cache key of the function it
+wraps, which covers the graph and its constants, with the wrapper's own source and the numba
+and nutpie versions. The sampler sees the same functions, so the draws are bit-identical to
+those of ``nutpie.compile_pymc_model`` with the same seed (a test checks this).
+
+To make the key cover the data, the model's shared variables are frozen to constants first
+(nutpie passes unfrozen ones through a side channel that its wrapper reads at run time).
+Where this cannot be done (a nutpie outside :data:`NUTPIE_SERIES`, whose wrappers may differ,
+a PyTensor whose numba cache is off, or a shared variable that cannot be frozen) the model is
+compiled by ``nutpie.compile_pymc_model`` as it is: the same draws, only slower to start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile import SharedVariable
+from pytensor.graph.traversal import graph_inputs
+
+__all__ = ["NUTPIE_SERIES", "compile_model", "freeze_shared"]
+
+#: The nutpie releases whose wrappers and C interface these copy; others compile as usual.
+NUTPIE_SERIES = "0.16."
+
+#: nutpie's logp wrapper (``nutpie.compile_pymc._make_c_logp_func``), as source.
+LOGP_SOURCE = """
+def hierbayes_nutpie_logp(dim, x_, out_, logp_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    try:
+        x = carray(x_, ({n_dim},))
+        out = carray(out_, ({n_dim},))
+        logp = carray(logp_, ())
+        logp_val, grad = inner(x)
+        logp[()] = logp_val
+        out[...] = grad
+        if not np.all(np.isfinite(out)):
+            return 3
+        if not np.isfinite(logp_val):
+            return 4
+    except Exception:
+        return 1
+    return 0
+"""
+
+#: nutpie's expand wrapper (``nutpie.compile_pymc._make_c_expand_func``), as source.
+EXPAND_SOURCE = """
+def hierbayes_nutpie_expand(dim, expanded, x_, out_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    if expanded != {n_expanded}:
+        return -1
+    try:
+        x = carray(x_, ({n_dim},))
+        out = carray(out_, ({n_expanded},))
+        (values,) = inner(x)
+        out[...] = values
+    except Exception:
+        return -2
+    return 0
+"""
+
+
+def freeze_shared(model: pm.Model) -> pm.Model:
+    """A copy of ``model`` with its dims, data and other tensor shared variables as constants.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, pytensor
+    >>> from pytensor.graph.traversal import graph_inputs
+    >>> with pm.Model() as m:
+    ...     scale = pytensor.shared(np.array(2.0), name="scale")
+    ...     x = pm.Normal("x", 0.0, scale)
+    >>> def kind(model):
+    ...     (v,) = [v for v in graph_inputs([model.logp()]) if v.name == "scale"]
+    ...     return "shared" if isinstance(v, pytensor.compile.SharedVariable) else v.data
+    >>> kind(m), kind(freeze_shared(m))
+    ('shared', array(2.))
+    """
+    from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    model = freeze_dims_and_data(model)
+    fgraph, _ = fgraph_from_model(model)
+    shared = [
+        v
+        for v in graph_inputs(fgraph.outputs)
+        if isinstance(v, SharedVariable) and isinstance(v.type, pt.TensorType)
+    ]
+    if not shared:
+        return model
+    constants = [pt.constant(v.get_value(), name=v.name, dtype=v.dtype) for v in shared]
+    fgraph.replace_all(list(zip(shared, constants, strict=True)), import_missing=True)
+    return model_from_fgraph(fgraph, mutate_fgraph=True)
+
+
+def _cfunc(source: str, name: str, inner: Any, signature: Any, nutpie_version: str) -> Any:
+    """A C-callable wrapper of ``inner`` compiled from ``source``, cached on disk when
+    PyTensor knows ``inner``'s cache key (else compiled, as nutpie would, but not cached)."""
+    import numba
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+
+    inner_key = CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
+    key = None
+    if inner_key is not None:
+        # the module name too: numba rebuilds the globals by importing it (see below)
+        text = f"{__name__}|{source}|{inner_key}|{numba.__version__}|{nutpie_version}"
+        key = "hierbayes_" + hashlib.sha256(text.encode()).hexdigest()
+    function = compile_numba_function_src(
+        source,
+        name,
+        # numba rebuilds a cached function's globals by importing the module named here
+        global_env={"__name__": __name__, "inner": inner, "carray": numba.carray, "np": np},
+        cache_key=key,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Cannot cache compiled function", category=numba.NumbaWarning
+        )
+        return numba.cfunc(signature, cache=key is not None)(function)
+
+
+def _wrappers(
+    n_dim: int, n_expanded: int, logp_fn: Any, expand_fn: Any, nutpie_version: str
+) -> tuple[Any, Any]:
+    """The logp and expand wrappers nutpie calls, around PyTensor's numba functions."""
+    import numba
+
+    double = numba.types.CPointer(numba.types.double)
+    u64, i64 = numba.types.uint64, numba.types.int64
+    logp = _cfunc(
+        LOGP_SOURCE.format(n_dim=n_dim),
+        "hierbayes_nutpie_logp",
+        logp_fn.vm.jit_fn,
+        i64(u64, double, double, double, numba.types.voidptr),
+        nutpie_version,
+    )
+    expand = _cfunc(
+        EXPAND_SOURCE.format(n_dim=n_dim, n_expanded=n_expanded),
+        "hierbayes_nutpie_expand",
+        expand_fn.vm.jit_fn,
+        i64(u64, u64, double, double, numba.types.voidptr),
+        nutpie_version,
+    )
+    return logp, expand
+
+
+def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
+    """Compile ``model`` for ``nutpie.sample`` with the numba backend (module docstring).
+
+    Returns what ``nutpie.compile_pymc_model(model, backend="numba")`` returns, compiled by it
+    when the cached route is not available.
+
+    Examples
+    --------
+    >>> import hierbayes as hb, nutpie  # doctest: +SKIP
+    >>> df = hb.datasets.load("eight_schools")  # doctest: +SKIP
+    >>> model = hb.Model("y ~ 1 + (1 | school)", df, se="sigma").build()  # doctest: +SKIP
+    >>> compiled = compile_model(model, nutpie)  # doctest: +SKIP
+    >>> nutpie.sample(compiled, seed=1, progress_bar=False)  # doctest: +SKIP
+    """
+    try:
+        import numba  # noqa: F401  (the wrappers need it)
+        from nutpie import compile_pymc as internals
+        from pymc.initial_point import make_initial_point_fn
+        from pytensor.link.numba.cache import compile_numba_function_src  # noqa: F401
+
+        parts = (
+            internals._make_functions,
+            internals._prepare_dims_and_coords,
+            internals._wrap_with_lock,
+            internals.make_user_data,
+            internals.CompiledPyMCModel,
+        )
+    except (ImportError, AttributeError):
+        return nutpie.compile_pymc_model(model, backend="numba")
+    make_functions, dims_and_coords, with_lock, make_user_data, compiled_model = parts
+    # the wrappers copy nutpie's C interface, which is nutpie's own to change
+    same_interface = str(nutpie.__version__).startswith(NUTPIE_SERIES)
+    if not same_interface or not pytensor.config.numba__cache:
+        return nutpie.compile_pymc_model(model, backend="numba")
+
+    frozen = freeze_shared(model)
+    # As nutpie.compile_pymc_model does by default: start at the support point, jittered.
+    initial_point = with_lock(
+        make_initial_point_fn(
+            model=frozen,
+            default_strategy="support_point",
+            jitter_rvs=set(frozen.free_RVs),
+            return_transformed=True,
+        )
+    )
+    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = make_functions(
+        frozen,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=True,
+        pymc_initial_point_fn=initial_point,
+    )
+    if logp_fn.get_shared() or expand_fn.get_shared():
+        return nutpie.compile_pymc_model(model, backend="numba")
+
+    logp, expand = _wrappers(n_dim, n_expanded, logp_fn, expand_fn, nutpie.__version__)
+    dims, coords = dims_and_coords(frozen, shape_info)
+    return compiled_model(
+        _n_dim=n_dim,
+        dims=dims,
+        _coords=coords,
+        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
+        compiled_logp_func=logp,
+        compiled_expand_func=expand,
+        initial_point_func=initial_point_fn,
+        shared_data={},
+        user_data=make_user_data({}, {}),
+        n_expanded=n_expanded,
+        shape_info=shape_info,
+        logp_func=logp_fn,
+        expand_func=expand_fn,
+    )

@@ -1,0 +1,156 @@
+"""``parameterization="auto"``: pick each grouping term's graph form from the data.
+
+Marginal where the model allows it (a Gaussian model with one grouping factor: the group
+effects are integrated out, see :mod:`hierbayes.backend.marginal`). Otherwise, group by group:
+centered where the group's own data pin its effects down, non-centered elsewhere. A group
+is informative when its reliability
+
+    lambda_jk = tau_k^2 I_jk / (1 + tau_k^2 I_jk)
+
+exceeds 1/2 for every varying coefficient k, with I_jk the information about coefficient k
+in group j's data and tau_k a quick empirical-Bayes estimate of its group-level SD. Above
+1/2 the likelihood outweighs the prior, which is when the centered geometry is the easy one
+(Papaspiliopoulos, Roberts & Skold 2007; Betancourt & Girolami 2015).
+
+The quick estimate starts from the complete-pooling fit (linear predictor eta_i, mean mu_i).
+Per observation, the score is ``(y_i - mu_i) / phi_i`` and the information weight
+``w_i = 1 / phi_i`` (Gaussian: phi_i = se_i^2, or the pooled within-group residual
+variance) or ``w_i = Var(mu_i)`` (binomial ``n p (1 - p)``, Poisson ``mu``, phi = 1). Then
+``I_jk = sum_i w_i Z_ik^2``, the one-step estimate ``bhat_jk = sum_i Z_ik score_i / I_jk``
+and the moment estimate ``tau_k^2 = max(0, mean_j bhat_jk^2 - mean_j 1 / I_jk)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hierbayes.backend.marginal import marginal_unavailable
+from hierbayes.errors import SpecError
+from hierbayes.spec.baselines import complete_pooling
+from hierbayes.spec.design import Design, FactorDesign
+
+__all__ = ["Plan", "plan", "reliability"]
+
+#: A group is sampled centered when every coefficient's reliability exceeds this.
+CENTERED_ABOVE = 0.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The graph form of each grouping factor, as ``build_model`` takes it.
+
+    ``graph`` is ``"marginal"``, ``"centered"``, ``"non-centered"`` or, per factor, a boolean
+    array over its groups (True: centered). ``forms`` describes each factor in words.
+    """
+
+    requested: str
+    graph: str | dict[str, np.ndarray]
+    forms: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def marginal(self) -> bool:
+        return self.graph == "marginal"
+
+    def describe(self) -> str:
+        """One line, e.g. ``"auto: school marginal"``."""
+        if not self.forms:
+            return self.requested
+        parts = "; ".join(f"{name} {form}" for name, form in self.forms.items())
+        return f"{self.requested}: {parts}" if self.requested == "auto" else self.requested
+
+
+def _residuals(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete-pooling fit: residual y - mu, per-observation 1/phi and variance weight."""
+    eta = design.eta_offset + (
+        design.X @ complete_pooling(design) if design.fixed_names else np.zeros(design.n_obs)
+    )
+    fam = design.family
+    if fam.link == "identity":
+        inv_phi = np.ones(design.n_obs) if design.se is None else design.se**-2.0
+        return design.y - eta, inv_phi, inv_phi
+    mu = fam.mean(eta)
+    if fam.link == "logit":
+        n = np.ones(design.n_obs) if design.trials is None else design.trials
+        return design.y - n * mu, np.ones(design.n_obs), n * mu * (1.0 - mu)
+    return design.y - mu, np.ones(design.n_obs), mu
+
+
+def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray]:
+    """Quick reliabilities lambda (J, q) of factor ``f``'s groups and the tau^2 (q,) behind them.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> df = hb.datasets.load("eight_schools")
+    >>> d = hb.Model("y ~ 1 + (1 | school)", df, se="sigma", parameterization="centered").design
+    >>> lam, tau2 = reliability(d, d.factors[0])
+    >>> lam.shape, float(tau2[0])  # the schools vary less than their SEs: tau^2 = 0
+    ((8, 1), 0.0)
+    """
+    r, inv_phi, w = _residuals(design)
+    J = f.n_groups
+    if design.family.link == "identity" and design.se is None:
+        n = np.bincount(f.codes, minlength=J)
+        means = np.bincount(f.codes, r, minlength=J) / np.maximum(n, 1)
+        within = float(np.sum((r - means[f.codes]) ** 2))
+        dof = design.n_obs - J
+        var = within / dof if dof > 0 and within > 0 else float(np.var(r)) or 1.0
+        inv_phi = w = np.full(design.n_obs, 1.0 / var)
+    q = f.Z.shape[1]
+    info = np.empty((J, q))
+    bhat = np.zeros((J, q))
+    tau2 = np.zeros(q)
+    for k in range(q):
+        z = f.Z[:, k]
+        info[:, k] = np.bincount(f.codes, w * z**2, minlength=J)
+        ok = info[:, k] > 0
+        score = np.bincount(f.codes, z * r * inv_phi, minlength=J)
+        bhat[ok, k] = score[ok] / info[ok, k]
+        if ok.any():
+            tau2[k] = max(0.0, float(np.mean(bhat[ok, k] ** 2) - np.mean(1.0 / info[ok, k])))
+    lam = tau2 * info / (1.0 + tau2 * info)
+    return lam, tau2
+
+
+def plan(design: Design, parameterization: str) -> Plan:
+    """Resolve a requested parameterisation against the data.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> df = hb.datasets.load("eight_schools")
+    >>> d = hb.Model("y ~ 1 + (1 | school)", df, se="sigma", parameterization="centered").design
+    >>> plan(d, "auto").describe()
+    'auto: school marginal'
+    """
+    if parameterization in ("centered", "non-centered"):
+        forms = {f.name: parameterization for f in design.factors}
+        return Plan(parameterization, parameterization, forms)
+    reason = marginal_unavailable(design) if design.factors else None
+    if parameterization == "marginal":
+        if reason:
+            raise SpecError(
+                f"parameterization='marginal' is not available for this model: {reason}. "
+                "Use parameterization='auto' (centered or non-centered per group) instead"
+            )
+        return Plan("marginal", "marginal", {f.name: "marginal" for f in design.factors})
+    if parameterization != "auto":
+        raise SpecError(f"unknown parameterization {parameterization!r}")
+    if reason is None and design.factors:
+        return Plan("auto", "marginal", {design.factors[0].name: "marginal"})
+    graph: dict[str, np.ndarray] = {}
+    forms: dict[str, str] = {}
+    for f in design.factors:
+        lam, _ = reliability(design, f)
+        centered = lam.min(axis=1) > CENTERED_ABOVE
+        graph[f.name] = centered
+        if centered.all():
+            forms[f.name] = "centered"
+        elif not centered.any():
+            forms[f.name] = "non-centered"
+        else:
+            n_c = int(centered.sum())
+            forms[f.name] = f"mixed ({n_c} centered, {f.n_groups - n_c} non-centered)"
+    return Plan("auto", graph, forms)

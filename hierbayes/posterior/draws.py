@@ -1,0 +1,95 @@
+"""Posterior draws as arrays, and the two quantities computed from them in several places.
+
+Each array has the draws of all chains stacked first, (S, ...), chain by chain. The
+covariance of a factor's effects, ``T_s = diag(sd_s) corr_s diag(sd_s)``, and the linear
+predictor, ``eta_s = offset + X beta_s + sum_f Z u_fs[codes]``, live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import arviz as az
+import numpy as np
+
+from hierbayes.errors import SpecError
+from hierbayes.spec.design import Design, FactorDesign
+
+__all__ = ["fixed_draws", "group_covariance", "linear_predictor", "posterior_draws"]
+
+
+def posterior_draws(idata: az.InferenceData, name: str) -> np.ndarray:
+    """Posterior draws of ``name`` with chain and draw stacked first: (S, ...).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> idata = az.from_dict(posterior={"mu": np.arange(6.0).reshape(2, 3)})
+    >>> posterior_draws(idata, "mu").tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    if name not in idata.posterior:
+        raise SpecError(f"the posterior has no variable {name!r}; was it built by hierbayes?")
+    da = idata.posterior[name].transpose("chain", "draw", ...)
+    # a reshape, not xarray's stack: a new dimension could clash with a user's (a factor
+    # named "sample", as in lme4's Penicillin data)
+    return da.values.reshape(-1, *da.shape[2:])
+
+
+def fixed_draws(idata: az.InferenceData, design: Design) -> np.ndarray:
+    """Posterior draws of the population-level coefficients, (S, p); (S, 0) when there are none.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np, hierbayes as hb
+    >>> d = hb.Model("y ~ 1", hb.datasets.load("eight_schools")).design
+    >>> fixed_draws(az.from_dict(posterior={"Intercept": np.ones((2, 3))}), d).shape
+    (6, 1)
+    """
+    post = idata.posterior
+    if not design.fixed_names:
+        return np.zeros((post.sizes["chain"] * post.sizes["draw"], 0))
+    return np.stack([posterior_draws(idata, n) for n in design.fixed_names], axis=-1)
+
+
+def group_covariance(idata: az.InferenceData, factor: FactorDesign) -> np.ndarray:
+    """T_s = diag(sd_s) corr_s diag(sd_s), (S, q, q); corr is I for uncorrelated effects.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np, hierbayes as hb
+    >>> f = hb.Model("y ~ 1 + (1 | school)", hb.datasets.load("eight_schools")).design.factors[0]
+    >>> idata = az.from_dict(posterior={"sd_school": np.full((1, 2, 1), 3.0)})
+    >>> group_covariance(idata, f)[:, 0, 0].tolist()
+    [9.0, 9.0]
+    """
+    sd = posterior_draws(idata, f"sd_{factor.name}")
+    corr = (
+        posterior_draws(idata, f"corr_{factor.name}") if factor.correlated else np.eye(sd.shape[1])
+    )
+    return sd[:, :, None] * corr * sd[:, None, :]
+
+
+def linear_predictor(
+    X: np.ndarray,
+    offset: np.ndarray | float,
+    beta: np.ndarray,
+    effects: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """eta = offset + X beta + sum_f Z u_f[codes], (s, N).
+
+    ``beta`` is (s, p); each effect is ``(u, codes, Z)``: u (s, J, q) the group effects,
+    codes (N,) each row's group, Z (N, q) the group-level columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> u = np.array([[[1.0], [2.0]]])  # one draw, two groups
+    >>> linear_predictor(np.ones((3, 1)), 0.5, np.array([[10.0]]),
+    ...                  [(u, np.array([0, 1, 1]), np.ones((3, 1)))]).tolist()
+    [[11.5, 12.5, 12.5]]
+    """
+    eta = beta @ X.T + offset
+    for u, codes, Z in effects:
+        eta += np.einsum("snk,nk->sn", u[:, codes], Z)
+    return eta

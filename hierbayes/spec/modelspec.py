@@ -1,0 +1,169 @@
+"""Model options as an immutable spec, and the priors it resolves to for given data.
+
+Prior keys
+----------
+``"Intercept"``
+    The population-level intercept.
+``<term>``
+    A population-level coefficient, by its column name (``"x"``, ``"C(k)[b]"``).
+``"sd"``
+    Every group-level SD.
+``"sd_<factor>"``
+    The group-level SDs of one grouping factor, e.g. ``"sd_school"`` (more specific than
+    ``"sd"``; for a nested factor ``(1 | a/b)`` the keys are ``"sd_a"`` and ``"sd_a:b"``).
+``"corr"``, ``"corr_<factor>"``
+    The LKJ prior on the correlation matrix of correlated effects ``(x | g)``.
+``"sigma"``
+    The residual SD (not estimated when known standard errors are given with ``se=``).
+
+Default priors (weakly informative, scaled by the data)
+-------------------------------------------------------
+With ``s`` the sample SD of the response (the mean known SE if the response is constant):
+``Intercept ~ Normal(link(mean(y)) - mean(offset), 2.5 s)`` (no offset: 0); a coefficient of
+column ``x`` ``~ Normal(0, 2.5 s / sd(x))`` (rstanarm's autoscaling; it assumes predictors
+roughly centred, so give your own prior otherwise); every SD (``sd``, ``sigma``)
+``~ HalfStudentT(3, s)`` (brms' choice of family); correlations of ``(x | g)`` effects
+``~ LKJ(2)``, which mildly favours small correlations (the Stan prior-choice recommendation).
+Defaults are rounded to 3 significant figures and printed in the model's repr.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from typing import Any
+
+import numpy as np
+
+from hierbayes.errors import IdentifiabilityWarning, PriorWarning, SpecError, unknown_name
+from hierbayes.spec import priors as P
+from hierbayes.spec.design import Design
+
+__all__ = ["PARAMETERIZATIONS", "ModelSpec", "resolve_priors", "check_design"]
+
+#: Graph forms a builder can emit; "auto" picks among the others from the data
+#: (:mod:`hierbayes.backend.plan`).
+PARAMETERIZATIONS = ("auto", "marginal", "centered", "non-centered")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines a model except its data.
+
+    Examples
+    --------
+    >>> ModelSpec("y ~ 1 + (1 | school)", se="sigma").parameterization
+    'auto'
+    """
+
+    formula: str
+    se: str | None = None
+    family: str = "gaussian"
+    trials: str | None = None
+    parameterization: str = "auto"
+    offset: str | None = None
+    priors: Mapping[str, P.Prior] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise SpecError(
+                unknown_name("parameterization", str(self.parameterization), PARAMETERIZATIONS)
+            )
+        if self.priors is None:
+            object.__setattr__(self, "priors", {})
+        if not isinstance(self.priors, Mapping):
+            raise SpecError(
+                f"priors must be a dict of key -> prior, got {type(self.priors).__name__}"
+            )
+        object.__setattr__(self, "priors", {k: P.from_value(v) for k, v in self.priors.items()})
+
+
+_SUPPORT_ADVICE = {
+    "positive": (
+        "a standard deviation",
+        "HalfCauchy, HalfStudentT, HalfNormal, Exponential, InverseGamma or HalfFlat",
+    ),
+    "real": ("a coefficient", "Normal or StudentT"),
+    "correlation": ("a correlation matrix", "LKJ"),
+}
+
+
+def _sig(x: float) -> float:
+    """Round to 3 significant figures, for readable default priors."""
+    return 0.0 if x == 0 else round(x, 2 - int(math.floor(math.log10(abs(x)))))
+
+
+def _defaults(design: Design) -> dict[str, P.Prior]:
+    s = design.scale
+    out: dict[str, P.Prior] = {}
+    for k, name in enumerate(design.fixed_names):
+        if name == "Intercept":
+            mean = np.mean(design.y if design.trials is None else design.y / design.trials)
+            centre = design.family.link_value(float(mean)) - float(np.mean(design.eta_offset))
+            out[name] = P.Normal(_sig(centre), _sig(2.5 * s))
+        else:
+            out[name] = P.Normal(0.0, _sig(2.5 * s / float(np.std(design.X[:, k], ddof=1))))
+    for f in design.factors:
+        out[f"sd_{f.name}"] = P.HalfStudentT(3.0, _sig(s))
+        if f.correlated:
+            out[f"corr_{f.name}"] = P.LKJ(2.0)
+    if design.estimates_sigma:
+        out["sigma"] = P.HalfStudentT(3.0, _sig(s))
+    return out
+
+
+def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.Prior]:
+    """Every prior the graph needs: the user's where given, the defaults elsewhere.
+
+    Raises :class:`~hierbayes.errors.SpecError` for an unknown key (suggesting the closest)
+    or a prior whose support does not fit its key (a Normal on an SD, say).
+    """
+    resolved = _defaults(design)
+    general = {"sd"} | ({"corr"} if any(f.correlated for f in design.factors) else set())
+    valid = sorted(set(resolved) | general)
+    for key in user:
+        if key not in valid:
+            hint = ""
+            if key == "sigma" and design.se is not None:
+                hint = " (the residual SD is not estimated when se= gives known standard errors)"
+            close = get_close_matches(key, valid, n=1)
+            if close and not hint:
+                hint = f"; did you mean {close[0]!r}?"
+            raise SpecError(f"unknown prior key {key!r}{hint} Valid keys: {', '.join(valid)}")
+    for key, default in resolved.items():
+        kind = key.split("_", 1)[0] if key.startswith(("sd_", "corr_")) else key
+        chosen = user.get(key, user.get(kind, default))
+        need = {"sd": "positive", "sigma": "positive", "corr": "correlation"}.get(kind, "real")
+        if chosen.support != need:
+            what, use = _SUPPORT_ADVICE[need]
+            raise SpecError(f"prior {chosen} for {key!r} does not suit {what}: use {use}")
+        resolved[key] = chosen
+    return resolved
+
+
+def check_design(design: Design, priors: Mapping[str, P.Prior], *, stacklevel: int = 3) -> None:
+    """Warn about priors known to misbehave and group SDs that few groups can hardly inform."""
+    warned: set[str] = set()
+    for key, prior in priors.items():
+        if prior.warning and type(prior).__name__ not in warned:
+            warned.add(type(prior).__name__)
+            warnings.warn(
+                f"prior for {key!r}: {prior.warning}", PriorWarning, stacklevel=stacklevel
+            )
+    for f in design.factors:
+        if f.n_groups < 5:
+            warnings.warn(
+                f"grouping factor {f.name!r} has only {f.n_groups} groups: its SD is weakly "
+                "identified and its posterior follows the prior closely (BDA3 5.7); "
+                "choose its prior (key 'sd_" + f.name + "') with care",
+                IdentifiabilityWarning,
+                stacklevel=stacklevel,
+            )
+
+
+def describe(priors: Mapping[str, Any]) -> str:
+    """One line per prior, for reprs."""
+    return "\n".join(f"    {key}: {prior}" for key, prior in priors.items())

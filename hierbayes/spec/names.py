@@ -1,0 +1,87 @@
+"""Names in the graph and the posterior: each variable and dimension needs one of its own."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from hierbayes.errors import SpecError
+
+__all__ = ["RESERVED_DIMS", "check_names"]
+
+
+#: Dimension names that belong to the posterior itself (ArviZ reserves chain, draw and
+#: __sample__; obs indexes the observations).
+RESERVED_DIMS = ("chain", "draw", "__sample__", "obs")
+
+
+def check_names(
+    response: str,
+    fixed_names: Sequence[str],
+    *,
+    estimates_sigma: bool,
+    factors: Sequence[str],
+) -> None:
+    """Refuse names that would collide in the graph or the posterior, naming the fix.
+
+    Every variable (response, coefficients, ``sigma``, ``sd_/b_/u_/z_/cpc_/corr_<f>``,
+    ``marginal_<response>``) needs a name of its own, and every dimension (each factor,
+    ``<f>_term``, ``<f>_term2``, ``<f>_centered``, ``<f>_noncentered``, and
+    :data:`RESERVED_DIMS`) too.
+
+    Examples
+    --------
+    >>> check_names("y", ["Intercept", "x"], estimates_sigma=True, factors=["g"])
+    >>> check_names("y", ["Intercept"], estimates_sigma=True, factors=["chain"])
+    Traceback (most recent call last):
+    ...
+    hierbayes.errors.SpecError: grouping column 'chain' cannot keep its name: ...
+    """
+    names = [response, *fixed_names, *(["sigma"] if estimates_sigma else [])]
+    kinds = ("sd", "b", "u", "z", "cpc", "corr")
+    names += [f"{kind}_{f}" for f in factors for kind in kinds]
+    names.append(f"marginal_{response}")
+    keys = sorted({"sd", "corr"} & set(fixed_names))
+    if keys:
+        raise SpecError(
+            f"coefficient {keys[0]!r} would share its prior key with every group-level "
+            f"{'SD' if keys[0] == 'sd' else 'correlation'} (priors={{{keys[0]!r}: ...}}): "
+            f"rename the column, e.g. data.rename(columns={{{keys[0]!r}: {keys[0] + '_value'!r}}})"
+        )
+    slashed = [n for n in names if "/" in n]
+    if slashed:
+        raise SpecError(
+            f"model variable {slashed[0]!r} would hold '/', which PyMC does not allow in a "
+            "name: write the term without it (I(x * 0.5) for I(x / 2)), compute the column "
+            "before fitting, or rename the category levels that hold '/'"
+        )
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise SpecError(
+            f"model variable name(s) {repeated} would repeat: rename the response or the "
+            f"column, e.g. data.rename(columns={{{repeated[0]!r}: {repeated[0] + '_value'!r}}})"
+        )
+    dims: dict[str, str] = {}
+    for f in factors:
+        if f in RESERVED_DIMS:
+            raise SpecError(
+                f"grouping column {f!r} cannot keep its name: {', '.join(RESERVED_DIMS)} "
+                "are the posterior's own dimensions. Rename it, e.g. "
+                f"data.rename(columns={{{f!r}: {f + '_id'!r}}})"
+            )
+        for suffix in ("", "_term", "_term2", "_centered", "_noncentered"):
+            dim = f"{f}{suffix}"
+            if dim in dims and dims[dim] != f:
+                raise SpecError(
+                    f"grouping factors {dims[dim]!r} and {f!r} would both name a "
+                    f"dimension {dim!r} of the posterior: rename one of the columns"
+                )
+            dims[dim] = f
+    clash = sorted(set(names) & (set(dims) | set(RESERVED_DIMS)))
+    if clash:
+        raise SpecError(
+            f"{clash[0]!r} would name both a variable of the model (the response or a "
+            "coefficient) and a dimension of the posterior (a grouping factor, or one of "
+            f"{', '.join(RESERVED_DIMS)}): rename the column, e.g. "
+            f"data.rename(columns={{{clash[0]!r}: {clash[0] + '_value'!r}}})"
+        )

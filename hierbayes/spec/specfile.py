@@ -1,0 +1,312 @@
+"""Declarative model specs in TOML: one file per reference analysis (see ``models/``).
+
+::
+
+    [model]
+    formula = "y ~ 1 + (1 | school)"
+    data = "../data/eight_schools.csv"   # CSV, relative to the spec file
+    se = "sigma"                          # optional
+    family = "gaussian"                   # optional
+    offset = "log_exposure"               # optional; a column added to the linear predictor
+    parameterization = "non-centered"     # optional; by default the model's ("auto")
+
+    [priors]                              # optional; keys as in hb.Model(priors=...)
+    Intercept = "normal:0,5"              # or a table: { dist = "normal", mu = 0, sigma = 5 }
+    sd = "halfcauchy:5"
+
+    [sampler]                             # optional; arguments of Model.fit
+    draws = 2000
+    tune = 1000
+    chains = 4
+    target_accept = 0.95
+    random_seed = 1
+
+An unknown table or key is an error, never ignored. Every value is checked when the file is
+read, and an error names the file, the table and the key: ``m.toml [sampler] draws: ...``.
+Prior keys depend on the data (a coefficient's key is its column name), so they are checked
+when the model is built, with the closest valid key suggested.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hierbayes.errors import DataError, SpecError, unknown_name
+from hierbayes.spec import families
+from hierbayes.spec.formula import parse
+from hierbayes.spec.modelspec import PARAMETERIZATIONS, ModelSpec
+from hierbayes.spec.priors import Prior, from_value
+
+__all__ = ["RunSpec", "read_spec", "read_csv", "sampler_problem", "MAX_ITERATIONS", "MAX_CHAINS"]
+
+_MODEL_KEYS = ("formula", "data", "se", "family", "trials", "offset", "parameterization")
+_REQUIRED = ("formula", "data")
+_SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
+_TABLES = ("model", "priors", "sampler")
+
+#: Most draws, or tuning steps, per chain a spec or the command line may ask for.
+MAX_ITERATIONS = 1_000_000
+#: Most chains, or cores, a spec or the command line may ask for.
+MAX_CHAINS = 64
+#: Largest random seed (NumPy's SeedSequence takes any, PyMC's samplers 32 bits).
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A model spec with its data file and sampler settings, as read from TOML."""
+
+    name: str
+    model: ModelSpec
+    data: Path
+    sampler: dict[str, Any] = field(default_factory=dict)
+
+
+def _brief(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters for a message."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {_brief(value)}"
+
+
+def _whole(value: Any, low: int, high: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"must be a whole number from {low:,} to {high:,}, got {_brief(value)}"
+    return None
+
+
+def sampler_problem(key: str, value: Any) -> str | None:
+    """What is wrong with one sampler setting (a ``[sampler]`` key), or None if nothing is.
+
+    Counts are whole numbers (``draws`` and ``tune`` at most :data:`MAX_ITERATIONS`,
+    ``chains`` and ``cores`` at most :data:`MAX_CHAINS`), ``target_accept`` lies in
+    [0.5, 1) and ``random_seed`` in 0 .. 2**32 - 1.
+
+    Examples
+    --------
+    >>> sampler_problem("draws", 2000) is None
+    True
+    >>> sampler_problem("draws", -5)
+    'must be a whole number from 1 to 1,000,000, got -5'
+    >>> sampler_problem("target_accept", 1.5)
+    'must be a number in [0.5, 1), got 1.5'
+    """
+    if key in ("draws", "tune"):
+        return _whole(value, 1, MAX_ITERATIONS)
+    if key in ("chains", "cores"):
+        return _whole(value, 1, MAX_CHAINS)
+    if key == "random_seed":
+        return _whole(value, 0, MAX_SEED)
+    if key == "target_accept":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0.5 <= value < 1:
+            return f"must be a number in [0.5, 1), got {_brief(value)}"
+        return None
+    return unknown_name("key", key, _SAMPLER_KEYS)
+
+
+def _key(name: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
+
+
+class _Reader:
+    """Reads one spec file; every error names the file, the table and the key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, where: str, problem: str, kind: type[ValueError] = SpecError) -> ValueError:
+        return kind(f"{self.path} {where}: {problem}" if where else f"{self.path}: {problem}")
+
+    def table(self, raw: Mapping[str, Any], name: str, valid: tuple[str, ...] | None) -> dict:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(f"[{name}]", f"must be a table of keys, got {_show(value)}")
+        for key in value if valid is not None else ():
+            if key not in valid:
+                raise self.error(f"[{name}]", unknown_name("key", key, valid))
+        return value
+
+    def text(self, model: Mapping[str, Any], key: str) -> str | None:
+        value = model.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(
+                f"[model] {key}",
+                f"must be a non-empty string, got {_show(value)}",
+            )
+        return value
+
+    def choice(self, model: Mapping[str, Any], key: str, valid: tuple[str, ...]) -> str | None:
+        value = self.text(model, key)
+        if value is not None and value not in valid:
+            raise self.error(f"[model] {key}", unknown_name(key, value, valid))
+        return value
+
+    def data(self, model: Mapping[str, Any]) -> Path:
+        name = self.text(model, "data") or ""  # present: it is required
+        if "\x00" in name:
+            raise self.error("[model] data", f"{name!r} holds a NUL character")
+        path = (self.path.parent / name).resolve()
+        if path.is_file():
+            return path
+        hint = ""
+        if path.parent.is_dir():
+            files = sorted(p.name for p in path.parent.iterdir() if p.is_file())
+            close = get_close_matches(path.name, files, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise self.error(
+            "[model] data",
+            f"data file {name!r} does not exist (looked for {str(path)!r}, relative to the "
+            f"spec file){hint}",
+            DataError,
+        )
+
+    def prior(self, key: str, value: Any) -> Prior:
+        where = f"[priors] {_key(key)}"
+        if isinstance(value, dict):
+            if "dist" not in value:
+                raise self.error(
+                    where,
+                    "a prior table needs 'dist', as in { dist = \"normal\", mu = 0, sigma = 5 }",
+                )
+            for arg, number in value.items():
+                if isinstance(number, int) and not isinstance(number, bool):
+                    try:
+                        float(number)
+                    except OverflowError:
+                        raise self.error(f"{where}.{arg}", "the number is too large") from None
+        elif not isinstance(value, str):
+            raise self.error(
+                where,
+                f"a prior is a string such as 'halfcauchy:5' or a table such as "
+                f'{{ dist = "halfcauchy", beta = 5 }}, got {_show(value)}',
+            )
+        try:
+            return from_value(value)
+        except SpecError as exc:
+            raise self.error(where, str(exc)) from None
+
+    def sampler(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        for key, value in settings.items():
+            problem = sampler_problem(key, value)
+            if problem is not None:
+                raise self.error(f"[sampler] {key}", problem)
+        return dict(settings)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise SpecError(f"spec file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise SpecError(f"spec file {str(path)!r} is a folder, not a TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec file {str(path)!r} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}"
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"spec file {str(path)!r} cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4300 digits
+        raise SpecError(f"{path}: not valid TOML: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+
+
+def read_spec(path: str | Path) -> RunSpec:
+    """Read and check a TOML model spec.
+
+    Raises
+    ------
+    SpecError
+        The file is missing, not UTF-8 or not TOML; an unknown table or key; a missing
+        ``formula`` or ``data``; a value of the wrong type or out of range (the message
+        names the table and key); a formula with a syntax error; a prior that cannot be read.
+    DataError
+        The data file named by ``data`` does not exist.
+
+    Examples
+    --------
+    >>> from hierbayes.api.datasets import resource_path
+    >>> spec = read_spec(resource_path("models", "eight_schools.toml"))
+    >>> spec.model.formula, spec.data.name, spec.sampler["draws"]
+    ('y ~ 1 + (1 | school)', 'eight_schools.csv', 2000)
+    """
+    path = Path(path)
+    raw = _load_toml(path)
+    reader = _Reader(path)
+    for key in raw:
+        if key not in _TABLES:
+            raise reader.error("", unknown_name("key", key, _TABLES))
+    model = reader.table(raw, "model", _MODEL_KEYS)
+    for key in _REQUIRED:
+        if key not in model:
+            raise reader.error(
+                f"[model] {key}", "is required: a [model] table with 'formula' and 'data'"
+            )
+    formula = reader.text(model, "formula")
+    try:
+        parse(formula)
+    except SpecError as exc:
+        raise reader.error("[model] formula", str(exc)) from None
+    family = reader.choice(model, "family", tuple(sorted(families.FAMILIES)))
+    parameterization = reader.choice(model, "parameterization", PARAMETERIZATIONS)
+    priors = {
+        key: reader.prior(key, value) for key, value in reader.table(raw, "priors", None).items()
+    }
+    options = {
+        "se": reader.text(model, "se"),
+        "trials": reader.text(model, "trials"),
+        "offset": reader.text(model, "offset"),
+        "family": family,
+        "parameterization": parameterization,
+    }
+    spec = ModelSpec(
+        formula=formula,
+        priors=priors,
+        **{key: value for key, value in options.items() if value is not None},
+    )
+    return RunSpec(
+        name=path.stem,
+        model=spec,
+        data=reader.data(model),
+        sampler=reader.sampler(reader.table(raw, "sampler", _SAMPLER_KEYS)),
+    )
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a data file named by a spec; a missing or unreadable file is a :class:`DataError`.
+
+    Examples
+    --------
+    >>> from hierbayes.api.datasets import resource_path
+    >>> read_csv(resource_path("data", "eight_schools.csv")).shape
+    (8, 3)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist")
+    try:
+        return pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(
+            f"data file {str(path)!r} cannot be read as CSV: {type(exc).__name__}: {exc}"
+        ) from None
