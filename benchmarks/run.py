@@ -591,7 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"\n{settings}\n\n{text}")
     out.mkdir(parents=True, exist_ok=True)
-    from hierbayes.io import atomic_write_all  # both files appear together, never half-written
+    from hierbayes.posterior.storage import (
+        atomic_write_all,  # both files appear together, never half-written
+    )
 
     markdown = f"Started {started}; {settings}.\n\n{text}\n"
     summary = {

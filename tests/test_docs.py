@@ -17,7 +17,7 @@ import hierbayes as hb
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-MODULES = sorted(m.name for m in pkgutil.iter_modules(hb.__path__, "hierbayes."))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(hb.__path__, "hierbayes."))
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -31,7 +31,12 @@ def test_docstring_examples(name):
 
 def test_public_functions_have_examples():
     missing = []
-    for name in ("hierbayes.priors", "hierbayes.report", "hierbayes.pooling", "hierbayes.datasets"):
+    for name in (
+        "hierbayes.spec.priors",
+        "hierbayes.analysis.report",
+        "hierbayes.core.pooling",
+        "hierbayes.api.datasets",
+    ):
         module = importlib.import_module(name)
         for attr in module.__all__:
             obj = getattr(module, attr)
@@ -100,7 +105,7 @@ def test_wheel_carries_data_and_models_once(tmp_path):
         "hierbayes/data/eight_schools.csv",
         "hierbayes/data/exam.csv",
         "hierbayes/models/eight_schools.toml",
-        "hierbayes/cli.py",
+        "hierbayes/api/cli.py",
     ):
         assert required in names
     assert not (ROOT / "hierbayes" / "data").exists()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import hierbayes as hb
-from hierbayes.datasets import resource_path
-from hierbayes.specfile import read_csv, read_spec
+from hierbayes.api.datasets import resource_path
+from hierbayes.spec.specfile import read_csv, read_spec
 
 pytestmark = pytest.mark.slow
 

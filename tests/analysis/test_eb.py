@@ -8,7 +8,6 @@ the shipped data in its last digit, the test says so and checks the optimum inst
 """
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,8 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.stats import norm
 
 import hierbayes as hb
-from hierbayes.eb import TABLE_COLUMNS, EmpiricalBayes, empirical_bayes
+from hierbayes.analysis.eb import TABLE_COLUMNS, EmpiricalBayes, empirical_bayes
+from hierbayes.spec import families
 
 Z975 = norm.ppf(0.975)
 
@@ -85,7 +85,7 @@ def dense_blup(model: hb.Model, eb: EmpiricalBayes) -> np.ndarray:
 def reml_profile(model: hb.Model, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
     """Profiled REML log-likelihood at relative covariance factor ``theta`` (T = s2 L L').
 
-    A dense group-by-group computation independent of statsmodels and of hierbayes.eb:
+    A dense group-by-group computation independent of statsmodels and of hierbayes.analysis.eb:
     returns (log-likelihood, GLS gamma, sigma^2 = r^2 / (N - p)).
     """
     d = model.design
@@ -429,9 +429,7 @@ def test_known_se_model_raises(eight):
 
 
 def test_non_gaussian_family_raises(models):
-    fake = SimpleNamespace(
-        design=models["intercept"].design, family=SimpleNamespace(name="poisson")
-    )
+    fake = dataclasses.replace(models["intercept"].design, family=families.get("poisson"))
     with pytest.raises(hb.SpecError, match="gaussian.*'poisson'"):
         empirical_bayes(fake)
 

@@ -9,7 +9,7 @@ import pytest
 
 import hierbayes as hb
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 
 def draws(fit, name):
@@ -117,7 +117,7 @@ def test_simulate_noise_groups():
 
 def test_predict_in_chunks_gives_the_same_draws(regression_fit, regression_data, monkeypatch):
     """Chunks of draws consume one random stream in draw order: any chunk size, same draws."""
-    import hierbayes.predict as predict_module
+    import hierbayes.analysis.predict as predict_module
 
     new = pd.concat([regression_data.iloc[:40], pd.DataFrame({"x": [0.1], "g": ["unseen"]})])
     whole = {k: regression_fit.predict(new, kind=k, random_seed=4) for k in ("mean", "response")}
@@ -163,7 +163,7 @@ def test_group_labels_of_another_type_are_refused_not_taken_as_new_groups(regres
 
 def fake_fit(model: hb.Model, rng, *, stuck: bool) -> hb.Fit:
     """A Fit of ``model`` from made-up draws (no MCMC): 4 chains, chain 2 stuck if asked."""
-    from hierbayes.diagnostics import diagnose
+    from hierbayes.posterior.diagnostics import diagnose
 
     n = model.design.n_obs
     step = np.tile([[0.2], [0.25], [0.21], [0.22]], (1, 200))

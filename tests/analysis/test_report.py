@@ -7,10 +7,10 @@ import pytest
 import xarray as xr
 
 import hierbayes as hb
-from hierbayes.design import build_design
-from hierbayes.families import GAUSSIAN
-from hierbayes.formula import parse
-from hierbayes.report import TABLE_COLUMNS, pooling_report
+from hierbayes.analysis.report import TABLE_COLUMNS, pooling_report
+from hierbayes.spec.design import build_design
+from hierbayes.spec.families import GAUSSIAN
+from hierbayes.spec.formula import parse
 
 
 def fake_eight(eight, seed=0):

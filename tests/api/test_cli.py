@@ -17,11 +17,11 @@ import pymc as pm
 import pytest
 
 import hierbayes as hb
-import hierbayes.cli
-from hierbayes.cli import main
-from hierbayes.samplers import SAMPLERS
+import hierbayes.api.cli
+from hierbayes.api.cli import main
+from hierbayes.backend.samplers import SAMPLERS
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 SMALL = [
     "--draws",
@@ -155,8 +155,8 @@ def test_spec_file_missing_data_and_bad_toml(tmp_path, capsys):
 
 
 def test_reference_specs_in_models_folder_read():
-    from hierbayes.datasets import resource_path
-    from hierbayes.specfile import read_spec
+    from hierbayes.api.datasets import resource_path
+    from hierbayes.spec.specfile import read_spec
 
     specs = sorted(resource_path("models").glob("*.toml"))
     assert specs, "models/ holds the reference specs"
@@ -167,7 +167,7 @@ def test_reference_specs_in_models_folder_read():
 
 def test_console_script_is_installed():
     out = subprocess.run(
-        [sys.executable, "-m", "hierbayes.cli", "--version"],
+        [sys.executable, "-m", "hierbayes.api.cli", "--version"],
         capture_output=True,
         text=True,
         check=True,
@@ -349,7 +349,7 @@ def test_ctrl_c_before_the_output_folder_is_known(tmp_path, capsys, monkeypatch)
     def read_spec(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hierbayes.cli, "read_spec", read_spec)
+    monkeypatch.setattr(hierbayes.api.cli, "read_spec", read_spec)
     assert main(["fit", str(tmp_path / "m.toml")]) == 130
     assert capsys.readouterr().err == "hierbayes: interrupted: nothing was written\n"
 

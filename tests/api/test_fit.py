@@ -5,7 +5,7 @@ import pytest
 
 import hierbayes as hb
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 
 def test_eight_schools_matches_posteriordb_reference(eight_fit):

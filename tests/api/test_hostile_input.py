@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import hierbayes as hb
-from hierbayes.specfile import read_csv, read_spec, sampler_problem
+from hierbayes.spec.specfile import read_csv, read_spec, sampler_problem
 
 HOSTILE = [np.nan, np.inf, -np.inf, None, "text", "", -1.0, 0.0, 1e300, True]
 

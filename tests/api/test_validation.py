@@ -9,7 +9,7 @@ import pytest
 
 import hierbayes as hb
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 F = "y ~ 1 + (1 | school)"
 

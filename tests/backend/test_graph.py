@@ -8,7 +8,7 @@ from scipy import stats
 
 import hierbayes as hb
 
-from .conftest import EIGHT_PRIORS
+from ..conftest import EIGHT_PRIORS
 
 
 @pytest.fixture(scope="module")

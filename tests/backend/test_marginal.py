@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import hierbayes as hb
-from hierbayes.auto import plan, reliability
-from hierbayes.marginal import draw_group_effects, marginal_loglik, sufficient_stats
+from hierbayes.backend.marginal import draw_group_effects, marginal_loglik, sufficient_stats
+from hierbayes.backend.plan import plan, reliability
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_mixed_graph_puts_each_group_where_it_belongs():
     df = pd.DataFrame({"y": np.arange(10.0), "g": list("aabbccddee")})
     model = hb.Model("y ~ 1 + (1 | g)", df, parameterization="centered")
     mask = {"g": np.array([True, False, True, False, False])}
-    from hierbayes.graph import build_model
+    from hierbayes.backend.graph import build_model
 
     pm_model = build_model(model.design, model.priors, parameterization=mask)
     (u_of_values,) = pm_model.replace_rvs_by_values([pm_model["u_g"]])

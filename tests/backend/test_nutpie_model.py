@@ -14,7 +14,7 @@ import pytensor
 import pytest
 
 import hierbayes as hb
-from hierbayes import nutpie_model
+from hierbayes.backend import nutpie as nutpie_model
 
 nutpie = pytest.importorskip("nutpie")
 

@@ -17,7 +17,7 @@ import pymc as pm
 import pytest
 
 import hierbayes as hb
-from hierbayes import samplers
+from hierbayes.backend import samplers
 from hierbayes.errors import MissingDependencyError, SpecError
 
 RUN = {

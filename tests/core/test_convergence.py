@@ -1,4 +1,4 @@
-"""R-hat and bulk and tail ESS of hierbayes.convergence against ArviZ's own functions."""
+"""R-hat and bulk and tail ESS of hierbayes.core.convergence against ArviZ's own functions."""
 
 import zlib
 
@@ -6,8 +6,8 @@ import arviz as az
 import numpy as np
 import pytest
 
-from hierbayes import convergence as cv
-from hierbayes.diagnostics import diagnose
+from hierbayes.core import convergence as cv
+from hierbayes.posterior.diagnostics import diagnose
 
 RTOL = 1e-8
 

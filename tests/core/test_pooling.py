@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hierbayes import pooling
+from hierbayes.core import pooling
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from hierbayes.diagnostics import Diagnostics, diagnose
+from hierbayes.posterior.diagnostics import Diagnostics, diagnose
 
 GOOD = {
     "chains": 4,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import hierbayes as hb
-import hierbayes.io
-from hierbayes.io import atomic_write, atomic_write_all
+import hierbayes.posterior.storage
+from hierbayes.posterior.storage import atomic_write, atomic_write_all
 
 
 def test_round_trip_reports_predicts_and_compares_without_refit(tmp_path, regression_fit):
@@ -158,7 +158,7 @@ def test_atomic_write_all_interrupted_between_renames_reports_what_landed(tmp_pa
         replace(src, dst)
         signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(hb.io.os, "replace", replace_then_interrupt)
+    monkeypatch.setattr(hierbayes.posterior.storage.os, "replace", replace_then_interrupt)
     done = []
     with pytest.raises(KeyboardInterrupt):
         atomic_write_all(

@@ -9,9 +9,10 @@ from scipy import stats
 from scipy.special import expit
 
 import hierbayes as hb
-from hierbayes import families
+from hierbayes.backend.distributions import likelihood
+from hierbayes.spec import families
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 J, N_PER = 40, 30
 TRUTH = {"Intercept": -0.3, "x": 0.8, "sd_g": 0.6}
@@ -147,8 +148,8 @@ def test_log_density_equals_pymc_logp(name):
     }[name].astype(float)
     family = families.get(name)
     with pm.Model():
-        rv = family.likelihood(
-            "y", pt.as_tensor(eta), sigma=0.7, trials=trials, observed=y, dims=None
+        rv = likelihood(
+            family, "y", pt.as_tensor(eta), sigma=0.7, trials=trials, observed=y, dims=None
         )
         expected = pm.logp(rv, y).eval()
     got = family.log_density(y, eta, sigma=0.7, trials=trials)

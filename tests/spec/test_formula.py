@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hierbayes as hb
-from hierbayes.formula import GroupTerm, parse
+from hierbayes.spec.formula import GroupTerm, parse
 
 
 @pytest.mark.parametrize(

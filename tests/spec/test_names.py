@@ -14,7 +14,7 @@ import pytest
 
 import hierbayes as hb
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import statsmodels.api as sm
 from scipy import stats
 
 import hierbayes as hb
-from hierbayes.report import complete_pooling
-from hierbayes.specfile import read_spec
+from hierbayes.spec.baselines import complete_pooling
+from hierbayes.spec.specfile import read_spec
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 
 @pytest.fixture(scope="module")

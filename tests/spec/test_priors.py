@@ -5,7 +5,8 @@ import pymc as pm
 import pytest
 
 import hierbayes as hb
-from hierbayes import priors as P
+from hierbayes.backend.distributions import prior_rv
+from hierbayes.spec import priors as P
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_from_value_table():
 def test_rv_is_the_named_distribution(prior, logp_at_2):
     """The PyMC variable has the density the spec names (checked at one point)."""
     with pm.Model() as model:
-        prior.rv("theta")
+        prior_rv(prior, "theta")
     value = model.rvs_to_values[model["theta"]]
     logp = model.compile_logp(vars=[model["theta"]], jacobian=False)
     transformed = model.rvs_to_transforms[model["theta"]]
@@ -95,7 +96,7 @@ def test_rv_is_the_named_distribution(prior, logp_at_2):
 
 def test_inverse_gamma_is_on_the_variance():
     with pm.Model() as model:
-        sd = P.InverseGamma(2, 3).rv("tau")
+        sd = prior_rv(P.InverseGamma(2, 3), "tau")
     assert "tau_variance" in model.named_vars
     draws = pm.draw([sd, model["tau_variance"]], draws=5, random_seed=1)
     np.testing.assert_allclose(draws[0] ** 2, draws[1])

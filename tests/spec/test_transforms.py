@@ -10,9 +10,9 @@ import patsy
 import pytest
 
 import hierbayes as hb
-from hierbayes.cli import main
+from hierbayes.api.cli import main
 
-from .conftest import quiet_fit
+from ..conftest import quiet_fit
 
 
 @pytest.fixture(scope="module")
