@@ -290,6 +290,80 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+def _inner_fit_kwargs(fit_kwargs: Mapping[str, Any] | None, workers: int) -> dict[str, Any]:
+    """The user's extra fit arguments, refused if they set sbc()'s own, with SBC's defaults."""
+    fit_kwargs = dict(fit_kwargs or {})
+    reserved = sorted(set(fit_kwargs) & set(_RESERVED_FIT_ARGS))
+    if reserved:
+        raise SpecError(f"fit_kwargs must not set {reserved}: they are sbc()'s own arguments")
+    fit_kwargs.setdefault("log_likelihood", False)  # SBC needs no LOO
+    if workers > 1:
+        fit_kwargs.setdefault("cores", 1)
+    return fit_kwargs
+
+
+def _prior_simulations(
+    simulator: Model, scalars: Sequence[_Scalar], response: str, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The true values (n, m) drawn from the simulator's prior, and the data (n, N)."""
+    with _quiet_inner_fits():
+        idata = simulator.prior_predictive(draws=n, random_seed=seed)
+    prior = _values(idata.prior, scalars, "the simulator's prior")
+    truth = np.stack([prior[s.var][(0, slice(None), *s.index)] for s in scalars], axis=1)
+    return truth, np.asarray(idata.prior_predictive[response].values)[0]
+
+
+def _run(ctx: _Context, tasks, workers: int, record) -> bool:
+    """Fit every task, in this process or a pool, recording each row; True when interrupted."""
+    interrupted = False
+    # Ctrl-C: PyMC may swallow it and return the draws so far; ctrl_c.hit says it came
+    with Interrupts(reraise=False) as ctrl_c, _quiet_inner_fits():
+        if workers == 1:
+            for task in tasks:
+                try:
+                    row = _simulate(ctx, *task)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    break
+                except Exception:
+                    if ctrl_c.hit:  # a fit cut short by Ctrl-C failed afterwards
+                        interrupted = True
+                        break
+                    raise
+                if ctrl_c.hit:  # PyMC swallowed the Ctrl-C: drop the cut-short fit
+                    interrupted = True
+                    break
+                record(row)
+        else:
+            interrupted = _run_pool(ctx, tasks, workers, record)
+    return interrupted
+
+
+def _result(
+    labels: list[str],
+    ranks: np.ndarray,
+    truth: np.ndarray,
+    diag: np.ndarray,
+    done: np.ndarray,
+    n_draws: int,
+    settings: dict[str, Any],
+) -> SBCResult:
+    """The completed simulations (``done``) as an SBCResult."""
+    index = pd.Index(np.flatnonzero(done), name="simulation")
+    diagnostics = pd.DataFrame(
+        {"divergences": diag[:, 0].astype(int), "min_ess_bulk": diag[:, 1], "seconds": diag[:, 2]},
+        index=index,
+    )
+    return SBCResult(
+        ranks=pd.DataFrame(ranks, index=index, columns=labels),
+        n_draws=n_draws,
+        truth=pd.DataFrame(truth, index=index, columns=labels),
+        diagnostics=diagnostics,
+        settings=settings,
+        n_requested=len(done),
+    )
+
+
 def sbc(
     model: Model,
     n_simulations: int,
@@ -392,13 +466,7 @@ def sbc(
         raise SpecError(f"thin ({thin}) must not exceed draws ({draws})")
     if isinstance(random_seed, bool) or not isinstance(random_seed, int | np.integer):
         raise SpecError(f"random_seed must be an integer, got {random_seed!r}")
-    fit_kwargs = dict(fit_kwargs or {})
-    reserved = sorted(set(fit_kwargs) & set(_RESERVED_FIT_ARGS))
-    if reserved:
-        raise SpecError(f"fit_kwargs must not set {reserved}: they are sbc()'s own arguments")
-    fit_kwargs.setdefault("log_likelihood", False)  # SBC needs no LOO
-    if workers > 1:
-        fit_kwargs.setdefault("cores", 1)
+    fit_kwargs = _inner_fit_kwargs(fit_kwargs, workers)
     simulator = model if simulator is None else simulator
     if simulator is not model:
         _check_simulator(model, simulator)
@@ -408,14 +476,8 @@ def sbc(
     fit_seeds = [int(s.generate_state(1)[0]) for s in seeds[1:]]
 
     scalars = tuple(_scalar_parameters(model.design))
-    with _quiet_inner_fits():
-        idata = simulator.prior_predictive(draws=n_simulations, random_seed=prior_seed)
-    prior = _values(idata.prior, scalars, "the simulator's prior")
-    truth = np.stack(
-        [prior[s.var][(0, slice(None), *s.index)] for s in scalars], axis=1
-    )  # (n_simulations, m)
     response = model.design.response
-    ys = np.asarray(idata.prior_predictive[response].values)[0]  # (n_simulations, N)
+    truth, ys = _prior_simulations(simulator, scalars, response, n_simulations, prior_seed)
 
     ctx = _Context(
         spec=dataclasses.replace(model.spec, priors=dict(model.priors)),
@@ -443,58 +505,24 @@ def sbc(
         progress.update(divergences)
 
     tasks = ((i, ys[i], truth[i], fit_seeds[i]) for i in range(n_simulations))
-    interrupted = False
     start = time.perf_counter()
-    # Ctrl-C: PyMC may swallow it and return the draws so far; ctrl_c.hit says it came
-    with Interrupts(reraise=False) as ctrl_c, _quiet_inner_fits():
-        if workers == 1:
-            for task in tasks:
-                try:
-                    row = _simulate(ctx, *task)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    break
-                except Exception:
-                    if ctrl_c.hit:  # a fit cut short by Ctrl-C failed afterwards
-                        interrupted = True
-                        break
-                    raise
-                if ctrl_c.hit:  # PyMC swallowed the Ctrl-C: drop the cut-short fit
-                    interrupted = True
-                    break
-                record(row)
-        else:
-            interrupted = _run_pool(ctx, tasks, workers, record)
+    interrupted = _run(ctx, tasks, workers, record)
     elapsed = time.perf_counter() - start
 
+    settings = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "thin": thin,
+        "random_seed": int(random_seed),
+        "workers": workers,
+        "fit_kwargs": fit_kwargs,
+        "model": str(model.spec),
+        "simulator": str(simulator.spec),
+        "seconds": elapsed,
+    }
     labels = [s.label for s in scalars]
-    index = pd.Index(np.flatnonzero(done), name="simulation")
-    result = SBCResult(
-        ranks=pd.DataFrame(ranks[done], index=index, columns=labels),
-        n_draws=n_draws,
-        truth=pd.DataFrame(truth[done], index=index, columns=labels),
-        diagnostics=pd.DataFrame(
-            {
-                "divergences": diag[done, 0].astype(int),
-                "min_ess_bulk": diag[done, 1],
-                "seconds": diag[done, 2],
-            },
-            index=index,
-        ),
-        settings={
-            "draws": draws,
-            "tune": tune,
-            "chains": chains,
-            "thin": thin,
-            "random_seed": int(random_seed),
-            "workers": workers,
-            "fit_kwargs": fit_kwargs,
-            "model": str(model.spec),
-            "simulator": str(simulator.spec),
-            "seconds": elapsed,
-        },
-        n_requested=n_simulations,
-    )
+    result = _result(labels, ranks[done], truth[done], diag[done], done, n_draws, settings)
     if interrupted:
         progress.close(f"SBC interrupted after {result.n_simulations} of {n_simulations}")
         raise SBCInterrupted(result)
