@@ -1,0 +1,1 @@
+"""What the draws say: pooling report, empirical Bayes, predictions, LOO, plots."""

@@ -1,0 +1,1 @@
+"""Numeric core, NumPy and SciPy only: pooling maths, convergence statistics, SBC ranks."""

@@ -1,0 +1,1 @@
+"""Draws after sampling: array helpers, completion, diagnostics, netCDF storage."""

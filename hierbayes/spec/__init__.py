@@ -1,0 +1,1 @@
+"""What a model is: formula, families, priors, design, model spec, TOML specs (no PyMC)."""
