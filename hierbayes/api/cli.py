@@ -83,7 +83,6 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
     Examples
     --------
     >>> from hierbayes.api.datasets import resource_path
-from hierbayes.api.model import Model
     >>> spec = read_spec(resource_path("models", "eight_schools.toml"))
     >>> written = []
     >>> run(spec, Path("results/es"), {"draws": 500, "random_seed": 1}, written)  # doctest: +SKIP

@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from hierbayes.api.fit import Fit
 from hierbayes.backend import samplers
 from hierbayes.backend.graph import build_model
+from hierbayes.backend.initial import initial_values
 from hierbayes.backend.plan import Plan, plan
 from hierbayes.core.interrupts import Interrupts
 from hierbayes.errors import DataWarning, SamplingError, SpecError
@@ -328,8 +329,9 @@ class Model:
         if random_seed is None:
             random_seed = int(np.random.SeedSequence().entropy % (MAX_SEED + 1))
         random_seed = int(random_seed)
+        graph = self.build()
         idata = _sample(
-            self.build(),
+            graph,
             sampler=sampler,
             draws=draws,
             tune=tune,
@@ -338,6 +340,9 @@ class Model:
             target_accept=target_accept,
             random_seed=random_seed,
             progressbar=default_progressbar() if progressbar is None else progressbar,
+            initvals=initial_values(graph, self.design, chains, random_seed)
+            if sampler == "pymc"
+            else None,  # nutpie and numpyro start as they do (nutpie converges on VerbAgg)
         )
         self._complete(idata, random_seed=random_seed, log_likelihood=log_likelihood)
         idata.attrs.update(

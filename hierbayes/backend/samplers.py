@@ -105,6 +105,7 @@ def sample(
     target_accept: float,
     random_seed: int,
     progressbar: bool,
+    initvals: list[dict[str, Any]] | None = None,
 ) -> az.InferenceData:
     """Draw from the posterior of ``model`` with NUTS, by the sampler named.
 
@@ -126,6 +127,9 @@ def sample(
         Seeds everything the sampler draws, initial points included.
     progressbar : bool
         Show the sampler's progress bar.
+    initvals : list of dict, optional
+        PyMC's sampler: where each chain starts (:func:`hierbayes.backend.initial.initial_values`),
+        instead of PyMC's jittered default. nutpie and numpyro start as they do.
 
     Returns
     -------
@@ -156,7 +160,9 @@ def sample(
     """
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise SpecError(unknown_name("sampler", str(sampler), SAMPLERS))
-    settings = Settings(draws, tune, chains, cores, target_accept, random_seed, progressbar)
+    settings = Settings(
+        draws, tune, chains, cores, target_accept, random_seed, progressbar, initvals
+    )
     library, idata, sampling_time = _RUNNERS[sampler](model, settings)
     return _standardise(
         idata,
@@ -190,6 +196,7 @@ class Settings:
     target_accept: float
     random_seed: int
     progressbar: bool
+    initvals: list[dict[str, Any]] | None = None
 
     def common(self) -> dict[str, Any]:
         """The :func:`pymc.sample` arguments every PyMC-driven sampler shares."""
@@ -213,8 +220,10 @@ def _sample_pymc(model: pm.Model, run: Settings) -> tuple[ModuleType, az.Inferen
     # (The forkserver context would keep them parallel, but it needs a __main__ guard in
     # scripts and took 19 s for eight schools, 2 x 600 iterations, against 3 s.)
     with model:
+        starts = {} if run.initvals is None else {"initvals": run.initvals, "init": "adapt_diag"}
         idata = pm.sample(
             **run.common(),
+            **starts,
             cores=1 if _jax_started() else run.cores,
             compute_convergence_checks=False,
         )
