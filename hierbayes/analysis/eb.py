@@ -352,7 +352,7 @@ def _small_groups_note(f: FactorDesign, small: np.ndarray) -> str:
 
 def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
     y, X, Z, codes, J = design.y_adjusted, design.X, f.Z, f.codes, f.n_groups
-    n, p = X.shape
+    n = X.shape[0]
     q = Z.shape[1]
     result, method, notes = _fit_reml(design, f)
     gamma = np.asarray(result.fe_params, dtype=float)

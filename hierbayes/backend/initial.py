@@ -50,7 +50,7 @@ def initial_values(
     >>> initial_values(m.build(), hb.Model("normexam ~ standLRT", df).design, 4, 1) is None
     True
     """
-    rms = np.sqrt(np.mean(design.X**2, axis=0)) if design.n_obs else np.zeros(0)
+    rms = np.sqrt(np.mean(design.X**2, axis=0))  # build_design refuses data with no rows
     if not (rms > MAX_RMS).any():
         return None
     fixed = set(design.fixed_names)
