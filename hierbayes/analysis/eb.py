@@ -143,6 +143,33 @@ class EmpiricalBayes:
         return "\n".join(lines)
 
 
+def unavailable(design: Design) -> str | None:
+    """Why empirical Bayes cannot be computed for ``design``, or None when it can."""
+    family = design.family
+    if family.name != "gaussian" or family.link != "identity":
+        return (
+            "empirical Bayes needs the gaussian family (identity link); this model has "
+            f"family {family.name!r} with the {family.link} link"
+        )
+    if design.se is not None:
+        return (
+            "empirical Bayes here estimates the residual variance sigma^2, but this model has "
+            "known standard errors (se=...): refit without se= or use the Bayesian fit"
+        )
+    if design.weights is not None:
+        return (
+            "empirical Bayes here uses statsmodels' MixedLM, which takes no observation "
+            "weights: use the Bayesian fit, or refit without weights="
+        )
+    if len(design.factors) > 1:
+        names = ", ".join(repr(f.name) for f in design.factors)
+        return (
+            f"empirical Bayes supports at most one grouping factor; this model has "
+            f"{len(design.factors)} ({names}): drop all but one of them"
+        )
+    return None
+
+
 def empirical_bayes(model: Any) -> EmpiricalBayes:
     """REML estimates and Raudenbush & Bryk's empirical-Bayes quantities of a model.
 
@@ -196,23 +223,9 @@ def empirical_bayes(model: Any) -> EmpiricalBayes:
             f"empirical_bayes needs a hierbayes.Model, got {type(model).__name__}{fix}, "
             "as in hb.empirical_bayes(hb.Model(formula, data))"
         )
-    family = design.family.name
-    if family != "gaussian":
-        raise SpecError(
-            f"empirical Bayes needs the gaussian family (identity link); this model has "
-            f"family {family!r}"
-        )
-    if design.se is not None:
-        raise SpecError(
-            "empirical Bayes here estimates the residual variance sigma^2, but this model has "
-            "known standard errors (se=...): refit without se= or use the Bayesian fit"
-        )
-    if len(design.factors) > 1:
-        names = ", ".join(repr(f.name) for f in design.factors)
-        raise SpecError(
-            f"empirical Bayes supports at most one grouping factor; this model has "
-            f"{len(design.factors)} ({names}): drop all but one of them"
-        )
+    problem = unavailable(design)
+    if problem:
+        raise SpecError(problem)
     if not design.factors:
         return _ols(design)
     return _reml(design, design.factors[0])

@@ -6,6 +6,12 @@ For every posterior draw s and new row i in group j of each factor,
 ``new_groups="population"``, gets a fresh draw from the fitted population distribution,
 ``u ~ Normal(0, T_s)`` for each posterior draw: the prediction for a new school is spread
 by the between-school SD, not pinned to the population line.
+
+``kind="mean"`` is E[y] on the response's scale: g^-1(eta) with zero inflation applied,
+exp(eta + sigma^2 / 2) for the lognormal family, a proportion per trial for the binomial
+family, and for an ordinal response the expected level value (its integers, or positions
+1..K of an ordered categorical); ``kind="response"`` draws y itself (ordinal: the level
+value).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import xarray as xr
 
 from hierbayes.errors import DataError, SpecError, describe_rows
 from hierbayes.posterior.draws import (
+    aux_draws,
     fixed_draws,
     group_covariance,
     linear_predictor,
@@ -29,6 +36,7 @@ from hierbayes.spec.design import (
     group_labels,
     new_offset,
 )
+from hierbayes.spec.families import category_probs
 from hierbayes.spec.modelspec import ModelSpec
 
 __all__ = ["predict", "KINDS", "NEW_GROUPS", "CHUNK_CELLS"]
@@ -144,6 +152,14 @@ def _group_effects(
     return u, codes, Z
 
 
+def _scores(design: Design) -> np.ndarray:
+    """An ordinal response's level values: its integers, or positions 1..K of a categorical."""
+    levels = design.response_levels or ()
+    if all(isinstance(v, int | np.integer) for v in levels):
+        return np.asarray(levels, dtype=float)
+    return np.arange(1.0, len(levels) + 1.0)
+
+
 def predict(
     idata: az.InferenceData,
     model_data: pd.DataFrame,
@@ -184,30 +200,32 @@ def predict(
     _check_new_data(model_data, design, spec, data, kind)
     rng = np.random.default_rng(random_seed)
 
-    X = evaluate_new(design.fixed_matrix, data, 0, "population-level terms")
+    X = design.select_fixed(evaluate_new(design.fixed_matrix, data, 0, "population-level terms"))
     offset = new_offset(design, data)
     beta = fixed_draws(idata, design)  # (S, p); (S, 0) with no fixed terms
     factors = [_group_effects(idata, f, data, new_groups, rng) for f in design.factors]
     S, rows = beta.shape[0], len(data)
     q = max([Z.shape[1] for _, _, Z in factors], default=1)
     chunk = max(1, CHUNK_CELLS // (rows * q))
-    scale = None
-    if kind == "response" and design.family.name == "gaussian":
-        scale = data[spec.se].to_numpy(float) if spec.se else posterior_draws(idata, "sigma")
+    se = data[spec.se].to_numpy(float) if spec.se and kind == "response" else None
+    needs = design.aux + ("sigma",) if kind == "response" else design.family.mean_aux
+    aux = aux_draws(idata, design, se=se, names=needs)
     trials = data[spec.trials].to_numpy() if spec.trials else 1
+    family = design.family
+    scores = _scores(design)
     out = np.empty((S, rows))
     for start in range(0, S, chunk):
         sl = slice(start, min(start + chunk, S))
         eta = linear_predictor(X, offset, beta[sl], [(u[sl], c, Z) for u, c, Z in factors])
-        mean = design.family.mean(eta)
-        if kind == "mean":
-            out[sl] = mean
-        elif design.family.name == "gaussian":
-            out[sl] = rng.normal(mean, scale if spec.se else scale[sl, None])
-        elif design.family.name == "poisson":
-            out[sl] = rng.poisson(mean)
+        part = {k: v[sl] if v.ndim > 1 else v for k, v in aux.items()}
+        if kind == "mean" and family.ordinal:
+            out[sl] = category_probs(family.link, eta, part["cutpoints"]) @ scores
+        elif kind == "mean":
+            out[sl] = family.mean(eta, part)
+        elif family.ordinal:
+            out[sl] = scores[family.sample(eta, part, trials, rng).astype(np.int64)]
         else:
-            out[sl] = rng.binomial(trials, mean)
+            out[sl] = family.sample(eta, part, trials, rng)
     return xr.DataArray(
         out.reshape(post.sizes["chain"], post.sizes["draw"], rows),
         dims=("chain", "draw", "obs"),

@@ -19,7 +19,7 @@ from hierbayes.analysis.plots import plot_pooling
 from hierbayes.core import pooling
 from hierbayes.errors import SpecError
 from hierbayes.posterior.draws import posterior_draws
-from hierbayes.spec.baselines import complete_pooling
+from hierbayes.spec.baselines import complete_pooling_fit
 from hierbayes.spec.design import Design, FactorDesign
 
 __all__ = ["PoolingReport", "pooling_report", "TABLE_COLUMNS"]
@@ -45,11 +45,13 @@ def _factor_table(
     idata: az.InferenceData,
     design: Design,
     f: FactorDesign,
-    gamma: np.ndarray,
+    pooled: tuple[np.ndarray, dict],
     hdi_prob: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    gamma, aux = pooled
     level1 = ~f.level2  # population columns with one common coefficient
-    if design.family.link == "identity":
+    identity = design.family.link == "identity"
+    if identity and design.weights is None:
         fits, group_se, _ = pooling.no_pooling(
             design.y_adjusted,
             f.Z,
@@ -68,8 +70,12 @@ def _factor_table(
             f.n_groups,
             trials=design.trials,
             offset=offset,
+            aux=aux,
+            weights=design.weights,
         )
         group_se = np.sqrt(np.einsum("jkk->jk", fits.cov))
+        if identity:  # Gaussian IRLS weights are 1: scale by the pooled residual SD
+            group_se = group_se * (float(aux["sigma"]) if design.se is None else 1.0)
     # the population line each group is pulled towards, and the part of its no-pooling
     # coefficient that belongs to an earlier (crossed) factor's line
     complete = f.W[:, :, f.owns] @ gamma[f.owns]  # (J, q)
@@ -77,7 +83,7 @@ def _factor_table(
     b = posterior_draws(idata, f"b_{f.name}")  # (S, J, q)
     u = posterior_draws(idata, f"u_{f.name}")
     sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
-    sigma = posterior_draws(idata, "sigma") if design.estimates_sigma else None
+    sigma = posterior_draws(idata, "sigma") if identity and design.estimates_sigma else None
     lam = pooling.reliability(sd, fits.cov, sigma)
     hdi = az.hdi(idata.posterior[f"b_{f.name}"], hdi_prob=hdi_prob)[f"b_{f.name}"]
     hdi = hdi.transpose(f.name, f.term_dim, "hdi").values
@@ -210,8 +216,8 @@ def pooling_report(
         raise SpecError(f"hdi_prob must be in (0, 1), got {hdi_prob!r}")
     if not design.factors:
         raise SpecError("the model has no group-level terms: there is no pooling to report")
-    gamma = complete_pooling(design)
-    parts = [_factor_table(idata, design, f, gamma, hdi_prob) for f in design.factors]
+    pooled = complete_pooling_fit(design)
+    parts = [_factor_table(idata, design, f, pooled, hdi_prob) for f in design.factors]
     table = pd.concat([p[0] for p in parts], ignore_index=True)[TABLE_COLUMNS]
     if eb is not None:
         eb_cols = eb.table.rename(

@@ -10,6 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from hierbayes.analysis.eb import empirical_bayes as run_eb
+from hierbayes.analysis.eb import unavailable as eb_unavailable
 from hierbayes.analysis.predict import predict
 from hierbayes.analysis.report import PoolingReport, pooling_report
 from hierbayes.backend.plan import Plan
@@ -112,7 +113,7 @@ class Fit:
         """
         design = self.model.design
         eb = None
-        if empirical_bayes and design.estimates_sigma and len(design.factors) == 1:
+        if empirical_bayes and design.factors and eb_unavailable(design) is None:
             eb = run_eb(design)
         return pooling_report(self.idata, design, hdi_prob=hdi_prob, eb=eb)
 
@@ -193,8 +194,12 @@ class Fit:
                         columns[f"corr_{f.name}[{a}, {b}]"] = corr.sel(
                             {f.term_dim: a, f"{f.term_dim}2": b}
                         )
-        if design.estimates_sigma:
-            columns["sigma"] = post["sigma"]
+        for name in design.aux:
+            if name == "cutpoints":
+                for label in post["cutpoints"]["cutpoint"].values:
+                    columns[f"cutpoints[{label}]"] = post["cutpoints"].sel(cutpoint=label)
+            else:
+                columns[name] = post[name]
         table = xr.Dataset(
             {k: v.drop_vars(list(v.coords.keys() - {"chain", "draw"})) for k, v in columns.items()}
         )

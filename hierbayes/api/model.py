@@ -117,10 +117,24 @@ class Model:
     se : str, optional
         Column of known observation standard errors (brms' ``se()``, the meta-analysis form).
         Without it the residual SD ``sigma`` is estimated.
-    family : {"gaussian", "bernoulli", "binomial", "poisson"}
-        The response distribution, with its canonical link (identity, logit, logit, log).
+    family : str
+        The response distribution: ``"gaussian"``, ``"student_t"``, ``"lognormal"``,
+        ``"gamma"``, ``"beta"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
+        ``"negativebinomial"``, ``"zero_inflated_poisson"``,
+        ``"zero_inflated_negativebinomial"`` or ``"cumulative"`` (ordinal); see
+        :mod:`hierbayes.spec.families` for each one's likelihood, links and auxiliary
+        parameters.
+    link : str, optional
+        The link, where the family has alternatives (``"probit"``, ``"cloglog"`` for
+        bernoulli, binomial and beta; ``"probit"`` for cumulative; ``"log"`` for gaussian).
+        By default the family's canonical link.
     trials : str, optional
         Column of the number of trials per row, for the binomial family.
+    weights : str, optional
+        Column of observation weights, which multiply each row's log-likelihood (brms'
+        ``weights()``, Bambi's ``weighted()``): a row of weight 2 counts as that row twice.
+        These are frequency weights, not survey-design weights: they do not give design-based
+        standard errors.
     offset : str, optional
         Column added to the linear predictor with coefficient 1 (lme4's ``offset=``), e.g.
         the log exposure of a Poisson rate model; ``offset(expr)`` terms in the formula do
@@ -178,6 +192,8 @@ class Model:
         dropna: bool = False,
         offset: str | None = None,
         namespace: Mapping[str, Any] | str | None = None,
+        link: str | None = None,
+        weights: str | None = None,
     ) -> None:
         self.spec = ModelSpec(
             formula=formula,
@@ -187,14 +203,16 @@ class Model:
             parameterization=parameterization,
             offset=offset,
             priors=priors or {},
+            link=link,
+            weights=weights,
         )
         self.formula = parse(formula)
         self.namespace: Namespace = resolve(namespace, depth=1)
         self.dropped = pd.Index([])
         if dropna:
-            data = self._drop_incomplete(data, se, trials, offset)
+            data = self._drop_incomplete(data, [se, trials, offset, weights])
         self.data = data
-        self.family = families.get(family)
+        self.family = families.get(family, link)
         self.design: Design = build_design(
             self.formula,
             data,
@@ -203,18 +221,17 @@ class Model:
             trials=trials,
             namespace=self.namespace,
             offset=offset,
+            weights=weights,
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
         self.plan: Plan = plan(self.design, self.spec.parameterization)
 
-    def _drop_incomplete(
-        self, data: pd.DataFrame, se: str | None, trials: str | None, offset: str | None
-    ):
+    def _drop_incomplete(self, data: pd.DataFrame, extra: list[str | None]):
         """dropna=True: drop rows with a missing or infinite used value, and say which."""
         if not isinstance(data, pd.DataFrame):
             return data  # build_design names the problem
-        used = model_columns(self.formula, data, self.namespace, [se, trials, offset])
+        used = model_columns(self.formula, data, self.namespace, extra)
         mask = incomplete_rows(data, used)
         if not mask.any():
             return data
@@ -256,6 +273,8 @@ class Model:
             priors=dict(spec.priors),
             namespace=namespace,
             offset=spec.offset,
+            link=spec.link,
+            weights=spec.weights,
         )
 
     @property
@@ -394,6 +413,8 @@ class Model:
             "hierbayes_version": __version__,
             "formula": self.spec.formula,
             "family": self.family.name,
+            "link": self.family.link,
+            "weights": self.spec.weights or "",
             "parameterization": self.parameterization,
             "parameterization_used": self.plan.describe(),
             "se": self.spec.se or "",
@@ -416,13 +437,18 @@ class Model:
         offsets = self._offsets()
         if offsets:
             noise += f", with {' + '.join(offsets)}"
+        if self.spec.weights:
+            noise += f", weights from {self.spec.weights!r}"
+        family = self.family.name
+        if self.family.link != self.family.links[0]:
+            family += f" ({self.family.link} link)"
         groups = (
             "; ".join(f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in d.factors)
             or "none (complete pooling)"
         )
         return (
             f"hierbayes.Model: {self.spec.formula}\n"
-            f"  family {self.family.name}, {self.plan.describe()}, "
+            f"  family {family}, {self.plan.describe()}, "
             f"{d.n_obs} observations{noise}\n"
             f"  groups: {groups}\n"
             f"  priors:\n{describe(self.priors)}"

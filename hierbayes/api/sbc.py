@@ -69,7 +69,8 @@ class _Scalar:
 
 
 def _scalar_parameters(design: Design) -> list[_Scalar]:
-    """Population coefficients, group SDs, correlations, sigma, then every group coefficient."""
+    """Population coefficients, group SDs, correlations, the family's auxiliary parameters,
+    then every group coefficient."""
     out = [_Scalar(name, name, (), ()) for name in design.fixed_names]
     for f in design.factors:
         for t, term in enumerate(f.terms):
@@ -84,8 +85,14 @@ def _scalar_parameters(design: Design) -> list[_Scalar]:
                         (f.term_dim, f"{f.term_dim}2"),
                     )
                 )
-    if design.estimates_sigma:
-        out.append(_Scalar("sigma", "sigma", (), ()))
+    for name in design.aux:
+        if name == "cutpoints":
+            out += [
+                _Scalar(f"cutpoints[{k}]", name, (k,), ("cutpoint",))
+                for k in range(len(design.response_levels) - 1)
+            ]
+        else:
+            out.append(_Scalar(name, name, (), ()))
     for f in design.factors:
         for j, level in enumerate(f.levels):
             for t, term in enumerate(f.terms):
@@ -116,7 +123,7 @@ def _check_simulator(model: Model, simulator: Model) -> None:
     """The simulator must describe the same observations: formula, family, columns, rows."""
     a, b = model.design, simulator.design
     problems = []
-    for name in ("formula", "family", "se", "trials"):
+    for name in ("formula", "family", "link", "se", "trials", "weights"):
         if getattr(model.spec, name) != getattr(simulator.spec, name):
             problems.append(
                 f"{name}: simulator {getattr(simulator.spec, name)!r}, "

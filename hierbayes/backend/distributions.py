@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,9 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.spec.families import Family
-from hierbayes.spec.priors import LKJ, InverseGamma, Prior
+from hierbayes.spec.priors import LKJ, InverseGamma, OrderedNormal, Prior, StudentT
 
-__all__ = ["likelihood", "prior_rv"]
+__all__ = ["INVERSE_LINKS", "aux_rv", "likelihood", "prior_rv", "response_dist"]
 
 
 def prior_rv(prior: Prior, name: str, **kwargs: Any) -> pt.TensorVariable:
@@ -38,21 +39,96 @@ def prior_rv(prior: Prior, name: str, **kwargs: Any) -> pt.TensorVariable:
     return getattr(pm, type(prior).__name__)(name, **prior.args(), **kwargs)
 
 
+#: Each link's inverse in PyTensor (the NumPy forms: :mod:`hierbayes.spec.links`).
+INVERSE_LINKS = {
+    "identity": lambda eta: eta,
+    "log": pt.exp,
+    "logit": pm.math.invlogit,
+    "probit": lambda eta: 0.5 * pt.erfc(-eta / np.sqrt(2.0)),
+    "cloglog": lambda eta: -pt.expm1(-pt.exp(eta)),
+}
+
+
+def aux_rv(prior: Prior, name: str, n_levels: int | None = None) -> pt.TensorVariable:
+    """A family's auxiliary parameter; ``cutpoints`` are ordered, over the dim ``cutpoint``."""
+    if name != "cutpoints":
+        return prior_rv(prior, name)
+    from pymc.distributions.transforms import ordered
+
+    k = n_levels - 1
+    if isinstance(prior, OrderedNormal):
+        mu, sigma = np.asarray(prior.mu), prior.sigma
+    else:
+        mu, sigma = np.full(k, prior.mu), prior.sigma
+    start = np.sort(mu) + np.arange(k) * 1e-3  # strictly increasing
+    if isinstance(prior, StudentT):
+        return pm.StudentT(
+            name,
+            nu=prior.nu,
+            mu=mu,
+            sigma=sigma,
+            dims="cutpoint",
+            transform=ordered,
+            initval=start,
+        )
+    return pm.Normal(name, mu=mu, sigma=sigma, dims="cutpoint", transform=ordered, initval=start)
+
+
+def response_dist(family: Family, eta: Any, aux: Mapping[str, Any], trials: Any):
+    """The family's PyMC distribution (unnamed, ``.dist``) given the linear predictor."""
+    mu = INVERSE_LINKS[family.link](eta)
+    name = family.name
+    if name == "gaussian":
+        return pm.Normal.dist(mu=mu, sigma=aux["sigma"])
+    if name == "student_t":
+        return pm.StudentT.dist(nu=aux["nu"], mu=mu, sigma=aux["sigma"])
+    if name == "lognormal":
+        return pm.LogNormal.dist(mu=mu, sigma=aux["sigma"])
+    if name == "gamma":
+        return pm.Gamma.dist(alpha=aux["alpha"], beta=aux["alpha"] / mu)
+    if name == "beta":
+        return pm.Beta.dist(alpha=mu * aux["phi"], beta=(1.0 - mu) * aux["phi"])
+    if name == "bernoulli":
+        return pm.Bernoulli.dist(logit_p=eta) if family.link == "logit" else pm.Bernoulli.dist(p=mu)
+    if name == "binomial":
+        if family.link == "logit":
+            return pm.Binomial.dist(n=trials, logit_p=eta)
+        return pm.Binomial.dist(n=trials, p=mu)
+    if name == "poisson":
+        return pm.Poisson.dist(mu=mu)
+    if name == "negativebinomial":
+        return pm.NegativeBinomial.dist(mu=mu, alpha=aux["alpha"])
+    if name == "zero_inflated_poisson":
+        return pm.ZeroInflatedPoisson.dist(psi=1.0 - aux["zi"], mu=mu)
+    if name == "zero_inflated_negativebinomial":
+        return pm.ZeroInflatedNegativeBinomial.dist(psi=1.0 - aux["zi"], mu=mu, alpha=aux["alpha"])
+    # P(y = k) = F(c_k - eta) - F(c_{k-1} - eta), PyMC's OrderedLogistic for the logit link;
+    # for probit, F from erfc (PyMC's OrderedProbit is accurate to about 1e-8 only)
+    F = INVERSE_LINKS[family.link](aux["cutpoints"] - pt.shape_padright(eta))
+    ends = pt.shape_padright(pt.zeros_like(F[..., 0]))
+    cdf = pt.concatenate([ends, F, ends + 1.0], axis=-1)
+    return pm.Categorical.dist(p=cdf[..., 1:] - cdf[..., :-1])
+
+
 def likelihood(
     family: Family,
     name: str,
     eta: Any,
     *,
-    sigma: Any,
+    aux: Mapping[str, Any],
     trials: Any,
     observed: np.ndarray,
     dims: str | None,
+    weights: np.ndarray | None = None,
 ) -> pt.TensorVariable:
-    """Add the observed variable, with linear predictor ``eta``, to the model in context."""
-    if family.name == "gaussian":
-        return pm.Normal(name, mu=eta, sigma=sigma, observed=observed, dims=dims)
-    if family.name == "bernoulli":
-        return pm.Bernoulli(name, logit_p=eta, observed=observed, dims=dims)
-    if family.name == "binomial":
-        return pm.Binomial(name, n=trials, logit_p=eta, observed=observed, dims=dims)
-    return pm.Poisson(name, mu=pt.exp(eta), observed=observed, dims=dims)
+    """Add the observed variable, with linear predictor ``eta``, to the model in context.
+
+    With ``weights``, each row's log-likelihood is multiplied by its weight: a Potential
+    ``<name>_weighted`` (the model then has no observed variable to draw predictions of).
+    """
+    dist = response_dist(family, eta, aux, trials)
+    if weights is None:
+        dims = (dims,) if isinstance(dims, str) else dims  # register_rv takes a tuple only
+        return pm.modelcontext(None).register_rv(dist, name, observed=observed, dims=dims)
+    logp = pm.logp(dist, observed)
+    return pm.Potential(f"{name}_weighted", pt.sum(weights * logp))

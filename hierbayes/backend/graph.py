@@ -33,7 +33,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from hierbayes.backend.distributions import likelihood, prior_rv
+from hierbayes.backend.distributions import aux_rv, likelihood, prior_rv
 from hierbayes.backend.marginal import marginal_loglik, sufficient_stats
 from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.priors import Prior
@@ -207,7 +207,11 @@ def build_model(
     of factor name to a boolean array over its groups (True: that group is centered).
     """
     marginal = parameterization == "marginal" and design.factors
-    with pm.Model(coords=_coords(design, parameterization)) as model:
+    coords = _coords(design, parameterization)
+    if design.response_levels is not None:
+        levels = design.response_levels
+        coords["cutpoint"] = [f"{a}|{b}" for a, b in zip(levels, levels[1:], strict=False)]
+    with pm.Model(coords=coords) as model:
         coefs = [prior_rv(priors[name], name) for name in design.fixed_names]
         beta = pt.stack(coefs) if coefs else pt.zeros(0)
         if marginal:
@@ -224,14 +228,23 @@ def build_model(
             eta = eta + group_effects(
                 f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), centered
             )
-        sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else design.se
         likelihood(
             design.family,
             design.response,
             eta,
-            sigma=sigma,
+            aux=aux_parameters(design, priors),
             trials=design.trials,
             observed=design.y,
             dims="obs",
+            weights=design.weights,
         )
     return model
+
+
+def aux_parameters(design: Design, priors: Mapping[str, Prior]) -> dict:
+    """The family's auxiliary parameters, added to the model in context (known SEs: sigma)."""
+    levels = None if design.response_levels is None else len(design.response_levels)
+    aux = {name: aux_rv(priors[name], name, levels) for name in design.aux}
+    if design.family.has_sigma and not design.estimates_sigma:
+        aux["sigma"] = design.se
+    return aux

@@ -89,6 +89,10 @@ def marginal_unavailable(design: Design) -> str | None:
     """
     if design.family.name != "gaussian":
         return f"the {design.family.name} family has no closed-form marginal likelihood"
+    if design.family.link != "identity":
+        return f"the gaussian family with a {design.family.link} link is not linear in the effects"
+    if design.weights is not None:
+        return "observation weights are not in its sufficient statistics yet"
     if len(design.factors) != 1:
         return f"it needs exactly one grouping factor, and the model has {len(design.factors)}" + (
             f" ({', '.join(f.name for f in design.factors)})" if design.factors else ""

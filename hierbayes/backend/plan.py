@@ -28,7 +28,7 @@ import numpy as np
 
 from hierbayes.backend.marginal import marginal_unavailable
 from hierbayes.errors import SpecError
-from hierbayes.spec.baselines import complete_pooling
+from hierbayes.spec.baselines import complete_pooling_fit
 from hierbayes.spec.design import Design, FactorDesign
 
 __all__ = ["Plan", "plan", "reliability"]
@@ -62,19 +62,20 @@ class Plan:
 
 
 def _residuals(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Complete-pooling fit: residual y - mu, per-observation 1/phi and variance weight."""
-    eta = design.eta_offset + (
-        design.X @ complete_pooling(design) if design.fixed_names else np.zeros(design.n_obs)
-    )
-    fam = design.family
-    if fam.link == "identity":
-        inv_phi = np.ones(design.n_obs) if design.se is None else design.se**-2.0
-        return design.y - eta, inv_phi, inv_phi
-    mu = fam.mean(eta)
-    if fam.link == "logit":
-        n = np.ones(design.n_obs) if design.trials is None else design.trials
-        return design.y - n * mu, np.ones(design.n_obs), n * mu * (1.0 - mu)
-    return design.y - mu, np.ones(design.n_obs), mu
+    """Complete-pooling fit: working residual z - eta, per-observation 1/phi and weight.
+
+    The weight is the family's Fisher information about eta at the pooled fit (its IRLS
+    weight, with the auxiliary parameters at their pooled MLE), times the row's weight.
+    """
+    coef, aux = complete_pooling_fit(design)
+    eta = design.eta_offset + (design.X @ coef if design.fixed_names else np.zeros(design.n_obs))
+    eta = np.broadcast_to(eta, (design.n_obs,))
+    z, w = design.family.irls(eta, design.y, design.trials, aux)
+    if design.family.link == "identity" and design.se is not None:
+        w = design.se**-2.0
+    if design.weights is not None:
+        w = w * design.weights
+    return z - eta, w, w
 
 
 def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +98,9 @@ def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray
         within = float(np.sum((r - means[f.codes]) ** 2))
         dof = design.n_obs - J
         var = within / dof if dof > 0 and within > 0 else float(np.var(r)) or 1.0
-        inv_phi = w = np.full(design.n_obs, 1.0 / var)
+        inv_phi = w = (1.0 if design.weights is None else design.weights) / np.full(
+            design.n_obs, var
+        )
     q = f.Z.shape[1]
     info = np.empty((J, q))
     bhat = np.zeros((J, q))

@@ -169,13 +169,17 @@ def grouped_irls(
     *,
     trials: np.ndarray | None = None,
     offset: np.ndarray | None = None,
+    aux: dict | None = None,
+    weights: np.ndarray | None = None,
     max_iter: int = 50,
     tol: float = 1e-9,
 ) -> GroupFits:
-    """Maximum-likelihood GLM fits per group (canonical link) by iteratively reweighted LS.
+    """Maximum-likelihood GLM fits per group by iteratively reweighted least squares.
 
-    ``cov`` is the inverse Fisher information (Z_j' W Z_j)^-1. A group whose fit does not
-    converge, as under complete separation in a logistic fit, gets NaN.
+    ``family.irls(eta, y, trials, aux)`` gives each step's working response and weights,
+    with the auxiliary parameters ``aux`` held fixed; ``weights`` multiply each row's
+    log-likelihood. ``cov`` is the inverse Fisher information (Z_j' W Z_j)^-1. A group
+    whose fit does not converge, as under complete separation in a logistic fit, gets NaN.
 
     Examples
     --------
@@ -191,7 +195,9 @@ def grouped_irls(
     converged = np.zeros(J, dtype=bool)
     for _ in range(max_iter):
         eta = offset + np.einsum("nk,nk->n", Z, coef[codes])
-        z, w = family.irls(eta, y, trials)
+        z, w = family.irls(eta, y, trials, aux)
+        if weights is not None:
+            w = w * weights
         fits = grouped_wls(Z, z - offset, w, codes, J)
         new = np.nan_to_num(fits.coef)
         converged = np.all(np.abs(new - coef) <= tol * (1 + np.abs(new)), axis=1)

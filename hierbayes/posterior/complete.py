@@ -5,8 +5,9 @@ added here, the same way whatever sampled:
 
 * for the marginal parameterisation, the group effects ``u_<f>`` and ``b_<f>``, drawn exactly
   from their conditional posterior (:func:`hierbayes.backend.marginal.draw_group_effects`);
-* the pointwise log-likelihood ``log p(y_i | beta, u, sigma)`` for LOO, per observation and
-  draw, conditional on the group effects, as the other parameterisations define it. It takes
+* the pointwise log-likelihood ``log p(y_i | beta, u, aux)`` for LOO, per observation and
+  draw, conditional on the group effects, as the other parameterisations define it (times
+  the row's weight, with ``weights=``: the log-likelihood of its copies together). It takes
   S x N numbers, so it is skipped above :data:`LOG_LIKELIHOOD_MAX_CELLS` unless asked for.
 """
 
@@ -19,6 +20,7 @@ import xarray as xr
 from hierbayes.backend.marginal import draw_group_effects, sufficient_stats
 from hierbayes.core.parallel import run_chunks
 from hierbayes.posterior.draws import (
+    aux_draws,
     fixed_draws,
     group_covariance,
     linear_predictor,
@@ -86,7 +88,7 @@ def pointwise_log_likelihood(
     """
     post = idata.posterior
     S = post.sizes["chain"] * post.sizes["draw"]
-    sigma = posterior_draws(idata, "sigma")[:, None] if design.estimates_sigma else design.se
+    aux = aux_draws(idata, design)
     beta = fixed_draws(idata, design)
     effects = [posterior_draws(idata, f"u_{f.name}") for f in design.factors]
     out = np.empty((S, design.n_obs))
@@ -96,8 +98,10 @@ def pointwise_log_likelihood(
         sl = slice(start, min(start + chunk, S))
         parts = [(u[sl], f.codes, f.Z) for f, u in zip(design.factors, effects, strict=True)]
         eta = linear_predictor(design.X, design.eta_offset, beta[sl], parts)
-        scale = sigma[sl] if design.estimates_sigma else sigma
-        out[sl] = design.family.log_density(design.y, eta, sigma=scale, trials=design.trials)
+        part = {k: v[sl] if v.ndim > 1 else v for k, v in aux.items()}
+        out[sl] = design.family.log_density(design.y, eta, part, trials=design.trials)
+        if design.weights is not None:
+            out[sl] *= design.weights
 
     run_chunks(fill, range(0, S, chunk))
     index = design.index if design.index.is_unique else np.arange(design.n_obs)

@@ -15,7 +15,13 @@ import numpy as np
 from hierbayes.errors import SpecError
 from hierbayes.spec.design import Design, FactorDesign
 
-__all__ = ["fixed_draws", "group_covariance", "linear_predictor", "posterior_draws"]
+__all__ = [
+    "aux_draws",
+    "fixed_draws",
+    "group_covariance",
+    "linear_predictor",
+    "posterior_draws",
+]
 
 
 def posterior_draws(idata: az.InferenceData, name: str) -> np.ndarray:
@@ -50,6 +56,37 @@ def fixed_draws(idata: az.InferenceData, design: Design) -> np.ndarray:
     if not design.fixed_names:
         return np.zeros((post.sizes["chain"] * post.sizes["draw"], 0))
     return np.stack([posterior_draws(idata, n) for n in design.fixed_names], axis=-1)
+
+
+def aux_draws(
+    idata: az.InferenceData,
+    design: Design,
+    se: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """The family's auxiliary parameters (or those in ``names``), shaped to broadcast
+    against eta (S, N).
+
+    Scalars come as (S, 1), cutpoints as (S, 1, K - 1). With known standard errors,
+    ``sigma`` is ``se`` (the design's by default), (N,).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np, hierbayes as hb
+    >>> d = hb.Model("y ~ 1", hb.datasets.load("eight_schools")).design
+    >>> aux_draws(az.from_dict(posterior={"sigma": np.ones((2, 3))}), d)["sigma"].shape
+    (6, 1)
+    """
+    out: dict[str, np.ndarray] = {}
+    names = design.family.aux if names is None else names
+    for name in names:
+        if name not in design.aux:
+            continue
+        values = posterior_draws(idata, name)
+        out[name] = values[:, None, :] if name == "cutpoints" else values[:, None]
+    if design.family.has_sigma and not design.estimates_sigma and "sigma" in names:
+        out["sigma"] = design.se if se is None else se
+    return out
 
 
 def group_covariance(idata: az.InferenceData, factor: FactorDesign) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from hierbayes.core.pooling import level2_map
 from hierbayes.errors import DataError, SpecError, describe_rows
-from hierbayes.spec.families import Family
+from hierbayes.spec.families import Family, ordinal_codes
 from hierbayes.spec.formula import Formula, GroupTerm
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import Namespace, check_safe, resolve
@@ -112,6 +112,11 @@ class Design:
     column, or None: it enters the linear predictor with coefficient 1,
     ``eta = offset + X beta + Z u``. For the identity link, models of ``y`` with an offset are
     models of ``y - offset`` (:attr:`y_adjusted`).
+
+    ``weights`` (N,) multiply each row's log-likelihood (frequency weights), or None.
+    ``response_levels`` are an ordinal response's levels in order (``y`` holds their codes
+    0..K-1); ``fixed_columns`` picks the kept columns of ``fixed_matrix`` (see
+    :meth:`select_fixed`).
     """
 
     response: str
@@ -129,6 +134,9 @@ class Design:
     offset: np.ndarray | None = None
     offset_column: str | None = None
     offset_matrices: tuple[Any, ...] = ()
+    weights: np.ndarray | None = None
+    response_levels: tuple | None = None
+    fixed_columns: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
@@ -136,8 +144,9 @@ class Design:
 
     @property
     def y_adjusted(self) -> np.ndarray:
-        """The response less the offset (the response itself without one)."""
-        return self.y if self.offset is None else self.y - self.offset
+        """The response (log y: lognormal) less the offset (the response itself without one)."""
+        y = self.family.link_response(self.y)
+        return y if self.offset is None else y - self.offset
 
     @property
     def eta_offset(self) -> np.ndarray | float:
@@ -145,9 +154,24 @@ class Design:
         return 0.0 if self.offset is None else self.offset
 
     @property
+    def aux(self) -> tuple[str, ...]:
+        """The family's auxiliary parameters this model estimates (no sigma with known SEs)."""
+        return tuple(a for a in self.family.aux if a != "sigma" or self.se is None)
+
+    @property
     def estimates_sigma(self) -> bool:
-        """A residual SD is a parameter (Gaussian family without known SEs)."""
-        return self.family.has_sigma and self.se is None
+        """A residual SD (or scale, student_t) is a parameter."""
+        return "sigma" in self.aux
+
+    @property
+    def y_link(self) -> np.ndarray:
+        """The response on the linear predictor's scale for identity links (log y: lognormal)."""
+        return self.family.link_response(self.y)
+
+    def select_fixed(self, X: np.ndarray) -> np.ndarray:
+        """The population-level columns the model keeps (the cumulative family drops the
+        intercept, which its cutpoints replace)."""
+        return X if self.fixed_columns is None else X[:, self.fixed_columns]
 
     @property
     def scale(self) -> float:
@@ -155,7 +179,7 @@ class Design:
         if self.family.link != "identity":
             return 1.0
         with np.errstate(over="ignore", invalid="ignore"):
-            sd = float(np.std(self.y, ddof=1)) if self.n_obs > 1 else 0.0
+            sd = float(np.std(self.y_link, ddof=1)) if self.n_obs > 1 else 0.0
         if not np.isfinite(sd):
             raise DataError(
                 f"response column {self.response!r} holds values too large to compute with "
@@ -447,6 +471,21 @@ def _check_trials(data: pd.DataFrame, trials: str | None, family: Family) -> np.
     return n
 
 
+def _check_weights(data: pd.DataFrame, weights: str | None) -> np.ndarray | None:
+    """Observation weights: numbers, all > 0."""
+    if weights is None:
+        return None
+    values = _numbers(data, weights, "weights")
+    bad = values <= 0
+    if bad.any():
+        raise DataError(
+            f"weights column {weights!r} has values <= 0 in {describe_rows(data.index[bad])}: "
+            "weights multiply each row's log-likelihood and must be positive; remove rows "
+            "you mean to leave out"
+        )
+    return values
+
+
 def _check_frame(data: Any, se: str | None, family: Family) -> None:
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
@@ -496,6 +535,7 @@ def build_design(
     trials: str | None = None,
     namespace: Namespace | None = None,
     offset: str | None = None,
+    weights: str | None = None,
 ) -> Design:
     """Validate ``data`` against ``formula`` and compute the numerical design.
 
@@ -523,13 +563,20 @@ def build_design(
     """
     _check_frame(data, se, family)
     namespace = namespace if namespace is not None else resolve("safe")
-    columns = model_columns(formula, data, namespace, [se, trials, offset])
+    columns = model_columns(formula, data, namespace, [se, trials, offset, weights])
     check_columns(data, columns)
 
     trial_values = _check_trials(data, trials, family)
-    y = family.check_response(formula.response, data[formula.response], data.index, trial_values)
+    levels = None
+    if family.ordinal:
+        y, levels = ordinal_codes(formula.response, data[formula.response], data.index)
+    else:
+        y = family.check_response(
+            formula.response, data[formula.response], data.index, trial_values
+        )
     se_values = None if se is None else _known_se(data, se)
-    if se_values is None and family.has_sigma and np.ptp(y) == 0:
+    continuous = family.support in ("real", "positive", "unit")
+    if se_values is None and continuous and np.ptp(y) == 0:
         raise DataError(
             f"response column {formula.response!r} is constant ({y[0]:g} in every row): "
             "there is nothing to model"
@@ -539,6 +586,10 @@ def build_design(
     X, fixed_names, fixed_matrix = _evaluate(
         formula.fixed, data, "population-level terms", namespace
     )
+    fixed_columns = None
+    if family.ordinal and "Intercept" in fixed_names:  # the cutpoints take its place
+        fixed_columns = np.array([n != "Intercept" for n in fixed_names])
+        X, fixed_names = X[:, fixed_columns], tuple(n for n in fixed_names if n != "Intercept")
     _check_predictors(X, fixed_names, "population-level terms")
 
     factors = _factors(formula.groups, data, X, namespace)
@@ -561,11 +612,14 @@ def build_design(
         offset=offset_values,
         offset_column=offset,
         offset_matrices=offset_matrices,
+        weights=_check_weights(data, weights),
+        response_levels=levels,
+        fixed_columns=fixed_columns,
     )
     check_names(
         design.response,
         design.fixed_names,
-        estimates_sigma=design.estimates_sigma,
+        aux=design.aux,
         factors=[f.name for f in design.factors],
     )
     return design

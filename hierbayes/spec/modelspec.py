@@ -14,7 +14,12 @@ Prior keys
 ``"corr"``, ``"corr_<factor>"``
     The LKJ prior on the correlation matrix of correlated effects ``(x | g)``.
 ``"sigma"``
-    The residual SD (not estimated when known standard errors are given with ``se=``).
+    The residual SD (not estimated when known standard errors are given with ``se=``); the
+    scale of the student_t family; the SD of log y for the lognormal family.
+``"nu"``, ``"phi"``, ``"alpha"``, ``"zi"``, ``"cutpoints"``
+    The other families' auxiliary parameters (:mod:`hierbayes.spec.families`): student_t's
+    degrees of freedom, beta's precision, gamma's shape and the negative binomial's
+    ``alpha``, the zero-inflation probability, an ordinal model's cutpoints.
 
 Default priors (weakly informative, scaled by the data)
 -------------------------------------------------------
@@ -24,6 +29,16 @@ column ``x`` ``~ Normal(0, 2.5 s / sd(x))`` (rstanarm's autoscaling; it assumes 
 roughly centred, so give your own prior otherwise); every SD (``sd``, ``sigma``)
 ``~ HalfStudentT(3, s)`` (brms' choice of family); correlations of ``(x | g)`` effects
 ``~ LKJ(2)``, which mildly favours small correlations (the Stan prior-choice recommendation).
+For a GLM, ``s`` is 1 (the link scale) and the intercept's centre is the link of the mean.
+
+Auxiliary parameters: ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010, brms' default: mean 20,
+with a tenth of its mass below 5); ``zi ~ Beta(1, 1)``; gamma's shape, the negative
+binomial's ``alpha`` and beta's ``phi`` ``~ HalfStudentT(3, 5 m)`` with ``m`` the method-of-
+moments value of the pooled response (mean^2 / var, mean^2 / (var - mean) and
+mean (1 - mean) / var - 1, clipped to [0.1, 1000]); pooled moments include the
+between-group spread, so ``m`` understates the parameter and the scale 5 m leaves room above
+it. Cutpoints ``~ OrderedNormal(mu_k, 2.5)`` (1.5 for probit) centred at the link of the
+cumulative proportion of rows at or below level k.
 Defaults are rounded to 3 significant figures and printed in the model's repr.
 """
 
@@ -66,6 +81,8 @@ class ModelSpec:
     parameterization: str = "auto"
     offset: str | None = None
     priors: Mapping[str, P.Prior] = field(default_factory=dict)
+    link: str | None = None
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.parameterization not in PARAMETERIZATIONS:
@@ -88,6 +105,20 @@ _SUPPORT_ADVICE = {
     ),
     "real": ("a coefficient", "Normal or StudentT"),
     "correlation": ("a correlation matrix", "LKJ"),
+    "unit": ("a probability", "Beta"),
+    "ordered": ("ordered cutpoints", "OrderedNormal, or Normal or StudentT for each"),
+}
+
+#: The support each prior key needs (keys not listed are coefficients: "real").
+_NEEDS = {
+    "sd": "positive",
+    "sigma": "positive",
+    "nu": "positive",
+    "phi": "positive",
+    "alpha": "positive",
+    "zi": "unit",
+    "corr": "correlation",
+    "cutpoints": "ordered",
 }
 
 
@@ -101,7 +132,7 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
     out: dict[str, P.Prior] = {}
     for k, name in enumerate(design.fixed_names):
         if name == "Intercept":
-            mean = np.mean(design.y if design.trials is None else design.y / design.trials)
+            mean = np.mean(design.y_link if design.trials is None else design.y / design.trials)
             centre = design.family.link_value(float(mean)) - float(np.mean(design.eta_offset))
             out[name] = P.Normal(_sig(centre), _sig(2.5 * s))
         else:
@@ -110,8 +141,39 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
         out[f"sd_{f.name}"] = P.HalfStudentT(3.0, _sig(s))
         if f.correlated:
             out[f"corr_{f.name}"] = P.LKJ(2.0)
-    if design.estimates_sigma:
-        out["sigma"] = P.HalfStudentT(3.0, _sig(s))
+    out.update(_aux_defaults(design))
+    return out
+
+
+def _moment(value: float) -> float:
+    return _sig(5.0 * min(max(value, 0.1), 1000.0))
+
+
+def _aux_defaults(design: Design) -> dict[str, P.Prior]:
+    """Default priors of the family's auxiliary parameters (module docstring)."""
+    y, name = design.y, design.family.name
+    m, v = float(np.mean(y)), float(np.var(y, ddof=1)) if design.n_obs > 1 else 0.0
+    v = v if v > 0 else 1e-12
+    out: dict[str, P.Prior] = {}
+    for key in design.aux:
+        if key == "sigma":
+            out[key] = P.HalfStudentT(3.0, _sig(design.scale))
+        elif key == "nu":
+            out[key] = P.Gamma(2.0, 0.1)
+        elif key == "zi":
+            out[key] = P.Beta(1.0, 1.0)
+        elif key == "phi":
+            out[key] = P.HalfStudentT(3.0, _moment(m * (1.0 - m) / v - 1.0))
+        elif key == "alpha" and name == "gamma":
+            out[key] = P.HalfStudentT(3.0, _moment(m**2 / v))
+        elif key == "alpha":
+            out[key] = P.HalfStudentT(3.0, _moment(m**2 / (v - m) if v > m else 1000.0))
+        elif key == "cutpoints":
+            K = len(design.response_levels)
+            share = np.cumsum(np.bincount(y.astype(np.int64), minlength=K))[:-1] / design.n_obs
+            centre = [_sig(design.family.link_value(float(p))) for p in share]
+            spread = 2.5 if design.family.link == "logit" else 1.5
+            out[key] = P.OrderedNormal(tuple(np.maximum.accumulate(centre)), spread)
     return out
 
 
@@ -136,8 +198,8 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
     for key, default in resolved.items():
         kind = key.split("_", 1)[0] if key.startswith(("sd_", "corr_")) else key
         chosen = user.get(key, user.get(kind, default))
-        need = {"sd": "positive", "sigma": "positive", "corr": "correlation"}.get(kind, "real")
-        if chosen.support != need:
+        need = _NEEDS.get(kind, "real") if key not in design.fixed_names else "real"
+        if chosen.support != need and not (need == "ordered" and chosen.support == "real"):
             what, use = _SUPPORT_ADVICE[need]
             raise SpecError(f"prior {chosen} for {key!r} does not suit {what}: use {use}")
         resolved[key] = chosen

@@ -19,25 +19,26 @@ def check_names(
     response: str,
     fixed_names: Sequence[str],
     *,
-    estimates_sigma: bool,
+    aux: Sequence[str],
     factors: Sequence[str],
 ) -> None:
     """Refuse names that would collide in the graph or the posterior, naming the fix.
 
-    Every variable (response, coefficients, ``sigma``, ``sd_/b_/u_/z_/cpc_/corr_<f>``,
+    Every variable (response, coefficients, the family's ``aux`` parameters (``sigma``, ...),
+    ``sd_/b_/u_/z_/cpc_/corr_<f>``,
     ``marginal_<response>``) needs a name of its own, and every dimension (each factor,
     ``<f>_term``, ``<f>_term2``, ``<f>_centered``, ``<f>_noncentered``, and
     :data:`RESERVED_DIMS`) too.
 
     Examples
     --------
-    >>> check_names("y", ["Intercept", "x"], estimates_sigma=True, factors=["g"])
-    >>> check_names("y", ["Intercept"], estimates_sigma=True, factors=["chain"])
+    >>> check_names("y", ["Intercept", "x"], aux=["sigma"], factors=["g"])
+    >>> check_names("y", ["Intercept"], aux=["sigma"], factors=["chain"])
     Traceback (most recent call last):
     ...
     hierbayes.errors.SpecError: grouping column 'chain' cannot keep its name: ...
     """
-    names = [response, *fixed_names, *(["sigma"] if estimates_sigma else [])]
+    names = [response, *fixed_names, *aux]
     kinds = ("sd", "b", "u", "z", "cpc", "corr")
     names += [f"{kind}_{f}" for f in factors for kind in kinds]
     names.append(f"marginal_{response}")
@@ -62,10 +63,11 @@ def check_names(
             f"column, e.g. data.rename(columns={{{repeated[0]!r}: {repeated[0] + '_value'!r}}})"
         )
     dims: dict[str, str] = {}
+    reserved = RESERVED_DIMS + (("cutpoint",) if "cutpoints" in aux else ())
     for f in factors:
-        if f in RESERVED_DIMS:
+        if f in reserved:
             raise SpecError(
-                f"grouping column {f!r} cannot keep its name: {', '.join(RESERVED_DIMS)} "
+                f"grouping column {f!r} cannot keep its name: {', '.join(reserved)} "
                 "are the posterior's own dimensions. Rename it, e.g. "
                 f"data.rename(columns={{{f!r}: {f + '_id'!r}}})"
             )
@@ -77,7 +79,7 @@ def check_names(
                     f"dimension {dim!r} of the posterior: rename one of the columns"
                 )
             dims[dim] = f
-    clash = sorted(set(names) & (set(dims) | set(RESERVED_DIMS)))
+    clash = sorted(set(names) & (set(dims) | set(reserved)))
     if clash:
         raise SpecError(
             f"{clash[0]!r} would name both a variable of the model (the response or a "

@@ -6,10 +6,12 @@ variable to the PyMC model being built.
 
 Priors for standard deviations (``"sd"``, ``"sigma"``) must have positive support:
 :class:`HalfCauchy`, :class:`HalfStudentT`, :class:`HalfNormal`, :class:`Exponential`,
-:class:`InverseGamma` (placed on the variance) and :class:`HalfFlat`. Coefficients take
-:class:`Normal` or :class:`StudentT`. Priors can also be written as strings,
-``"halfcauchy:5"`` or ``"halft:3,5"`` (see :func:`from_string`), which is how the CLI
-and the TOML model specs spell them.
+:class:`InverseGamma` (placed on the variance), :class:`HalfFlat` and :class:`Gamma`; so
+must a family's ``nu``, ``phi`` and ``alpha``. Coefficients take :class:`Normal` or
+:class:`StudentT`; the zero-inflation probability ``zi`` takes :class:`Beta`, and an ordinal
+model's ``cutpoints`` :class:`OrderedNormal` (or a Normal or StudentT for each). Priors can
+also be written as strings, ``"halfcauchy:5"`` or ``"halft:3,5"`` (see :func:`from_string`),
+which is how the CLI and the TOML model specs spell them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ __all__ = [
     "Normal",
     "StudentT",
     "LKJ",
+    "Gamma",
+    "Beta",
+    "OrderedNormal",
     "REGISTRY",
     "from_string",
     "from_value",
@@ -231,6 +236,72 @@ class LKJ(Prior):
     _positive: ClassVar[tuple[str, ...]] = ("eta",)
 
 
+@dataclass(frozen=True)
+class Gamma(Prior):
+    """Gamma(alpha, beta) (shape, rate; mean alpha / beta) on a positive parameter.
+
+    The default prior of the student_t family's ``nu`` is ``Gamma(2, 0.1)`` (Juarez & Steel
+    2010; brms' default).
+
+    Examples
+    --------
+    >>> Gamma(2, 0.1)
+    Gamma(alpha=2, beta=0.1)
+    """
+
+    alpha: float = 2.0
+    beta: float = 0.1
+    support: ClassVar[str] = "positive"
+    _positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+
+@dataclass(frozen=True)
+class Beta(Prior):
+    """Beta(alpha, beta) on a probability (the zero-inflation probability ``zi``).
+
+    Examples
+    --------
+    >>> Beta(1, 1)
+    Beta(alpha=1, beta=1)
+    """
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    support: ClassVar[str] = "unit"
+    _positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+
+@dataclass(frozen=True)
+class OrderedNormal(Prior):
+    """Normal(mu_k, sigma) on each cutpoint c_k of an ordinal model, with c_1 < c_2 < ....
+
+    ``mu`` holds one centre per cutpoint (a list in TOML). A plain :class:`Normal` or
+    :class:`StudentT` for ``"cutpoints"`` puts the same prior on each.
+
+    Examples
+    --------
+    >>> OrderedNormal((-1.0, 0.5), 2.5)
+    OrderedNormal(mu=(-1.0, 0.5), sigma=2.5)
+    """
+
+    mu: tuple[float, ...] = (0.0,)
+    sigma: float = 2.5
+    support: ClassVar[str] = "ordered"
+
+    def __post_init__(self) -> None:
+        mu = self.mu if isinstance(self.mu, list | tuple) else (self.mu,)
+        for value in mu:
+            _check("OrderedNormal", "mu", value, positive=False)
+        if list(mu) != sorted(mu):
+            raise SpecError(f"OrderedNormal: mu must be increasing, got {list(mu)}")
+        object.__setattr__(self, "mu", tuple(float(v) for v in mu))
+        _check("OrderedNormal", "sigma", self.sigma, positive=True)
+
+    def __str__(self) -> str:
+        mu = ", ".join(f"{v:g}" for v in self.mu)
+        return f"OrderedNormal(mu=({mu}), sigma={self.sigma:g})"
+
+
 #: Lower-case names (as used in strings, TOML and the CLI) -> prior class.
 REGISTRY: dict[str, type[Prior]] = {
     "normal": Normal,
@@ -246,6 +317,9 @@ REGISTRY: dict[str, type[Prior]] = {
     "halfflat": HalfFlat,
     "flat": HalfFlat,
     "lkj": LKJ,
+    "gamma": Gamma,
+    "beta": Beta,
+    "orderednormal": OrderedNormal,
 }
 
 

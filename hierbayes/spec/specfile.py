@@ -6,8 +6,10 @@
     formula = "y ~ 1 + (1 | school)"
     data = "../data/eight_schools.csv"   # CSV, relative to the spec file
     se = "sigma"                          # optional
-    family = "gaussian"                   # optional
+    family = "gaussian"                   # optional; see hierbayes.spec.families
+    link = "identity"                     # optional; by default the family's canonical link
     offset = "log_exposure"               # optional; a column added to the linear predictor
+    weights = "w"                         # optional; a column multiplying each row's log-lik
     parameterization = "non-centered"     # optional; by default the model's ("auto")
 
     [priors]                              # optional; keys as in hb.Model(priors=...)
@@ -48,7 +50,17 @@ from hierbayes.spec.priors import Prior, from_value
 
 __all__ = ["RunSpec", "read_spec", "read_csv", "sampler_problem", "MAX_ITERATIONS", "MAX_CHAINS"]
 
-_MODEL_KEYS = ("formula", "data", "se", "family", "trials", "offset", "parameterization")
+_MODEL_KEYS = (
+    "formula",
+    "data",
+    "se",
+    "family",
+    "link",
+    "trials",
+    "offset",
+    "weights",
+    "parameterization",
+)
 _REQUIRED = ("formula", "data")
 _SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
 _TABLES = ("model", "priors", "sampler")
@@ -268,6 +280,11 @@ def read_spec(path: str | Path) -> RunSpec:
     except SpecError as exc:
         raise reader.error("[model] formula", str(exc)) from None
     family = reader.choice(model, "family", tuple(sorted(families.FAMILIES)))
+    if "link" in model:
+        try:
+            families.get(family or "gaussian", reader.text(model, "link"))
+        except SpecError as exc:
+            raise reader.error("[model] link", str(exc)) from None
     parameterization = reader.choice(model, "parameterization", PARAMETERIZATIONS)
     priors = {
         key: reader.prior(key, value) for key, value in reader.table(raw, "priors", None).items()
@@ -276,6 +293,8 @@ def read_spec(path: str | Path) -> RunSpec:
         "se": reader.text(model, "se"),
         "trials": reader.text(model, "trials"),
         "offset": reader.text(model, "offset"),
+        "weights": reader.text(model, "weights"),
+        "link": reader.text(model, "link"),
         "family": family,
         "parameterization": parameterization,
     }

@@ -379,7 +379,15 @@ def test_spec_errors_name_file_table_and_key(spec_folder):
     doc["model"]["family"] = "gausian"
     assert error_for(doc) == (
         f"{path} [model] family: unknown family 'gausian'; did you mean 'gaussian'? Valid: "
-        "'bernoulli', 'binomial', 'gaussian', 'poisson'"
+        "'bernoulli', 'beta', 'binomial', 'cumulative', 'gamma', 'gaussian', 'lognormal', "
+        "'negativebinomial', 'poisson', 'student_t', 'zero_inflated_negativebinomial', "
+        "'zero_inflated_poisson'"
+    )
+    doc = copy.deepcopy(BASE_SPEC)
+    doc["model"]["link"] = "probit"
+    assert error_for(doc) == (
+        f"{path} [model] link: unknown link 'probit' for the gaussian family. Valid: "
+        "'identity', 'log'"
     )
     doc["model"] = {"formula": "y ~ x", "data": 3}
     assert error_for(doc) == f"{path} [model] data: must be a non-empty string, got int 3"

@@ -2,15 +2,11 @@
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 import pytest
 from scipy import stats
 from scipy.special import expit
 
 import hierbayes as hb
-from hierbayes.backend.distributions import likelihood
-from hierbayes.spec import families
 
 from ..conftest import quiet_fit
 
@@ -132,25 +128,3 @@ def test_glm_default_priors_are_on_the_link_scale():
     assert m.priors["Intercept"].sigma == 2.5
     assert m.priors["sd_g"] == hb.priors.HalfStudentT(3, 1)
     assert "sigma" not in m.priors
-
-
-@pytest.mark.parametrize("name", ["gaussian", "bernoulli", "binomial", "poisson"])
-def test_log_density_equals_pymc_logp(name):
-    """The NumPy pointwise log-likelihood (for LOO) is PyMC's logp of the same likelihood."""
-    rng = np.random.default_rng(3)
-    eta = rng.normal(size=12)
-    trials = rng.integers(1, 9, size=12)
-    y = {
-        "gaussian": rng.normal(size=12),
-        "bernoulli": rng.integers(0, 2, size=12),
-        "binomial": rng.binomial(trials, 0.4),
-        "poisson": rng.poisson(2.0, size=12),
-    }[name].astype(float)
-    family = families.get(name)
-    with pm.Model():
-        rv = likelihood(
-            family, "y", pt.as_tensor(eta), sigma=0.7, trials=trials, observed=y, dims=None
-        )
-        expected = pm.logp(rv, y).eval()
-    got = family.log_density(y, eta, sigma=0.7, trials=trials)
-    np.testing.assert_allclose(got, expected, rtol=1e-10)
