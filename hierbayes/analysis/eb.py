@@ -161,6 +161,11 @@ def unavailable(design: Design) -> str | None:
             "empirical Bayes here uses statsmodels' MixedLM, which takes no observation "
             "weights: use the Bayesian fit, or refit without weights="
         )
+    if design.dpars:
+        return (
+            "empirical Bayes here uses statsmodels' MixedLM, whose residual variance is one "
+            f"number: use the Bayesian fit for {design.dpars[0].name}={design.dpars[0].rhs!r}"
+        )
     if len(design.factors) > 1:
         names = ", ".join(repr(f.name) for f in design.factors)
         return (

@@ -23,6 +23,7 @@ import xarray as xr
 
 from hierbayes.errors import DataError, SpecError, describe_rows
 from hierbayes.posterior.draws import (
+    RowDraws,
     aux_draws,
     fixed_draws,
     group_covariance,
@@ -58,7 +59,9 @@ def _check_new_data(
     model_data: pd.DataFrame, design: Design, spec: ModelSpec, data: pd.DataFrame, kind: str
 ) -> None:
     """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
-    predictors = [c for c in design.columns if c not in (design.response, spec.se, spec.trials)]
+    predictors = [
+        c for c in design.columns if c not in (design.response, spec.se, spec.trials, spec.weights)
+    ]
     for column in predictors:
         trained = model_data[column]
         if pd.api.types.is_numeric_dtype(trained) and not pd.api.types.is_bool_dtype(trained):
@@ -193,7 +196,9 @@ def predict(
         raise SpecError(f"random_seed must be None or a whole number >= 0, got {random_seed!r}")
     post = _draw_subset(idata.posterior, draws)
     idata = az.InferenceData(posterior=post)
-    needed = [c for c in design.columns if c not in (design.response, spec.se, spec.trials)]
+    needed = [
+        c for c in design.columns if c not in (design.response, spec.se, spec.trials, spec.weights)
+    ]
     if kind == "response":
         needed += [c for c in (spec.se, spec.trials) if c is not None]
     check_columns(data, needed)
@@ -208,8 +213,14 @@ def predict(
     q = max([Z.shape[1] for _, _, Z in factors], default=1)
     chunk = max(1, CHUNK_CELLS // (rows * q))
     se = data[spec.se].to_numpy(float) if spec.se and kind == "response" else None
-    needs = design.aux + ("sigma",) if kind == "response" else design.family.mean_aux
+    needs = design.family.aux if kind == "response" else design.family.mean_aux
     aux = aux_draws(idata, design, se=se, names=needs)
+    for d in design.dpars:  # a parameter with its own formula, evaluated on the new rows
+        if d.name in aux:
+            where = f"terms of {d.name}={d.rhs!r}"
+            Xd = evaluate_new(d.fixed_matrix, data, len(d.fixed_names), where)
+            effects = [_group_effects(idata, f, data, new_groups, rng) for f in d.factors]
+            aux[d.name] = RowDraws(idata, d, Xd, effects)
     trials = data[spec.trials].to_numpy() if spec.trials else 1
     family = design.family
     scores = _scores(design)

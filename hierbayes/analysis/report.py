@@ -18,7 +18,7 @@ from hierbayes.analysis.eb import EmpiricalBayes
 from hierbayes.analysis.plots import plot_pooling
 from hierbayes.core import pooling
 from hierbayes.errors import SpecError
-from hierbayes.posterior.draws import posterior_draws
+from hierbayes.posterior.draws import RowDraws, posterior_draws
 from hierbayes.spec.baselines import complete_pooling_fit
 from hierbayes.spec.design import Design, FactorDesign
 
@@ -84,6 +84,8 @@ def _factor_table(
     u = posterior_draws(idata, f"u_{f.name}")
     sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
     sigma = posterior_draws(idata, "sigma") if identity and design.estimates_sigma else None
+    if identity and design.dpar("sigma") is not None:  # each group's own sigma, (S, J)
+        sigma = RowDraws(idata, design.dpar("sigma")).group_rms(f.codes, f.n_groups)
     lam = pooling.reliability(sd, fits.cov, sigma)
     hdi = az.hdi(idata.posterior[f"b_{f.name}"], hdi_prob=hdi_prob)[f"b_{f.name}"]
     hdi = hdi.transpose(f.name, f.term_dim, "hdi").values

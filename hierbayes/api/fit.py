@@ -182,9 +182,10 @@ class Fit:
         design = self.model.design
         post = self.idata.posterior
         columns: dict[str, xr.DataArray] = {}
-        for name in design.fixed_names:
+        dpar_names = tuple(n for d in design.dpars for n in d.fixed_names)
+        for name in design.fixed_names + dpar_names:
             columns[name] = post[name]
-        for f in design.factors:
+        for f in [*design.factors, *(f for d in design.dpars for f in d.factors)]:
             for term in f.terms:
                 columns[f"sd_{f.name}[{term}]"] = post[f"sd_{f.name}"].sel({f.term_dim: term})
             if f.correlated:

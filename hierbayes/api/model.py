@@ -29,6 +29,7 @@ from hierbayes.posterior.complete import (
 )
 from hierbayes.spec import families
 from hierbayes.spec.design import Design, build_design, incomplete_rows, model_columns
+from hierbayes.spec.dpars import parse_dpar
 from hierbayes.spec.formula import parse
 from hierbayes.spec.modelspec import ModelSpec, check_design, describe, resolve_priors
 from hierbayes.spec.namespace import Namespace, resolve
@@ -135,6 +136,11 @@ class Model:
         ``weights()``, Bambi's ``weighted()``): a row of weight 2 counts as that row twice.
         These are frequency weights, not survey-design weights: they do not give design-based
         standard errors.
+    sigma, phi, alpha : str, optional
+        A one-sided formula for the family's auxiliary parameter, ``sigma="~ x + (1 | g)"``
+        (brms' ``sigma ~ ...``): its log gets a linear predictor of its own, with its own
+        group effects (:mod:`hierbayes.spec.dpars`). ``sigma`` for gaussian, student_t and
+        lognormal; ``phi`` for beta; ``alpha`` for gamma and the negative binomials.
     offset : str, optional
         Column added to the linear predictor with coefficient 1 (lme4's ``offset=``), e.g.
         the log exposure of a Poisson rate model; ``offset(expr)`` terms in the formula do
@@ -194,7 +200,11 @@ class Model:
         namespace: Mapping[str, Any] | str | None = None,
         link: str | None = None,
         weights: str | None = None,
+        sigma: str | None = None,
+        phi: str | None = None,
+        alpha: str | None = None,
     ) -> None:
+        dpars = {k: v for k, v in (("sigma", sigma), ("phi", phi), ("alpha", alpha)) if v}
         self.spec = ModelSpec(
             formula=formula,
             se=se,
@@ -205,14 +215,15 @@ class Model:
             priors=priors or {},
             link=link,
             weights=weights,
+            dpars=dpars,
         )
         self.formula = parse(formula)
         self.namespace: Namespace = resolve(namespace, depth=1)
         self.dropped = pd.Index([])
+        self.family = families.get(family, link)
         if dropna:
             data = self._drop_incomplete(data, [se, trials, offset, weights])
         self.data = data
-        self.family = families.get(family, link)
         self.design: Design = build_design(
             self.formula,
             data,
@@ -222,6 +233,7 @@ class Model:
             namespace=self.namespace,
             offset=offset,
             weights=weights,
+            dpars=dpars,
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
@@ -232,6 +244,9 @@ class Model:
         if not isinstance(data, pd.DataFrame):
             return data  # build_design names the problem
         used = model_columns(self.formula, data, self.namespace, extra)
+        for name, rhs in self.spec.dpars.items():
+            dpar = parse_dpar(name, rhs, self.family, self.formula.response)
+            used += [c for c in model_columns(dpar, data, self.namespace, []) if c not in used]
         mask = incomplete_rows(data, used)
         if not mask.any():
             return data
@@ -275,6 +290,7 @@ class Model:
             offset=spec.offset,
             link=spec.link,
             weights=spec.weights,
+            **dict(spec.dpars),
         )
 
     @property
@@ -415,6 +431,7 @@ class Model:
             "family": self.family.name,
             "link": self.family.link,
             "weights": self.spec.weights or "",
+            **{f"formula_{name}": rhs for name, rhs in self.spec.dpars.items()},
             "parameterization": self.parameterization,
             "parameterization_used": self.plan.describe(),
             "se": self.spec.se or "",
@@ -434,6 +451,8 @@ class Model:
             noise = f", known se from {self.spec.se!r}"
         elif d.estimates_sigma:
             noise = ", sigma estimated"
+        for dpar in d.dpars:
+            noise += f", {dpar.name} {dpar.rhs}"
         offsets = self._offsets()
         if offsets:
             noise += f", with {' + '.join(offsets)}"
@@ -442,8 +461,9 @@ class Model:
         family = self.family.name
         if self.family.link != self.family.links[0]:
             family += f" ({self.family.link} link)"
+        factors = [*d.factors, *(f for dpar in d.dpars for f in dpar.factors)]
         groups = (
-            "; ".join(f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in d.factors)
+            "; ".join(f"{f.name} ({f.n_groups} groups; {', '.join(f.terms)})" for f in factors)
             or "none (complete pooling)"
         )
         return (

@@ -70,9 +70,12 @@ class _Scalar:
 
 def _scalar_parameters(design: Design) -> list[_Scalar]:
     """Population coefficients, group SDs, correlations, the family's auxiliary parameters,
-    then every group coefficient."""
-    out = [_Scalar(name, name, (), ()) for name in design.fixed_names]
-    for f in design.factors:
+    then every group coefficient; a distributional parameter's coefficients, SDs and group
+    coefficients beside the model's."""
+    factors = [*design.factors, *(f for d in design.dpars for f in d.factors)]
+    names = design.fixed_names + tuple(n for d in design.dpars for n in d.fixed_names)
+    out = [_Scalar(name, name, (), ()) for name in names]
+    for f in factors:
         for t, term in enumerate(f.terms):
             out.append(_Scalar(f"sd_{f.name}[{term}]", f"sd_{f.name}", (t,), (f.term_dim,)))
         if f.correlated:
@@ -93,7 +96,7 @@ def _scalar_parameters(design: Design) -> list[_Scalar]:
             ]
         else:
             out.append(_Scalar(name, name, (), ()))
-    for f in design.factors:
+    for f in factors:
         for j, level in enumerate(f.levels):
             for t, term in enumerate(f.terms):
                 out.append(
@@ -123,7 +126,7 @@ def _check_simulator(model: Model, simulator: Model) -> None:
     """The simulator must describe the same observations: formula, family, columns, rows."""
     a, b = model.design, simulator.design
     problems = []
-    for name in ("formula", "family", "link", "se", "trials", "weights"):
+    for name in ("formula", "family", "link", "se", "trials", "weights", "dpars"):
         if getattr(model.spec, name) != getattr(simulator.spec, name):
             problems.append(
                 f"{name}: simulator {getattr(simulator.spec, name)!r}, "

@@ -123,12 +123,14 @@ def likelihood(
 ) -> pt.TensorVariable:
     """Add the observed variable, with linear predictor ``eta``, to the model in context.
 
-    With ``weights``, each row's log-likelihood is multiplied by its weight: a Potential
-    ``<name>_weighted`` (the model then has no observed variable to draw predictions of).
+    With ``weights``, each row's log-likelihood is multiplied by its weight: the observed
+    variable keeps weight 1 (so predictive draws work as without weights) and a Potential
+    ``<name>_weights`` adds (w - 1) times each row's log-likelihood.
     """
     dist = response_dist(family, eta, aux, trials)
-    if weights is None:
-        dims = (dims,) if isinstance(dims, str) else dims  # register_rv takes a tuple only
-        return pm.modelcontext(None).register_rv(dist, name, observed=observed, dims=dims)
-    logp = pm.logp(dist, observed)
-    return pm.Potential(f"{name}_weighted", pt.sum(weights * logp))
+    dims = (dims,) if isinstance(dims, str) else dims  # register_rv takes a tuple only
+    rv = pm.modelcontext(None).register_rv(dist, name, observed=observed, dims=dims)
+    if weights is not None:
+        logp = pm.logp(response_dist(family, eta, aux, trials), observed)
+        pm.Potential(f"{name}_weights", pt.sum((weights - 1.0) * logp))
+    return rv

@@ -28,14 +28,16 @@ crossed factor that comes later, ``b_j = u_j`` is a deviation.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.backend.distributions import aux_rv, likelihood, prior_rv
-from hierbayes.backend.marginal import marginal_loglik, sufficient_stats
+from hierbayes.backend.marginal import marginal_loglik, sigma_by_group, sufficient_stats
 from hierbayes.spec.design import Design, FactorDesign
+from hierbayes.spec.dpars import DparDesign
 from hierbayes.spec.priors import Prior
 
 __all__ = ["build_model"]
@@ -189,7 +191,11 @@ def marginal_likelihood(
     """
     (f,) = design.factors
     sd, chol = covariance_factor(f, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"))
-    sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
+    by_group = sigma_by_group(design)
+    if by_group is not None:  # sigma_j, one per group (rows: the groups in order)
+        sigma = pt.exp(dpar_predictor(by_group, priors, centered=False))
+    else:
+        sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
     L = pt.diag(sd) if chol is None else chol
     stats = sufficient_stats(design)
     pm.Potential(f"marginal_{design.response}", marginal_loglik(stats, beta, L, sigma))
@@ -208,6 +214,8 @@ def build_model(
     """
     marginal = parameterization == "marginal" and design.factors
     coords = _coords(design, parameterization)
+    for d in design.dpars:
+        coords.update(_coords(replace(design, factors=d.factors), "non-centered"))
     if design.response_levels is not None:
         levels = design.response_levels
         coords["cutpoint"] = [f"{a}|{b}" for a, b in zip(levels, levels[1:], strict=False)]
@@ -232,7 +240,7 @@ def build_model(
             design.family,
             design.response,
             eta,
-            aux=aux_parameters(design, priors),
+            aux=aux_parameters(design, priors, parameterization == "centered"),
             trials=design.trials,
             observed=design.y,
             dims="obs",
@@ -241,10 +249,34 @@ def build_model(
     return model
 
 
-def aux_parameters(design: Design, priors: Mapping[str, Prior]) -> dict:
-    """The family's auxiliary parameters, added to the model in context (known SEs: sigma)."""
+def aux_parameters(design: Design, priors: Mapping[str, Prior], centered: bool = False) -> dict:
+    """The family's auxiliary parameters, added to the model in context (known SEs: sigma).
+
+    A parameter with a formula of its own (:mod:`hierbayes.spec.dpars`) is a vector over the
+    rows, exp of its linear predictor; its group effects are non-centered unless
+    ``centered``.
+    """
     levels = None if design.response_levels is None else len(design.response_levels)
     aux = {name: aux_rv(priors[name], name, levels) for name in design.aux}
-    if design.family.has_sigma and not design.estimates_sigma:
+    if design.family.has_sigma and design.se is not None:
         aux["sigma"] = design.se
+    for d in design.dpars:
+        aux[d.name] = pt.exp(dpar_predictor(d, priors, centered))
     return aux
+
+
+def dpar_predictor(d: DparDesign, priors: Mapping[str, Prior], centered: bool) -> pt.TensorVariable:
+    """Add one distributional parameter's coefficients and group effects; return its
+    linear predictor (log scale), (N,)."""
+    coefs = [prior_rv(priors[name], name) for name in d.fixed_names]
+    beta = pt.stack(coefs) if coefs else pt.zeros(0)
+    eta = pt.dot(d.X, beta) if coefs else pt.zeros(d.X.shape[0])
+    for f in d.factors:
+        eta = eta + group_effects(
+            f,
+            beta,
+            priors[f"sd_{f.name}"],
+            priors.get(f"corr_{f.name}"),
+            np.full(f.n_groups, centered),
+        )
+    return eta

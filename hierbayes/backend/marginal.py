@@ -34,7 +34,7 @@ vectorised over the groups (and draws), so the same code serves PyTensor graphs 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from hierbayes.core.parallel import run_chunks
 from hierbayes.core.pooling import group_crossprod
 from hierbayes.errors import SpecError
 from hierbayes.spec.design import Design
+from hierbayes.spec.dpars import DparDesign
 
 __all__ = [
     "GroupStats",
@@ -62,7 +63,8 @@ class GroupStats:
     Rows are weighted by ``1 / se^2`` when the standard errors are known; otherwise
     unweighted (the graph divides by ``sigma^2``). Shapes: ``ZtZ`` (J, q, q), ``ZtX``
     (J, q, p), ``Zty`` (J, q), ``XtX`` (p, p), ``Xty`` (p,). ``log_det_r`` is
-    ``sum(log se^2)`` (known SEs) or 0.
+    ``sum(log se^2)`` (known SEs) or 0. ``by_group`` holds, when sigma varies by group,
+    the per-group ``(n_j, y_j'y_j, X_j'y_j, X_j'X_j)``, shapes (J,), (J,), (J, p), (J, p, p).
     """
 
     ZtZ: np.ndarray
@@ -74,6 +76,7 @@ class GroupStats:
     n_obs: int
     known_se: bool
     log_det_r: float
+    by_group: tuple[np.ndarray, ...] | None = None
 
 
 def marginal_unavailable(design: Design) -> str | None:
@@ -97,7 +100,37 @@ def marginal_unavailable(design: Design) -> str | None:
         return f"it needs exactly one grouping factor, and the model has {len(design.factors)}" + (
             f" ({', '.join(f.name for f in design.factors)})" if design.factors else ""
         )
+    if design.dpars and sigma_by_group(design) is None:
+        f = design.factors[0]
+        return (
+            f"sigma's formula {design.dpars[0].rhs!r} makes sigma vary within the groups of "
+            f"{f.name!r}; it integrates out only when sigma varies by {f.name!r} alone"
+        )
     return None
+
+
+def sigma_by_group(design: Design) -> DparDesign | None:
+    """sigma's design reduced to one row per group of the one factor, when sigma is
+    constant within those groups (its terms and group effects are level-2 for the factor:
+    ``sigma="~ (1 | g)"``, ``"~ w + (1 | g)"`` with ``w`` a group-level column); else None.
+
+    Then ``R_j = sigma_j^2 I`` and the group effects still integrate out.
+    """
+    if len(design.dpars) != 1 or design.dpars[0].name != "sigma" or len(design.factors) != 1:
+        return None
+    (d,), f = design.dpars, design.factors[0]
+    first = np.unique(f.codes, return_index=True)[1]  # one row of each group, group order
+
+    def constant(A: np.ndarray) -> bool:
+        return bool(np.all(A == A[first][f.codes]))
+
+    if not constant(d.X) or any(g.columns != f.columns or not constant(g.Z) for g in d.factors):
+        return None
+    return replace(
+        d,
+        X=d.X[first],
+        factors=tuple(replace(g, codes=g.codes[first], Z=g.Z[first]) for g in d.factors),
+    )
 
 
 def sufficient_stats(design: Design) -> GroupStats:
@@ -128,6 +161,17 @@ def sufficient_stats(design: Design) -> GroupStats:
         n_obs=design.n_obs,
         known_se=design.se is not None,
         log_det_r=float(np.sum(np.log(design.se**2))) if design.se is not None else 0.0,
+        by_group=_by_group(y, X, f.codes, J) if design.dpars else None,
+    )
+
+
+def _by_group(y: np.ndarray, X: np.ndarray, codes: np.ndarray, J: int) -> tuple[np.ndarray, ...]:
+    """Per-group (n_j, y_j'y_j, X_j'y_j, X_j'X_j)."""
+    return (
+        np.bincount(codes, minlength=J).astype(float),
+        np.bincount(codes, weights=y**2, minlength=J),
+        group_crossprod(X, y[:, None], codes, J)[:, :, 0],
+        group_crossprod(X, X, codes, J),
     )
 
 
@@ -172,8 +216,10 @@ def marginal_loglik(
     """The log-likelihood with the group effects integrated out (module docstring).
 
     ``beta`` (p,), ``chol`` the q x q factor L of T, ``sigma`` the residual SD (None when
-    the standard errors are known).
+    the standard errors are known), or one per group, (J,), with ``stats.by_group``.
     """
+    if stats.by_group is not None:
+        return _marginal_loglik_by_group(stats, beta, chol, sigma)
     J, q = stats.Zty.shape
     p = stats.XtX.shape[0]
     # The data's scalar statistics enter as a shared vector, not as constants: PyTensor writes
@@ -205,6 +251,34 @@ def marginal_loglik(
     return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
 
 
+def _marginal_loglik_by_group(
+    stats: GroupStats, beta: pt.TensorVariable, chol: pt.TensorVariable, sigma: pt.TensorVariable
+) -> pt.TensorVariable:
+    """:func:`marginal_loglik` with R_j = sigma_j^2 I: each group's A_j, c_j and r_j'r_j
+    divided by its own sigma_j^2."""
+    J, q = stats.Zty.shape
+    p = stats.XtX.shape[0]
+    n, yty, Xty, XtX = (pytensor.shared(a) for a in stats.by_group)
+    prec = sigma**-2.0  # (J,)
+    if p:
+        r = stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
+        s = yty - 2.0 * pt.dot(Xty, beta) + pt.dot(pt.dot(XtX, beta), beta)
+    else:
+        r, s = pt.as_tensor(stats.Zty), yty
+    K = (chol[:, None, :, None] * chol[None, :, None, :]).reshape((q * q, q * q))
+    B = pt.dot(stats.ZtZ.reshape(J, q * q), K) * prec[:, None]
+    w = pt.dot(r, chol) * prec[:, None]
+    M = [[B[:, i * q + k] + float(i == k) for k in range(q)] for i in range(q)]
+    C = _cholesky(M, pt.sqrt)
+    v = _forward(C, [w[:, i] for i in range(q)])
+    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
+    quad = sum((vi**2).sum() for vi in v)
+    log_det_r = 2.0 * pt.sum(n * pt.log(sigma))
+    return -0.5 * (
+        stats.n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + pt.sum(prec * s) - quad
+    )
+
+
 def draw_group_effects(
     stats: GroupStats,
     beta: np.ndarray,
@@ -222,8 +296,9 @@ def draw_group_effects(
     beta : ndarray, shape (S, p)
     chol : ndarray, shape (S, q, q)
         The Cholesky factor L of T for each draw.
-    sigma : ndarray, shape (S,), or None
-        Residual SD draws (None with known standard errors).
+    sigma : ndarray, shape (S,) or (S, J), or None
+        Residual SD draws, one per group with a sigma that varies by group (None with known
+        standard errors).
     rng : numpy.random.Generator
     chunk : int
         Draws processed at once (memory is O(chunk J q^2)).
@@ -255,18 +330,17 @@ def draw_group_effects(
     def fill(start: int, stream: np.random.SeedSequence) -> None:
         sl = slice(start, min(start + chunk, S))
         n = sl.stop - sl.start
-        precision = np.ones(n) if sigma is None else sigma[sl] ** -2.0
-        L = chol[sl] * np.sqrt(precision)[:, None, None]  # scaled: L'AL = prec L'(Z'Z)L
-        c = [
-            (stats.Zty[:, k] - beta[sl] @ stats.ZtX[:, k, :].T) * np.sqrt(precision)[:, None]
-            for k in range(q)
-        ]
-        # M = I + L'AL and w = L'c entry by entry, each an (n, J) array
+        # precision of each group's rows, (n, J): 1 (known SEs, already in the statistics),
+        # 1 / sigma^2, or 1 / sigma_j^2
+        precision = np.ones((n, 1)) if sigma is None else sigma[sl].reshape(n, -1) ** -2.0
+        L = chol[sl]
+        c = [(stats.Zty[:, k] - beta[sl] @ stats.ZtX[:, k, :].T) * precision for k in range(q)]
+        # M = I + prec L'(Z'Z)L and w = L'c entry by entry, each an (n, J) array
         M: list[list[Any]] = [[None] * q for _ in range(q)]
         for a in range(q):
             for b in range(a + 1):
                 coef = (L[:, :, a, None] * L[:, None, :, b]).reshape(n, q * q)
-                M[a][b] = coef @ ZtZ + float(a == b)  # sum_km L_ka L_mb (Z'Z)_km
+                M[a][b] = (coef @ ZtZ) * precision + float(a == b)  # sum_km L_ka L_mb (Z'Z)_km
         w = [sum(c[k] * L[:, k, a, None] for k in range(q)) for a in range(q)]
         C = _cholesky(M, np.sqrt)
         mean_part = _forward(C, w)

@@ -268,7 +268,8 @@ def reliability(
     ----------
     sd : (S, q) draws of the group-level SDs (T = diag(sd^2)).
     cov_unscaled : (J, q, q) the groups' C_j; NaN for groups without their own fit.
-    sigma : (S,) draws of the residual SD, or None when standard errors are known.
+    sigma : (S,) draws of the residual SD, (S, J) of each group's when it varies by group
+        (its root mean square over the group's rows), or None when standard errors are known.
 
     Examples
     --------
@@ -278,11 +279,11 @@ def reliability(
     0.36
     """
     S, q = sd.shape
-    sigma2 = np.ones(S) if sigma is None else np.asarray(sigma) ** 2
+    sigma2 = np.ones((S, 1)) if sigma is None else np.asarray(sigma).reshape(S, -1) ** 2
     total = np.zeros(cov_unscaled.shape[:2])
     for start in range(0, S, chunk):
         T = np.einsum("sk,kl->skl", sd[start : start + chunk] ** 2, np.eye(q))  # (s, q, q)
-        V = sigma2[start : start + chunk, None, None, None] * cov_unscaled[None]  # (s, J, q, q)
+        V = sigma2[start : start + chunk, :, None, None] * cov_unscaled[None]  # (s, J, q, q)
         A = T[:, None] + V
         ok = np.isfinite(A).all(axis=(-1, -2))
         A = np.where(ok[..., None, None], A, np.eye(q))

@@ -17,9 +17,10 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from hierbayes.backend.marginal import draw_group_effects, sufficient_stats
+from hierbayes.backend.marginal import draw_group_effects, sigma_by_group, sufficient_stats
 from hierbayes.core.parallel import run_chunks
 from hierbayes.posterior.draws import (
+    RowDraws,
     aux_draws,
     fixed_draws,
     group_covariance,
@@ -54,6 +55,9 @@ def add_group_effects(design: Design, idata: az.InferenceData, rng: np.random.Ge
     else:
         chol = sd[:, :, None] * np.eye(sd.shape[1])
     sigma = posterior_draws(idata, "sigma") if design.estimates_sigma else None
+    by_group = sigma_by_group(design)
+    if by_group is not None:  # (S, J): sigma_j per draw
+        sigma = RowDraws(idata, by_group)[:]
     u = draw_group_effects(sufficient_stats(design), beta, chol, sigma, rng)
     owned = f.owns.nonzero()[0]
     m = np.einsum("jqp,sp->sjq", f.W[:, :, owned], beta[:, owned]) if owned.size else 0.0

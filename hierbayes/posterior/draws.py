@@ -14,8 +14,10 @@ import numpy as np
 
 from hierbayes.errors import SpecError
 from hierbayes.spec.design import Design, FactorDesign
+from hierbayes.spec.dpars import DparDesign
 
 __all__ = [
+    "RowDraws",
     "aux_draws",
     "fixed_draws",
     "group_covariance",
@@ -68,7 +70,8 @@ def aux_draws(
     against eta (S, N).
 
     Scalars come as (S, 1), cutpoints as (S, 1, K - 1). With known standard errors,
-    ``sigma`` is ``se`` (the design's by default), (N,).
+    ``sigma`` is ``se`` (the design's by default), (N,). A parameter with a formula of its own
+    comes as :class:`RowDraws`, sliced by draws like the (S, N) array it stands for.
 
     Examples
     --------
@@ -84,9 +87,67 @@ def aux_draws(
             continue
         values = posterior_draws(idata, name)
         out[name] = values[:, None, :] if name == "cutpoints" else values[:, None]
-    if design.family.has_sigma and not design.estimates_sigma and "sigma" in names:
+    if design.family.has_sigma and design.se is not None and "sigma" in names:
         out["sigma"] = design.se if se is None else se
+    for d in design.dpars:
+        if d.name in names:
+            out[d.name] = RowDraws(idata, d)
     return out
+
+
+class RowDraws:
+    """Draws of a distributional parameter, exp(X^d beta^d + Z^d u^d), per draw and row.
+
+    (S, N) numbers can be too many to hold at once, so they are computed a slice of draws at
+    a time: ``values[sl]`` gives (s, N) for the draws in ``sl``. ``X`` and ``effects``
+    replace the design's own rows (new data: :func:`hierbayes.analysis.predict.predict`).
+    """
+
+    ndim = 2
+
+    def __init__(
+        self,
+        idata: az.InferenceData,
+        d: DparDesign,
+        X: np.ndarray | None = None,
+        effects: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        self.X = d.X if X is None else X
+        post = idata.posterior
+        S = post.sizes["chain"] * post.sizes["draw"]
+        draws = [posterior_draws(idata, n) for n in d.fixed_names]
+        self.beta = np.stack(draws, axis=-1) if draws else np.zeros((S, 0))
+        if effects is None:
+            effects = [(posterior_draws(idata, f"u_{f.name}"), f.codes, f.Z) for f in d.factors]
+        self.effects = list(effects)
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        parts = [(u[sl], codes, Z) for u, codes, Z in self.effects]
+        return np.exp(linear_predictor(self.X, 0.0, self.beta[sl], parts))
+
+    def group_rms(self, codes: np.ndarray, n_groups: int, chunk: int = 256) -> np.ndarray:
+        """Root mean square over each group's rows, per draw: (S, J).
+
+        Examples
+        --------
+        >>> import arviz as az, numpy as np, pandas as pd, hierbayes as hb
+        >>> df = pd.DataFrame({"y": [1.0, 2, 4, 3], "g": ["a", "a", "b", "b"]})
+        >>> d = hb.Model("y ~ 1", df, sigma="~ 1").design.dpars[0]
+        >>> idata = az.from_dict(posterior={"sigma_Intercept": np.log([[2.0, 3.0]])})
+        >>> RowDraws(idata, d).group_rms(np.array([0, 0, 1, 1]), 2).round(6).tolist()
+        [[2.0, 2.0], [3.0, 3.0]]
+        """
+        S = self.beta.shape[0]
+        counts = np.bincount(codes, minlength=n_groups)
+        out = np.empty((S, n_groups))
+        for start in range(0, S, chunk):
+            sl = slice(start, min(start + chunk, S))
+            squares = self[sl] ** 2  # (s, N)
+            sums = np.stack(
+                [np.bincount(codes, weights=row, minlength=n_groups) for row in squares]
+            )
+            out[sl] = np.sqrt(sums / counts)
+        return out
 
 
 def group_covariance(idata: az.InferenceData, factor: FactorDesign) -> np.ndarray:

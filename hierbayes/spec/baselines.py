@@ -24,11 +24,17 @@ __all__ = ["complete_pooling", "complete_pooling_fit"]
 _JOINT = {"alpha": "log", "phi": "log", "zi": "logit", "cutpoints": "ordered"}
 
 
+def _fitted(design: Design) -> tuple[str, ...]:
+    """The auxiliary parameters fitted with the coefficients: the design's own, and each
+    distributional parameter as one number (the baseline pools it too)."""
+    return tuple(a for a in design.family.aux if a in _JOINT)
+
+
 def _start(design: Design) -> dict[str, np.ndarray]:
     y = design.y
     m, v = float(np.mean(y)), float(np.var(y)) or 1.0
     start: dict[str, np.ndarray] = {}
-    for key in design.aux:
+    for key in _fitted(design):
         if key == "cutpoints":
             K = len(design.response_levels)
             share = np.cumsum(np.bincount(y.astype(np.int64), minlength=K))[:-1] / len(y)

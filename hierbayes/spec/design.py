@@ -10,20 +10,28 @@ Every check names the column, the offending rows (by their index labels) and the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-import formulae as fm
 import numpy as np
 import pandas as pd
 
-from hierbayes.core.pooling import level2_map
 from hierbayes.errors import DataError, SpecError, describe_rows
+from hierbayes.spec.dpars import DparDesign, build_dpars, parse_dpar
 from hierbayes.spec.families import Family, ordinal_codes
-from hierbayes.spec.formula import Formula, GroupTerm
+from hierbayes.spec.formula import Formula
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import Namespace, check_safe, resolve
+from hierbayes.spec.terms import (
+    FactorDesign,
+    build_factors,
+    check_predictors,
+    evaluate_new,
+    evaluate_terms,
+    group_labels,
+)
 
 __all__ = [
     "FactorDesign",
@@ -37,66 +45,6 @@ __all__ = [
     "model_columns",
     "new_offset",
 ]
-
-
-@dataclass(frozen=True, eq=False)
-class FactorDesign:
-    """The varying effects of one grouping factor.
-
-    Attributes
-    ----------
-    name : str
-        The factor, a column name or ``"a:b"`` for nested/interacted columns.
-    codes : ndarray of int, shape (N,)
-        Group index of every row.
-    levels : pandas.Index, shape (J,)
-        Group labels, in order of first appearance (or category order for a Categorical).
-    Z : ndarray, shape (N, q)
-        Columns whose coefficients vary by group (``1`` gives the ``Intercept`` column).
-    terms : tuple of str
-        Names of the ``q`` varying coefficients.
-    blocks : tuple of tuple of int
-        Term indices that share a correlated block; an uncorrelated term is a block of one.
-    W : ndarray, shape (J, q, p)
-        The level-2 model (see :func:`hierbayes.core.pooling.level2_map`): group j's coefficients
-        are centred on ``W[j][:, owns] @ beta[owns]``.
-    owns : ndarray of bool, shape (p,)
-        Population columns this factor's coefficients are centred on: the level-2 columns
-        of the factor not already taken by an earlier factor (crossed designs).
-    level2 : ndarray of bool, shape (p,)
-        All population columns that are level-2 for this factor, owned or not.
-    """
-
-    name: str
-    codes: np.ndarray
-    levels: pd.Index
-    Z: np.ndarray
-    terms: tuple[str, ...]
-    blocks: tuple[tuple[int, ...], ...]
-    W: np.ndarray
-    owns: np.ndarray
-    level2: np.ndarray
-    columns: tuple[str, ...] = ()
-    matrices: tuple[Any, ...] = ()
-
-    @property
-    def n_groups(self) -> int:
-        return len(self.levels)
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Observations per group."""
-        return np.bincount(self.codes, minlength=self.n_groups)
-
-    @property
-    def correlated(self) -> bool:
-        """True when the effects form one correlated block, as in ``(x | g)``."""
-        return len(self.blocks) == 1 and len(self.blocks[0]) > 1
-
-    @property
-    def term_dim(self) -> str:
-        """Name of the coordinate that lists this factor's varying coefficients."""
-        return f"{self.name}_term"
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +85,7 @@ class Design:
     weights: np.ndarray | None = None
     response_levels: tuple | None = None
     fixed_columns: np.ndarray | None = None
+    dpars: tuple[DparDesign, ...] = ()
 
     @property
     def n_obs(self) -> int:
@@ -155,13 +104,21 @@ class Design:
 
     @property
     def aux(self) -> tuple[str, ...]:
-        """The family's auxiliary parameters this model estimates (no sigma with known SEs)."""
-        return tuple(a for a in self.family.aux if a != "sigma" or self.se is None)
+        """The family's auxiliary parameters this model estimates as one number each: not
+        sigma with known SEs, nor a parameter with a formula of its own (:attr:`dpars`)."""
+        own = {d.name for d in self.dpars}
+        return tuple(
+            a for a in self.family.aux if (a != "sigma" or self.se is None) and a not in own
+        )
 
     @property
     def estimates_sigma(self) -> bool:
-        """A residual SD (or scale, student_t) is a parameter."""
+        """A single residual SD (or scale, student_t) is a parameter."""
         return "sigma" in self.aux
+
+    def dpar(self, name: str) -> DparDesign | None:
+        """The design of the distributional parameter ``name``, or None."""
+        return next((d for d in self.dpars if d.name == name), None)
 
     @property
     def y_link(self) -> np.ndarray:
@@ -246,42 +203,6 @@ def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
             )
 
 
-def _evaluate(
-    rhs: str, data: pd.DataFrame, where: str, namespace: Namespace
-) -> tuple[np.ndarray, tuple[str, ...], Any]:
-    """Evaluate a right-hand side with formulae: (matrix, column names, formulae matrix).
-
-    Names resolve in the data, then in ``namespace``. The formulae object re-evaluates the
-    same terms on new data with the training data's state (category levels, the mean and SD
-    of ``scale(x)``, the knots of ``bs(x)``). A term whose values are not finite (``log`` of
-    a value <= 0, say) is a DataError naming the term and the rows.
-    """
-    try:
-        with np.errstate(all="ignore"):
-            dm = fm.design_matrices(rhs, data, na_action="pass", env=namespace.environment())
-    except Exception as exc:  # formulae raises plain Exceptions for bad calls and types
-        raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {_describe(exc)}") from None
-    if dm.common is None:
-        return np.empty((len(data), 0)), (), None
-    frame = dm.common.as_dataframe()
-    X = frame.to_numpy(dtype=float)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        k = int(np.argmax(bad.any(axis=0)))
-        raise DataError(
-            f"{where}: term {str(frame.columns[k])!r} is not a finite number in "
-            f"{describe_rows(data.index[bad[:, k]])} (a transform outside its domain, such "
-            "as log of a value <= 0?): correct or remove these rows, or change the term"
-        )
-    return X, tuple(str(c) for c in frame.columns), dm.common
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, KeyError):  # formulae's lookup of an unknown name
-        return f"the name {exc.args[0]!r} is neither a data column nor a known function"
-    return str(exc) or type(exc).__name__
-
-
 def model_columns(
     formula: Formula, data: pd.DataFrame, namespace: Namespace, extra: list[str | None]
 ) -> list[str]:
@@ -299,116 +220,6 @@ def model_columns(
     return columns
 
 
-def evaluate_new(matrix: Any, data: pd.DataFrame, n_columns: int, where: str) -> np.ndarray:
-    """Re-evaluate a stored formulae matrix on new rows."""
-    if matrix is None:
-        return np.empty((len(data), n_columns))
-    try:
-        return np.asarray(matrix.evaluate_new_data(data).design_matrix).astype(float)
-    except Exception as exc:  # e.g. a category level the model never saw
-        raise DataError(f"{where}: cannot evaluate the new data: {exc}") from None
-
-
-def _check_predictors(X: np.ndarray, names: tuple[str, ...], where: str) -> None:
-    huge = np.abs(X).max(axis=0, initial=0.0) > 1e150 if X.size else np.zeros(0, bool)
-    if huge.any():
-        k = int(np.argmax(huge))
-        raise DataError(
-            f"{where}: predictor {names[k]!r} holds values too large to compute with "
-            f"(largest |value| {np.abs(X[:, k]).max():.3g}): rescale it, e.g. divide by a "
-            "power of 10"
-        )
-    for k, name in enumerate(names):
-        if name != "Intercept" and X.shape[0] > 1 and np.ptp(X[:, k]) == 0:
-            raise DataError(
-                f"{where}: predictor {name!r} is constant ({X[0, k]:g} in every row), so its "
-                "effect cannot be told from the intercept: remove it from the formula"
-            )
-    for k in range(1, len(names) + 1):
-        if np.linalg.matrix_rank(X[:, :k]) < k:
-            raise DataError(
-                f"{where}: predictor {names[k - 1]!r} is a linear combination of "
-                f"{list(names[: k - 1])} (perfectly collinear): remove one of them"
-            )
-
-
-def group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    if len(columns) == 1:
-        labels = data[columns[0]]
-        if isinstance(labels.dtype, pd.CategoricalDtype):
-            return labels.cat.remove_unused_categories()
-        return labels
-    return data[list(columns)].astype(str).agg(":".join, axis=1)
-
-
-def _factor_design(
-    name: str,
-    terms: list[GroupTerm],
-    data: pd.DataFrame,
-    X: np.ndarray,
-    taken: np.ndarray,
-    namespace: Namespace,
-) -> FactorDesign:
-    labels = group_labels(data, terms[0].factor_columns)
-    if isinstance(labels.dtype, pd.CategoricalDtype):
-        codes = labels.cat.codes.to_numpy()
-        levels = pd.Index(labels.cat.categories, name=name)
-    else:
-        codes, uniques = pd.factorize(labels, sort=False)
-        levels = pd.Index(uniques, name=name)
-    shown = pd.Index(levels.map(str))
-    if shown.has_duplicates:
-        same = sorted({str(v) for v in shown[shown.duplicated()]})[:3]
-        raise DataError(
-            f"grouping column {name!r} has labels that differ in type but read the same "
-            f"({same}, e.g. the number 1 and the text '1'): they would count as different "
-            "groups; convert the column to one type, e.g. data[col].astype(str)"
-        )
-    if len(levels) < 2:
-        raise DataError(
-            f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
-            "effect needs at least 2 groups; drop the term or group by another column"
-        )
-    blocks, columns, names, matrices = [], [], [], []
-    for term in terms:
-        Z, znames, matrix = _evaluate(term.expr, data, f"group-level term {term}", namespace)
-        matrices.append(matrix)
-        if not znames:
-            raise SpecError(f"group-level term {term} has no columns")
-        dup = sorted(set(znames) & set(names))
-        if dup:
-            raise SpecError(f"coefficient(s) {dup} vary by {name!r} in more than one term")
-        start = len(names)
-        idx = tuple(range(start, start + len(znames)))
-        blocks.extend([idx] if term.correlated else [(i,) for i in idx])
-        columns.append(Z)
-        names.extend(znames)
-    if len(blocks) > 1 and any(len(block) > 1 for block in blocks):
-        raise SpecError(
-            f"the varying effects by {name!r} mix correlated and uncorrelated blocks: write "
-            f"them as one block ({' + '.join(names)} | {name}) or all uncorrelated (... || "
-            f"{name})"
-        )
-    Z = np.hstack(columns)
-    _check_predictors(Z, tuple(names), f"group-level terms of {name!r}")
-    codes = codes.astype(np.int64)
-    W, level2 = level2_map(X, Z, codes, len(levels))
-    owns = level2 & ~taken
-    return FactorDesign(
-        name=name,
-        codes=codes,
-        levels=levels,
-        Z=Z,
-        terms=tuple(names),
-        blocks=tuple(blocks),
-        W=W,
-        owns=owns,
-        level2=level2,
-        columns=terms[0].factor_columns,
-        matrices=tuple(matrices),
-    )
-
-
 def _offsets(
     formula: Formula, data: pd.DataFrame, column: str | None, namespace: Namespace
 ) -> tuple[np.ndarray | None, tuple[Any, ...]]:
@@ -418,7 +229,7 @@ def _offsets(
     total = np.zeros(len(data))
     matrices = []
     for expr in formula.offsets:
-        values, names, matrix = _evaluate(f"0 + {expr}", data, f"offset({expr})", namespace)
+        values, names, matrix = evaluate_terms(f"0 + {expr}", data, f"offset({expr})", namespace)
         if values.shape[1] != 1:
             raise SpecError(
                 f"offset({expr}) gives {values.shape[1]} columns {list(names)}: an offset is "
@@ -510,22 +321,6 @@ def _known_se(data: pd.DataFrame, se: str) -> np.ndarray:
     return values
 
 
-def _factors(
-    groups: tuple[GroupTerm, ...], data: pd.DataFrame, X: np.ndarray, namespace: Namespace
-) -> list[FactorDesign]:
-    """One FactorDesign per grouping factor, in formula order; each owns the population
-    columns that are its level-2 predictors (and no later factor takes them again)."""
-    by_factor: dict[str, list[GroupTerm]] = {}
-    for term in groups:
-        by_factor.setdefault(term.factor, []).append(term)
-    taken = np.zeros(X.shape[1], dtype=bool)
-    factors: list[FactorDesign] = []
-    for name, terms in by_factor.items():
-        factors.append(_factor_design(name, terms, data, X, taken, namespace))
-        taken |= factors[-1].owns
-    return factors
-
-
 def build_design(
     formula: Formula,
     data: pd.DataFrame,
@@ -536,11 +331,13 @@ def build_design(
     namespace: Namespace | None = None,
     offset: str | None = None,
     weights: str | None = None,
+    dpars: Mapping[str, str] | None = None,
 ) -> Design:
     """Validate ``data`` against ``formula`` and compute the numerical design.
 
     ``namespace`` holds the names the formula's terms may use beyond the data's columns
-    (:mod:`hierbayes.spec.namespace`; by default the safe set).
+    (:mod:`hierbayes.spec.namespace`; by default the safe set). ``dpars`` maps an
+    auxiliary parameter to its one-sided formula (:mod:`hierbayes.spec.dpars`).
 
     Raises
     ------
@@ -564,6 +361,16 @@ def build_design(
     _check_frame(data, se, family)
     namespace = namespace if namespace is not None else resolve("safe")
     columns = model_columns(formula, data, namespace, [se, trials, offset, weights])
+    dpar_formulas = {}
+    for name, rhs in (dpars or {}).items():
+        if name == "sigma" and se is not None:
+            raise SpecError(
+                f"sigma={rhs!r} with se={se!r}: the standard errors are known, so sigma has "
+                "no formula to follow; drop one of the two"
+            )
+        dpar_formulas[name] = parse_dpar(name, rhs, family, formula.response)
+        more = model_columns(dpar_formulas[name], data, namespace, [])
+        columns += [c for c in more if c not in columns]
     check_columns(data, columns)
 
     trial_values = _check_trials(data, trials, family)
@@ -583,16 +390,16 @@ def build_design(
         )
 
     offset_values, offset_matrices = _offsets(formula, data, offset, namespace)
-    X, fixed_names, fixed_matrix = _evaluate(
+    X, fixed_names, fixed_matrix = evaluate_terms(
         formula.fixed, data, "population-level terms", namespace
     )
     fixed_columns = None
     if family.ordinal and "Intercept" in fixed_names:  # the cutpoints take its place
         fixed_columns = np.array([n != "Intercept" for n in fixed_names])
         X, fixed_names = X[:, fixed_columns], tuple(n for n in fixed_names if n != "Intercept")
-    _check_predictors(X, fixed_names, "population-level terms")
+    check_predictors(X, fixed_names, "population-level terms")
 
-    factors = _factors(formula.groups, data, X, namespace)
+    factors = build_factors(formula.groups, data, X, namespace)
     if not fixed_names and not factors:
         raise SpecError(f"formula {formula.text!r} has no terms to estimate")
 
@@ -615,11 +422,13 @@ def build_design(
         weights=_check_weights(data, weights),
         response_levels=levels,
         fixed_columns=fixed_columns,
+        dpars=build_dpars(dpar_formulas, data, namespace),
     )
     check_names(
         design.response,
-        design.fixed_names,
+        design.fixed_names + tuple(n for d in design.dpars for n in d.fixed_names),
         aux=design.aux,
-        factors=[f.name for f in design.factors],
+        factors=[f.name for f in design.factors]
+        + [f.name for d in design.dpars for f in d.factors],
     )
     return design

@@ -39,6 +39,10 @@ mean (1 - mean) / var - 1, clipped to [0.1, 1000]); pooled moments include the
 between-group spread, so ``m`` understates the parameter and the scale 5 m leaves room above
 it. Cutpoints ``~ OrderedNormal(mu_k, 2.5)`` (1.5 for probit) centred at the link of the
 cumulative proportion of rows at or below level k.
+
+A distributional parameter's regression (``sigma="~ x + (1 | g)"``, on the log scale):
+``<param>_Intercept ~ Normal(log m, 2.5)`` with ``m`` the typical value above (``s`` for
+sigma), each coefficient ``~ Normal(0, 2.5 / sd(x))``, each group SD ``~ HalfStudentT(3, 1)``.
 Defaults are rounded to 3 significant figures and printed in the model's repr.
 """
 
@@ -56,6 +60,7 @@ import numpy as np
 from hierbayes.errors import IdentifiabilityWarning, PriorWarning, SpecError, unknown_name
 from hierbayes.spec import priors as P
 from hierbayes.spec.design import Design
+from hierbayes.spec.dpars import MODELLED
 
 __all__ = ["PARAMETERIZATIONS", "ModelSpec", "resolve_priors", "check_design"]
 
@@ -83,6 +88,7 @@ class ModelSpec:
     priors: Mapping[str, P.Prior] = field(default_factory=dict)
     link: str | None = None
     weights: str | None = None
+    dpars: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.parameterization not in PARAMETERIZATIONS:
@@ -96,6 +102,11 @@ class ModelSpec:
                 f"priors must be a dict of key -> prior, got {type(self.priors).__name__}"
             )
         object.__setattr__(self, "priors", {k: P.from_value(v) for k, v in self.priors.items()})
+        if not isinstance(self.dpars, Mapping) or set(self.dpars) - set(MODELLED):
+            raise SpecError(
+                f"dpars must map some of {', '.join(MODELLED)} to formulas, got {self.dpars!r}"
+            )
+        object.__setattr__(self, "dpars", {k: str(v) for k, v in self.dpars.items()})
 
 
 _SUPPORT_ADVICE = {
@@ -142,18 +153,29 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
         if f.correlated:
             out[f"corr_{f.name}"] = P.LKJ(2.0)
     out.update(_aux_defaults(design))
+    out.update(_dpar_defaults(design))
     return out
 
 
-def _moment(value: float) -> float:
-    return _sig(5.0 * min(max(value, 0.1), 1000.0))
+def _typical(design: Design, key: str) -> float:
+    """A method-of-moments value of a positive auxiliary parameter from the pooled response
+    (sigma: the response's scale), clipped to [0.1, 1000] (module docstring)."""
+    if key == "sigma":
+        return design.scale
+    y = design.y
+    m, v = float(np.mean(y)), float(np.var(y, ddof=1)) if design.n_obs > 1 else 0.0
+    v = v if v > 0 else 1e-12
+    if key == "phi":
+        value = m * (1.0 - m) / v - 1.0
+    elif design.family.name == "gamma":
+        value = m**2 / v
+    else:  # the negative binomials' alpha
+        value = m**2 / (v - m) if v > m else 1000.0
+    return min(max(value, 0.1), 1000.0)
 
 
 def _aux_defaults(design: Design) -> dict[str, P.Prior]:
     """Default priors of the family's auxiliary parameters (module docstring)."""
-    y, name = design.y, design.family.name
-    m, v = float(np.mean(y)), float(np.var(y, ddof=1)) if design.n_obs > 1 else 0.0
-    v = v if v > 0 else 1e-12
     out: dict[str, P.Prior] = {}
     for key in design.aux:
         if key == "sigma":
@@ -162,18 +184,31 @@ def _aux_defaults(design: Design) -> dict[str, P.Prior]:
             out[key] = P.Gamma(2.0, 0.1)
         elif key == "zi":
             out[key] = P.Beta(1.0, 1.0)
-        elif key == "phi":
-            out[key] = P.HalfStudentT(3.0, _moment(m * (1.0 - m) / v - 1.0))
-        elif key == "alpha" and name == "gamma":
-            out[key] = P.HalfStudentT(3.0, _moment(m**2 / v))
-        elif key == "alpha":
-            out[key] = P.HalfStudentT(3.0, _moment(m**2 / (v - m) if v > m else 1000.0))
+        elif key in ("phi", "alpha"):
+            out[key] = P.HalfStudentT(3.0, _sig(5.0 * _typical(design, key)))
         elif key == "cutpoints":
             K = len(design.response_levels)
-            share = np.cumsum(np.bincount(y.astype(np.int64), minlength=K))[:-1] / design.n_obs
+            counts = np.bincount(design.y.astype(np.int64), minlength=K)
+            share = np.cumsum(counts)[:-1] / design.n_obs
             centre = [_sig(design.family.link_value(float(p))) for p in share]
             spread = 2.5 if design.family.link == "logit" else 1.5
             out[key] = P.OrderedNormal(tuple(np.maximum.accumulate(centre)), spread)
+    return out
+
+
+def _dpar_defaults(design: Design) -> dict[str, P.Prior]:
+    """Default priors of distributional parameters' regressions (log scale, module docstring)."""
+    out: dict[str, P.Prior] = {}
+    for d in design.dpars:
+        for k, (name, term) in enumerate(zip(d.fixed_names, d.terms, strict=True)):
+            if term == "Intercept":
+                out[name] = P.Normal(_sig(math.log(_typical(design, d.name))), 2.5)
+            else:
+                out[name] = P.Normal(0.0, _sig(2.5 / float(np.std(d.X[:, k], ddof=1))))
+        for f in d.factors:
+            out[f"sd_{f.name}"] = P.HalfStudentT(3.0, 1.0)
+            if f.correlated:
+                out[f"corr_{f.name}"] = P.LKJ(2.0)
     return out
 
 
@@ -184,7 +219,8 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
     or a prior whose support does not fit its key (a Normal on an SD, say).
     """
     resolved = _defaults(design)
-    general = {"sd"} | ({"corr"} if any(f.correlated for f in design.factors) else set())
+    factors = [*design.factors, *(f for d in design.dpars for f in d.factors)]
+    general = {"sd"} | ({"corr"} if any(f.correlated for f in factors) else set())
     valid = sorted(set(resolved) | general)
     for key in user:
         if key not in valid:
@@ -198,7 +234,8 @@ def resolve_priors(user: Mapping[str, P.Prior], design: Design) -> dict[str, P.P
     for key, default in resolved.items():
         kind = key.split("_", 1)[0] if key.startswith(("sd_", "corr_")) else key
         chosen = user.get(key, user.get(kind, default))
-        need = _NEEDS.get(kind, "real") if key not in design.fixed_names else "real"
+        coefficient = key in design.fixed_names or any(key in d.fixed_names for d in design.dpars)
+        need = "real" if coefficient else _NEEDS.get(kind, "real")
         if chosen.support != need and not (need == "ordered" and chosen.support == "real"):
             what, use = _SUPPORT_ADVICE[need]
             raise SpecError(f"prior {chosen} for {key!r} does not suit {what}: use {use}")
@@ -215,7 +252,7 @@ def check_design(design: Design, priors: Mapping[str, P.Prior], *, stacklevel: i
             warnings.warn(
                 f"prior for {key!r}: {prior.warning}", PriorWarning, stacklevel=stacklevel
             )
-    for f in design.factors:
+    for f in [*design.factors, *(f for d in design.dpars for f in d.factors)]:
         if f.n_groups < 5:
             warnings.warn(
                 f"grouping factor {f.name!r} has only {f.n_groups} groups: its SD is weakly "

@@ -10,6 +10,7 @@
     link = "identity"                     # optional; by default the family's canonical link
     offset = "log_exposure"               # optional; a column added to the linear predictor
     weights = "w"                         # optional; a column multiplying each row's log-lik
+    sigma = "~ x + (1 | school)"          # optional; sigma's own formula (also phi, alpha)
     parameterization = "non-centered"     # optional; by default the model's ("auto")
 
     [priors]                              # optional; keys as in hb.Model(priors=...)
@@ -44,6 +45,7 @@ import pandas as pd
 
 from hierbayes.errors import DataError, SpecError, unknown_name
 from hierbayes.spec import families
+from hierbayes.spec.dpars import MODELLED, parse_dpar
 from hierbayes.spec.formula import parse
 from hierbayes.spec.modelspec import PARAMETERIZATIONS, ModelSpec
 from hierbayes.spec.priors import Prior, from_value
@@ -60,6 +62,7 @@ _MODEL_KEYS = (
     "offset",
     "weights",
     "parameterization",
+    *MODELLED,
 )
 _REQUIRED = ("formula", "data")
 _SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
@@ -286,6 +289,12 @@ def read_spec(path: str | Path) -> RunSpec:
         except SpecError as exc:
             raise reader.error("[model] link", str(exc)) from None
     parameterization = reader.choice(model, "parameterization", PARAMETERIZATIONS)
+    dpars = {key: reader.text(model, key) for key in MODELLED if key in model}
+    for key, rhs in dpars.items():
+        try:
+            parse_dpar(key, rhs, families.get(family or "gaussian", reader.text(model, "link")))
+        except SpecError as exc:
+            raise reader.error(f"[model] {key}", str(exc)) from None
     priors = {
         key: reader.prior(key, value) for key, value in reader.table(raw, "priors", None).items()
     }
@@ -301,6 +310,7 @@ def read_spec(path: str | Path) -> RunSpec:
     spec = ModelSpec(
         formula=formula,
         priors=priors,
+        dpars=dpars,
         **{key: value for key, value in options.items() if value is not None},
     )
     return RunSpec(

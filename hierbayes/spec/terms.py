@@ -1,0 +1,253 @@
+"""Formula terms evaluated on data: design matrices and the designs of grouping factors.
+
+formulae evaluates each right-hand side (:func:`evaluate_terms`) and keeps the state that
+re-evaluates it on new rows (:func:`evaluate_new`); :func:`build_factors` gives each grouping
+factor its integer group codes, its small matrix ``Z`` of varying-effect columns and its
+level-2 map. Used by :mod:`hierbayes.spec.design` for the model's linear predictor and by
+:mod:`hierbayes.spec.dpars` for the linear predictors of distributional parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import formulae as fm
+import numpy as np
+import pandas as pd
+
+from hierbayes.core.pooling import level2_map
+from hierbayes.errors import DataError, SpecError, describe_rows
+from hierbayes.spec.formula import GroupTerm
+from hierbayes.spec.namespace import Namespace
+
+__all__ = [
+    "FactorDesign",
+    "build_factors",
+    "check_predictors",
+    "evaluate_new",
+    "evaluate_terms",
+    "group_labels",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class FactorDesign:
+    """The varying effects of one grouping factor.
+
+    Attributes
+    ----------
+    name : str
+        The factor, a column name or ``"a:b"`` for nested/interacted columns.
+    codes : ndarray of int, shape (N,)
+        Group index of every row.
+    levels : pandas.Index, shape (J,)
+        Group labels, in order of first appearance (or category order for a Categorical).
+    Z : ndarray, shape (N, q)
+        Columns whose coefficients vary by group (``1`` gives the ``Intercept`` column).
+    terms : tuple of str
+        Names of the ``q`` varying coefficients.
+    blocks : tuple of tuple of int
+        Term indices that share a correlated block; an uncorrelated term is a block of one.
+    W : ndarray, shape (J, q, p)
+        The level-2 model (see :func:`hierbayes.core.pooling.level2_map`): group j's coefficients
+        are centred on ``W[j][:, owns] @ beta[owns]``.
+    owns : ndarray of bool, shape (p,)
+        Population columns this factor's coefficients are centred on: the level-2 columns
+        of the factor not already taken by an earlier factor (crossed designs).
+    level2 : ndarray of bool, shape (p,)
+        All population columns that are level-2 for this factor, owned or not.
+    """
+
+    name: str
+    codes: np.ndarray
+    levels: pd.Index
+    Z: np.ndarray
+    terms: tuple[str, ...]
+    blocks: tuple[tuple[int, ...], ...]
+    W: np.ndarray
+    owns: np.ndarray
+    level2: np.ndarray
+    columns: tuple[str, ...] = ()
+    matrices: tuple[Any, ...] = ()
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.levels)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Observations per group."""
+        return np.bincount(self.codes, minlength=self.n_groups)
+
+    @property
+    def correlated(self) -> bool:
+        """True when the effects form one correlated block, as in ``(x | g)``."""
+        return len(self.blocks) == 1 and len(self.blocks[0]) > 1
+
+    @property
+    def term_dim(self) -> str:
+        """Name of the coordinate that lists this factor's varying coefficients."""
+        return f"{self.name}_term"
+
+
+def evaluate_terms(
+    rhs: str, data: pd.DataFrame, where: str, namespace: Namespace
+) -> tuple[np.ndarray, tuple[str, ...], Any]:
+    """Evaluate a right-hand side with formulae: (matrix, column names, formulae matrix).
+
+    Names resolve in the data, then in ``namespace``. The formulae object re-evaluates the
+    same terms on new data with the training data's state (category levels, the mean and SD
+    of ``scale(x)``, the knots of ``bs(x)``). A term whose values are not finite (``log`` of
+    a value <= 0, say) is a DataError naming the term and the rows.
+    """
+    try:
+        with np.errstate(all="ignore"):
+            dm = fm.design_matrices(rhs, data, na_action="pass", env=namespace.environment())
+    except Exception as exc:  # formulae raises plain Exceptions for bad calls and types
+        raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {_describe(exc)}") from None
+    if dm.common is None:
+        return np.empty((len(data), 0)), (), None
+    frame = dm.common.as_dataframe()
+    X = frame.to_numpy(dtype=float)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        k = int(np.argmax(bad.any(axis=0)))
+        raise DataError(
+            f"{where}: term {str(frame.columns[k])!r} is not a finite number in "
+            f"{describe_rows(data.index[bad[:, k]])} (a transform outside its domain, such "
+            "as log of a value <= 0?): correct or remove these rows, or change the term"
+        )
+    return X, tuple(str(c) for c in frame.columns), dm.common
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):  # formulae's lookup of an unknown name
+        return f"the name {exc.args[0]!r} is neither a data column nor a known function"
+    return str(exc) or type(exc).__name__
+
+
+def evaluate_new(matrix: Any, data: pd.DataFrame, n_columns: int, where: str) -> np.ndarray:
+    """Re-evaluate a stored formulae matrix on new rows."""
+    if matrix is None:
+        return np.empty((len(data), n_columns))
+    try:
+        return np.asarray(matrix.evaluate_new_data(data).design_matrix).astype(float)
+    except Exception as exc:  # e.g. a category level the model never saw
+        raise DataError(f"{where}: cannot evaluate the new data: {exc}") from None
+
+
+def check_predictors(X: np.ndarray, names: tuple[str, ...], where: str) -> None:
+    huge = np.abs(X).max(axis=0, initial=0.0) > 1e150 if X.size else np.zeros(0, bool)
+    if huge.any():
+        k = int(np.argmax(huge))
+        raise DataError(
+            f"{where}: predictor {names[k]!r} holds values too large to compute with "
+            f"(largest |value| {np.abs(X[:, k]).max():.3g}): rescale it, e.g. divide by a "
+            "power of 10"
+        )
+    for k, name in enumerate(names):
+        if name != "Intercept" and X.shape[0] > 1 and np.ptp(X[:, k]) == 0:
+            raise DataError(
+                f"{where}: predictor {name!r} is constant ({X[0, k]:g} in every row), so its "
+                "effect cannot be told from the intercept: remove it from the formula"
+            )
+    for k in range(1, len(names) + 1):
+        if np.linalg.matrix_rank(X[:, :k]) < k:
+            raise DataError(
+                f"{where}: predictor {names[k - 1]!r} is a linear combination of "
+                f"{list(names[: k - 1])} (perfectly collinear): remove one of them"
+            )
+
+
+def group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    if len(columns) == 1:
+        labels = data[columns[0]]
+        if isinstance(labels.dtype, pd.CategoricalDtype):
+            return labels.cat.remove_unused_categories()
+        return labels
+    return data[list(columns)].astype(str).agg(":".join, axis=1)
+
+
+def _factor_design(
+    name: str,
+    terms: list[GroupTerm],
+    data: pd.DataFrame,
+    X: np.ndarray,
+    taken: np.ndarray,
+    namespace: Namespace,
+) -> FactorDesign:
+    labels = group_labels(data, terms[0].factor_columns)
+    if isinstance(labels.dtype, pd.CategoricalDtype):
+        codes = labels.cat.codes.to_numpy()
+        levels = pd.Index(labels.cat.categories, name=name)
+    else:
+        codes, uniques = pd.factorize(labels, sort=False)
+        levels = pd.Index(uniques, name=name)
+    shown = pd.Index(levels.map(str))
+    if shown.has_duplicates:
+        same = sorted({str(v) for v in shown[shown.duplicated()]})[:3]
+        raise DataError(
+            f"grouping column {name!r} has labels that differ in type but read the same "
+            f"({same}, e.g. the number 1 and the text '1'): they would count as different "
+            "groups; convert the column to one type, e.g. data[col].astype(str)"
+        )
+    if len(levels) < 2:
+        raise DataError(
+            f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
+            "effect needs at least 2 groups; drop the term or group by another column"
+        )
+    blocks, columns, names, matrices = [], [], [], []
+    for term in terms:
+        Z, znames, matrix = evaluate_terms(term.expr, data, f"group-level term {term}", namespace)
+        matrices.append(matrix)
+        if not znames:
+            raise SpecError(f"group-level term {term} has no columns")
+        dup = sorted(set(znames) & set(names))
+        if dup:
+            raise SpecError(f"coefficient(s) {dup} vary by {name!r} in more than one term")
+        start = len(names)
+        idx = tuple(range(start, start + len(znames)))
+        blocks.extend([idx] if term.correlated else [(i,) for i in idx])
+        columns.append(Z)
+        names.extend(znames)
+    if len(blocks) > 1 and any(len(block) > 1 for block in blocks):
+        raise SpecError(
+            f"the varying effects by {name!r} mix correlated and uncorrelated blocks: write "
+            f"them as one block ({' + '.join(names)} | {name}) or all uncorrelated (... || "
+            f"{name})"
+        )
+    Z = np.hstack(columns)
+    check_predictors(Z, tuple(names), f"group-level terms of {name!r}")
+    codes = codes.astype(np.int64)
+    W, level2 = level2_map(X, Z, codes, len(levels))
+    owns = level2 & ~taken
+    return FactorDesign(
+        name=name,
+        codes=codes,
+        levels=levels,
+        Z=Z,
+        terms=tuple(names),
+        blocks=tuple(blocks),
+        W=W,
+        owns=owns,
+        level2=level2,
+        columns=terms[0].factor_columns,
+        matrices=tuple(matrices),
+    )
+
+
+def build_factors(
+    groups: tuple[GroupTerm, ...], data: pd.DataFrame, X: np.ndarray, namespace: Namespace
+) -> list[FactorDesign]:
+    """One FactorDesign per grouping factor, in formula order; each owns the population
+    columns that are its level-2 predictors (and no later factor takes them again)."""
+    by_factor: dict[str, list[GroupTerm]] = {}
+    for term in groups:
+        by_factor.setdefault(term.factor, []).append(term)
+    taken = np.zeros(X.shape[1], dtype=bool)
+    factors: list[FactorDesign] = []
+    for name, terms in by_factor.items():
+        factors.append(_factor_design(name, terms, data, X, taken, namespace))
+        taken |= factors[-1].owns
+    return factors
