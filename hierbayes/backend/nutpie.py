@@ -198,11 +198,16 @@ def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
     if not same_interface or not pytensor.config.numba__cache:
         return nutpie.compile_pymc_model(model, backend="numba")
 
+    # PyMC cannot turn a model with initial values into a graph (an ordinal model's cutpoints
+    # start strictly increasing): take them off the model and give them to the start instead.
+    initvals = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
+    model.rvs_to_initial_values = dict.fromkeys(model.rvs_to_initial_values)
     frozen = freeze_shared(model)
     # As nutpie.compile_pymc_model does by default: start at the support point, jittered.
     initial_point = with_lock(
         make_initial_point_fn(
             model=frozen,
+            overrides=initvals,
             default_strategy="support_point",
             jitter_rvs=set(frozen.free_RVs),
             return_transformed=True,
