@@ -50,8 +50,8 @@ INVERSE_LINKS = {
 
 
 def aux_rv(prior: Prior, name: str, n_levels: int | None = None) -> pt.TensorVariable:
-    """A family's auxiliary parameter; ``cutpoints`` are ordered, over the dim ``cutpoint``."""
-    if name != "cutpoints":
+    """A family's auxiliary parameter; ``cutpoints*`` are ordered, over the dim ``cutpoint``."""
+    if not name.startswith("cutpoints"):
         return prior_rv(prior, name)
     from pymc.distributions.transforms import ordered
 

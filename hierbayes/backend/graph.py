@@ -240,7 +240,7 @@ def build_model(
             design.family,
             design.response,
             eta,
-            aux=aux_parameters(design, priors, parameterization == "centered"),
+            aux=aux_parameters(design, priors, beta, parameterization == "centered"),
             trials=design.trials,
             observed=design.y,
             dims="obs",
@@ -249,15 +249,29 @@ def build_model(
     return model
 
 
-def aux_parameters(design: Design, priors: Mapping[str, Prior], centered: bool = False) -> dict:
+def aux_parameters(
+    design: Design, priors: Mapping[str, Prior], beta: pt.TensorVariable, centered: bool = False
+) -> dict:
     """The family's auxiliary parameters, added to the model in context (known SEs: sigma).
 
+    An ordinal model's cutpoints are sampled as ``cutpoints_centered`` = c - mean(X) beta,
+    the cutpoints at the mean of the predictors, which carry their prior (as brms and rstanarm
+    place an intercept's prior on centred predictors); ``cutpoints`` = c is a Deterministic.
     A parameter with a formula of its own (:mod:`hierbayes.spec.dpars`) is a vector over the
     rows, exp of its linear predictor; its group effects are non-centered unless
     ``centered``.
     """
     levels = None if design.response_levels is None else len(design.response_levels)
-    aux = {name: aux_rv(priors[name], name, levels) for name in design.aux}
+    aux = {}
+    for name in design.aux:
+        if name == "cutpoints":
+            raw = aux_rv(priors[name], "cutpoints_centered", levels)
+            # the predictors' mean over the rows as weighted (rows counted w times)
+            xbar = np.average(design.X, axis=0, weights=design.weights)
+            shift = pt.dot(xbar, beta) if design.fixed_names else 0.0
+            aux[name] = pm.Deterministic(name, raw + shift, dims="cutpoint")
+        else:
+            aux[name] = aux_rv(priors[name], name, levels)
     if design.family.has_sigma and design.se is not None:
         aux["sigma"] = design.se
     for d in design.dpars:

@@ -38,7 +38,10 @@ moments value of the pooled response (mean^2 / var, mean^2 / (var - mean) and
 mean (1 - mean) / var - 1, clipped to [0.1, 1000]); pooled moments include the
 between-group spread, so ``m`` understates the parameter and the scale 5 m leaves room above
 it. Cutpoints ``~ OrderedNormal(mu_k, 2.5)`` (1.5 for probit) centred at the link of the
-cumulative proportion of rows at or below level k.
+cumulative proportion of rows at or below level k; the prior holds for the cutpoints at the
+mean of the predictors, c_k - mean(X) beta (what the graph samples, as brms and rstanarm
+put an intercept's prior on centred predictors), so 0/1 or uncentred predictors do not
+shift it.
 
 A distributional parameter's regression (``sigma="~ x + (1 | g)"``, on the log scale):
 ``<param>_Intercept ~ Normal(log m, 2.5)`` with ``m`` the typical value above (``s`` for

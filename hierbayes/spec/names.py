@@ -39,6 +39,8 @@ def check_names(
     hierbayes.errors.SpecError: grouping column 'chain' cannot keep its name: ...
     """
     names = [response, *fixed_names, *aux]
+    if "cutpoints" in aux:
+        names.append("cutpoints_centered")  # what the graph samples (backend.graph)
     kinds = ("sd", "b", "u", "z", "cpc", "corr")
     names += [f"{kind}_{f}" for f in factors for kind in kinds]
     names.append(f"marginal_{response}")
