@@ -84,10 +84,17 @@ def compare(fits: Mapping[str, Comparable]) -> pd.DataFrame:
     bad = {name: p for name, p in problems.items() if p}
     if bad:
         listed = "; ".join(f"{name!r} ({', '.join(p)})" for name, p in bad.items())
+        sampling = any(p != ["Pareto k > 0.7"] for p in bad.values())
+        advice = (
+            "fix their sampling (see each fit's diagnostics), and read a high Pareto k as LOO "
+            "failing for those rows, before comparing"
+            if sampling
+            else "their sampler checks passed, but PSIS-LOO is unreliable for the rows with "
+            "Pareto k > 0.7 (influential rows, or a model too flexible for them): compare "
+            "with leave-one-group-out or K-fold cross-validation, or read the elpd as rough"
+        )
         warnings.warn(
-            f"compare: {listed}. The ranking of these fits is not to be trusted: fix their "
-            "sampling (see each fit's diagnostics), and read a high Pareto k as LOO "
-            "failing for those rows, before comparing",
+            f"compare: {listed}. The ranking of these fits is not to be trusted: {advice}",
             SamplingWarning,
             stacklevel=2,
         )

@@ -84,6 +84,11 @@ def _factor_table(
     u = posterior_draws(idata, f"u_{f.name}")
     sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
     sigma = posterior_draws(idata, "sigma") if identity and design.estimates_sigma else None
+    if sigma is not None and design.family.name == "student_t":
+        # sigma is the t's scale: a row's information about its mean is
+        # (nu + 1) / ((nu + 3) sigma^2), so its effective variance is sigma^2 (nu + 3) / (nu + 1)
+        nu = posterior_draws(idata, "nu")
+        sigma = sigma * np.sqrt((nu + 3.0) / (nu + 1.0))
     if identity and design.dpar("sigma") is not None:  # each group's own sigma, (S, J)
         sigma = RowDraws(idata, design.dpar("sigma")).group_rms(f.codes, f.n_groups)
     lam = pooling.reliability(sd, fits.cov, sigma)
