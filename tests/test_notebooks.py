@@ -11,6 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == [
+        "beyond_gaussian.ipynb",
         "eight_schools.ipynb",
         "exam_multilevel.ipynb",
         "why_partial_pooling.ipynb",

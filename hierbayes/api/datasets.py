@@ -28,7 +28,12 @@ __all__ = [
 DATASETS: dict[str, tuple[str, dict]] = {
     "eight_schools": ("eight_schools.csv", {"dtype": {"school": str}}),
     "exam": ("exam.csv", {}),
+    "grouseticks": (
+        "grouseticks.csv",
+        {"dtype": {"INDEX": str, "BROOD": str, "YEAR": str, "LOCATION": str}},
+    ),
     "penicillin": ("penicillin.csv", {"dtype": {"plate": str, "sample": str}}),
+    "wine": ("wine.csv", {"dtype": {"bottle": str, "judge": str}}),
 }
 
 
@@ -55,7 +60,7 @@ def load(name: str) -> pd.DataFrame:
 
     Parameters
     ----------
-    name : {"eight_schools", "exam", "penicillin"}
+    name : {"eight_schools", "exam", "grouseticks", "penicillin", "wine"}
 
     Examples
     --------
