@@ -8,6 +8,7 @@ from typing import Any
 
 from hierbayes.api.fit import Fit
 from hierbayes.api.model import Model
+from hierbayes.errors import FileFormatError
 from hierbayes.posterior.storage import read_fit
 
 __all__ = ["load"]
@@ -26,7 +27,9 @@ def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fi
     ------
     FileNotFoundError, FileFormatError
         As :func:`~hierbayes.posterior.storage.read_fit` raises them: no such file, or one
-        that is damaged, foreign, or altered since it was written.
+        that is damaged, foreign, or altered since it was written; also when the groups
+        rebuilt from the stored data are not those of the posterior, in its order (a file
+        written before categorical columns kept their categories' order).
 
     Examples
     --------
@@ -35,4 +38,14 @@ def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fi
     """
     stored = read_fit(path)
     model = Model.from_spec(stored.spec, stored.data, namespace=namespace)
+    post = stored.idata.posterior
+    for f in model.design.factors:  # the posterior's group effects are stored by position
+        labels = [str(v) for v in post[f.name].values] if f.name in post.coords else None
+        if labels is not None and labels != [str(v) for v in f.levels]:
+            raise FileFormatError(
+                f"{str(path)!r}: the groups of {f.name!r} rebuilt from the stored data "
+                f"({[str(v) for v in f.levels[:5]]} ...) are not the posterior's, in its order "
+                f"({labels[:5]} ...): the effects would be labelled with the wrong groups. "
+                "Refit the model and save it again"
+            )
     return Fit(model, stored.idata, target_accept=stored.target_accept, warn=False)

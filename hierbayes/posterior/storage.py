@@ -1,8 +1,10 @@
 """Save a fit to netCDF and load it back, with its model, without refitting.
 
 The file is the fit's InferenceData (``arviz.to_netcdf``) plus, in the standard
-``constant_data`` group, the data columns the model uses (one row per observation), and in
-the file's attributes the model spec as JSON, a SHA-256 hash of those data, the sampler
+``constant_data`` group, the data columns the model uses (one row per observation; a
+categorical column as text, with its categories and their order in the column's attributes,
+so that group levels and ordinal levels come back in their order), and in the file's
+attributes the model spec as JSON, a SHA-256 hash of those data, the sampler
 settings and the package versions. :func:`read_fit` reads it back and checks the hash;
 :func:`hierbayes.load` rebuilds the model from the spec and data. No pickle is involved
 anywhere.
@@ -62,6 +64,37 @@ def _stored_columns(data: pd.DataFrame) -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].astype(str).astype(object)
     return frame if frame.index.is_unique else frame.reset_index(drop=True)
+
+
+def _category_attrs(values: pd.Series) -> dict[str, str | int]:
+    """A categorical column's categories (JSON, in order) and whether they are ordered.
+
+    A categorical's category order is the order of a grouping factor's levels and of an
+    ordinal response's levels, which the text stored in the file does not keep.
+    """
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return {}
+    categories = [c.item() if isinstance(c, np.generic) else c for c in values.cat.categories]
+    return {
+        "hierbayes_categories": json.dumps(categories, default=str),
+        "hierbayes_ordered": int(values.cat.ordered),
+    }
+
+
+def _restore_categories(data: pd.DataFrame, constant: xr.Dataset) -> pd.DataFrame:
+    """The categorical columns of the stored data back as categoricals, in category order."""
+    for name in constant.data_vars:
+        attrs = constant[name].attrs
+        if "hierbayes_categories" in attrs:
+            column = attrs.get("hierbayes_column", name)
+            categories = json.loads(attrs["hierbayes_categories"])
+            by_text = {str(c): c for c in categories}
+            data[column] = pd.Categorical(
+                data[column].map(by_text),
+                categories=categories,
+                ordered=bool(attrs["hierbayes_ordered"]),
+            )
+    return data
 
 
 def _spec_json(spec: ModelSpec) -> str:
@@ -182,11 +215,16 @@ def write_fit(
     temporary file (:func:`atomic_write`), and the CLI on its ``posterior.nc`` among the
     files it writes together (:func:`atomic_write_all`); :func:`read_fit` reads either.
     """
+    categories = {c: _category_attrs(data[c]) for c in data.columns}
     data = _stored_columns(data)
     idata = idata.copy()
     constant = xr.Dataset(  # columns by position: any column name, "obs" or "a/b" included
         {
-            f"column_{k}": ("obs", data[c].to_numpy(), {"hierbayes_column": str(c)})
+            f"column_{k}": (
+                "obs",
+                data[c].to_numpy(),
+                {"hierbayes_column": str(c), **categories[c]},
+            )
             for k, c in enumerate(data.columns)
         },
         coords={"obs": np.asarray(data.index)},
@@ -255,6 +293,7 @@ def read_fit(path: str | Path) -> StoredFit:
         raise FileFormatError(
             f"{str(path)!r}: the stored data do not match their hash: the file was altered"
         )
+    data = _restore_categories(data, constant)
     raw = json.loads(attrs["hierbayes_spec"])
     try:
         spec = ModelSpec(**raw)
