@@ -37,7 +37,7 @@ from hierbayes.spec.design import (
     group_labels,
     new_offset,
 )
-from hierbayes.spec.families import category_probs
+from hierbayes.spec.families import category_probs, level_scores
 from hierbayes.spec.modelspec import ModelSpec
 
 __all__ = ["predict", "KINDS", "NEW_GROUPS", "CHUNK_CELLS"]
@@ -157,10 +157,7 @@ def _group_effects(
 
 def _scores(design: Design) -> np.ndarray:
     """An ordinal response's level values: its integers, or positions 1..K of a categorical."""
-    levels = design.response_levels or ()
-    if all(isinstance(v, int | np.integer) for v in levels):
-        return np.asarray(levels, dtype=float)
-    return np.arange(1.0, len(levels) + 1.0)
+    return level_scores(design.response_levels or ())
 
 
 def predict(

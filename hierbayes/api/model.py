@@ -100,6 +100,44 @@ def default_progressbar() -> bool:
     return sys.stderr.isatty()
 
 
+def _ordered_cutpoints(
+    first: az.InferenceData, draws: int, random_seed: int | None
+) -> az.InferenceData:
+    """Keep the prior draws whose cutpoints increase, drawing more until there are ``draws``.
+
+    The ordered transform restricts the cutpoints' prior density to increasing values, but
+    PyMC's forward draws ignore it: independent draws that are out of order (and a response
+    drawn from negative category probabilities). Rejecting those joint draws leaves exact
+    draws of the restricted prior and its predictive. Call inside the model's context.
+    """
+    rng = np.random.default_rng(random_seed)
+    groups = ("prior", "prior_predictive")
+    parts: dict[str, list[xr.Dataset]] = {g: [] for g in groups}
+    idata, kept, tried = first, 0, 0
+    while True:
+        cut = idata.prior["cutpoints_centered"].values[0]
+        keep = np.flatnonzero((np.diff(cut, axis=-1) > 0).all(axis=-1))
+        for g in groups:
+            parts[g].append(idata[g].isel(draw=keep))
+        kept, tried = kept + len(keep), tried + draws
+        if kept >= draws:
+            break
+        if tried >= 1000 * draws:
+            raise SpecError(
+                f"the cutpoints' prior gives increasing cutpoints in {kept} of {tried} draws: "
+                "give it increasing centres (hb.priors.OrderedNormal((-1, 0, 1), 2.5)) so "
+                "that its prior predictive can be drawn"
+            )
+        idata = pm.sample_prior_predictive(draws=draws, random_seed=int(rng.integers(2**32)))
+    out = {
+        g: xr.concat(parts[g], "draw").isel(draw=slice(draws)).assign_coords(draw=range(draws))
+        for g in groups
+    }
+    if "observed_data" in idata.groups():
+        out["observed_data"] = idata.observed_data
+    return az.InferenceData(**out)
+
+
 class Model:
     """A Bayesian hierarchical model: an lme4-style formula, a DataFrame and options.
 
@@ -417,11 +455,28 @@ class Model:
         The centered and non-centered graphs are the fitted graph itself. A marginal model
         has no group effects in its graph, so its prior predictive comes from the
         non-centered graph of the same model: the same joint distribution of parameters and
-        data, with ``u_<f>`` and ``b_<f>`` drawn too.
+        data, with ``u_<f>`` and ``b_<f>`` drawn too. An ordinal response is drawn as its
+        level values, as :meth:`Fit.predict` gives them (its integers, or positions 1..K of
+        an ordered categorical), and its cutpoints come from their prior restricted to
+        increasing values, as the model's density has them (:func:`_ordered_cutpoints`); with
+        ``weights=`` each row is drawn once.
         """
         graph = "non-centered" if self.plan.marginal else self.plan.graph
-        with build_model(self.design, self.priors, parameterization=graph):
-            return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+        with (
+            build_model(self.design, self.priors, parameterization=graph),
+            warnings.catch_warnings(),
+        ):
+            # the weights' Potential holds only the likelihood, which a prior predictive omits
+            warnings.filterwarnings("ignore", "The effect of Potentials", UserWarning)
+            idata = pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+            if "cutpoints" in self.design.aux:
+                idata = _ordered_cutpoints(idata, draws, random_seed)
+        levels = self.design.response_levels
+        if levels is not None:  # PyMC draws the codes 0..K-1
+            y = idata.prior_predictive[self.design.response]
+            scores = families.level_scores(levels)
+            idata.prior_predictive[self.design.response] = y.copy(data=scores[y.values])
+        return idata
 
     def _attrs(self, **extra: Any) -> dict[str, Any]:
 

@@ -323,6 +323,40 @@ def _prior_simulations(
     return truth, np.asarray(idata.prior_predictive[response].values)[0]
 
 
+def _check_simulations(ctx: _Context, ys: np.ndarray, family_ordinal: bool) -> None:
+    """Build the model on every simulated data set before fitting any.
+
+    A prior predictive can draw data the model refuses (an ordinal level without rows, a
+    beta response of exactly 0 or 1): that is an error now, naming the first such
+    simulation and what to do, not after hours of fits.
+    """
+    refused: list[tuple[int, DataError]] = []
+    with _quiet_inner_fits():
+        for i, y in enumerate(ys):
+            data = ctx.data.copy()
+            data[ctx.response] = y
+            try:
+                Model.from_spec(ctx.spec, data, namespace=ctx.namespace)
+            except DataError as err:
+                refused.append((i, err))
+    if not refused:
+        return
+    i, err = refused[0]
+    hint = (
+        "for an ordinal response, cutpoints far enough apart (prior key 'cutpoints') and "
+        "coefficients and group SDs small enough that every level gets rows in every "
+        "simulation, or more rows"
+        if family_ordinal
+        else "responses that stay inside the family's support"
+    )
+    raise SpecError(
+        f"SBC: the model refuses {len(refused)} of the {len(ys)} data sets its prior "
+        f"predictive simulated, e.g. simulation {i}: {err}. SBC needs every simulated data "
+        f"set to suit the model: choose priors under which they do ({hint}). Nothing was "
+        "fitted"
+    )
+
+
 def _run(ctx: _Context, tasks, workers: int, record) -> bool:
     """Fit every task, in this process or a pool, recording each row; True when interrupted."""
     interrupted = False
@@ -439,6 +473,10 @@ def sbc(
     SBCInterrupted
         On Ctrl-C, after stopping the running fit(s); a ``KeyboardInterrupt`` whose
         ``.result`` holds the completed simulations.
+    SpecError
+        Before any fit: a model with ``weights=`` (its fits would not be the simulator's
+        posterior), or simulated data sets the model refuses (an ordinal level without rows,
+        say): every simulated data set is checked before the first fit.
 
     Notes
     -----
@@ -480,6 +518,13 @@ def sbc(
     simulator = model if simulator is None else simulator
     if simulator is not model:
         _check_simulator(model, simulator)
+    if model.design.weights is not None:
+        raise SpecError(
+            "SBC of a model with weights= would not be calibrated: a simulation draws each row "
+            "once, but the fit counts row i w_i times, so its posterior is not the "
+            "simulator's. Run SBC on the model without weights, with each row repeated w_i "
+            "times (data.loc[data.index.repeat(data[weights])])"
+        )
 
     seeds = np.random.SeedSequence(int(random_seed)).spawn(n_simulations + 1)
     prior_seed = int(seeds[0].generate_state(1)[0])
@@ -501,6 +546,7 @@ def sbc(
         fit_kwargs=fit_kwargs,
         namespace=model.namespace if workers == 1 else "safe",
     )
+    _check_simulations(ctx, ys, model.family.ordinal)
     n_draws = chains * math.ceil(draws / thin)
     ranks = np.zeros((n_simulations, len(scalars)), dtype=int)
     diag = np.full((n_simulations, 3), np.nan)

@@ -38,7 +38,17 @@ from scipy.special import expit, gammaln, ndtr
 from hierbayes.errors import DataError, SpecError, describe_rows, unknown_name
 from hierbayes.spec import links as L
 
-__all__ = ["Family", "FAMILIES", "get", "GAUSSIAN", "BERNOULLI", "BINOMIAL", "POISSON"]
+__all__ = [
+    "Family",
+    "FAMILIES",
+    "get",
+    "level_scores",
+    "ordinal_codes",
+    "GAUSSIAN",
+    "BERNOULLI",
+    "BINOMIAL",
+    "POISSON",
+]
 
 #: Response checks: support -> (test of a bad value, what the values must be).
 _SUPPORT = {
@@ -112,6 +122,20 @@ def ordinal_codes(column: str, values: pd.Series, index: pd.Index) -> tuple[np.n
             "categories with values.cat.remove_unused_categories()"
         )
     return codes.astype(float), levels
+
+
+def level_scores(levels: tuple) -> np.ndarray:
+    """The values an ordinal response's levels stand for: its integers, or positions 1..K of
+    an ordered categorical's categories (what predictions of an ordinal response report).
+
+    Examples
+    --------
+    >>> level_scores((2, 3, 4)).tolist(), level_scores(("low", "high")).tolist()
+    ([2.0, 3.0, 4.0], [1.0, 2.0])
+    """
+    if all(isinstance(v, int | np.integer) for v in levels):
+        return np.asarray(levels, dtype=float)
+    return np.arange(1.0, len(levels) + 1.0)
 
 
 def _nb(y, mu, alpha):
