@@ -19,7 +19,7 @@ from hierbayes.analysis.plots import plot_pooling
 from hierbayes.core import pooling
 from hierbayes.errors import SpecError
 from hierbayes.posterior.draws import RowDraws, posterior_draws
-from hierbayes.spec.baselines import complete_pooling_fit
+from hierbayes.spec.baselines import complete_pooling_fit, no_pooling_glm
 from hierbayes.spec.design import Design, FactorDesign
 
 __all__ = ["PoolingReport", "pooling_report", "TABLE_COLUMNS"]
@@ -62,17 +62,7 @@ def _factor_table(
         )
     else:  # a GLM per group; level-1 columns held at their complete-pooling values
         offset = design.X[:, level1] @ gamma[level1] + design.eta_offset
-        fits = pooling.grouped_irls(
-            f.Z,
-            design.y,
-            design.family,
-            f.codes,
-            f.n_groups,
-            trials=design.trials,
-            offset=offset,
-            aux=aux,
-            weights=design.weights,
-        )
+        fits, aux = no_pooling_glm(design, f.Z, f.codes, f.n_groups, offset, aux)
         group_se = np.sqrt(np.einsum("jkk->jk", fits.cov))
         if identity:  # Gaussian IRLS weights are 1: scale by the pooled residual SD
             group_se = group_se * (float(aux["sigma"]) if design.se is None else 1.0)
