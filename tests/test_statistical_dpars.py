@@ -50,14 +50,22 @@ def test_schools_with_their_own_residual_sd_are_recovered():
         low, high = np.quantile(draws, [0.005, 0.995])
         print(f"{name}: truth {value}, posterior mean {draws.mean():.3f} [{low:.3f}, {high:.3f}]")
         assert low <= value <= high, name
-    # each school's own sigma_j: b_sigma_school is log sigma_j
-    b = post["b_sigma_school"].values[..., 0].reshape(-1, len(log_sigma))
-    low, high = np.quantile(b, [0.05, 0.95], axis=0)
-    covered = int(((low <= log_sigma) & (log_sigma <= high)).sum())
-    r = float(np.corrcoef(b.mean(axis=0), log_sigma)[0, 1])
-    print(f"log sigma_j: 90% intervals cover {covered} of 30; correlation {r:.3f}")
-    assert covered >= 24  # binomial(30, 0.9): P(X < 24) = 0.026
+    # each school's own sigma_j: b_sigma_school is log sigma_j. One data set's intervals
+    # share their errors (sigma_w and sd_sigma_school are estimated once), so their coverage
+    # is checked across data sets by the SBC below; here the estimates must track the truth,
+    # and beat each school's own residual SD (from its own least-squares fit of y on x)
+    b = post["b_sigma_school"].values[..., 0].reshape(-1, len(log_sigma)).mean(axis=0)
+
+    def own_sd(d: pd.DataFrame) -> float:
+        resid = d["y"] - np.polyval(np.polyfit(d["x"], d["y"], 1), d["x"])
+        return float(np.sqrt(np.sum(resid**2) / (len(d) - 2)))
+
+    raw = np.log([own_sd(d) for _, d in df.groupby("school", sort=True)])
+    r = float(np.corrcoef(b, log_sigma)[0, 1])
+    rmse, rmse_raw = (float(np.sqrt(np.mean((e - log_sigma) ** 2))) for e in (b, raw))
+    print(f"log sigma_j: correlation {r:.3f}; RMSE {rmse:.3f}, schools' own {rmse_raw:.3f}")
     assert r > 0.9
+    assert rmse < rmse_raw
 
 
 DPAR_PRIORS = {
