@@ -50,76 +50,12 @@ from hierbayes.errors import (
     SamplingWarning,
     SpecError,
 )
-from hierbayes.spec.design import Design
+from hierbayes.posterior.scalars import Scalar, scalar_parameters, scalar_values
 
 __all__ = ["sbc"]
 
 #: Fit arguments that :func:`sbc` sets itself.
 _RESERVED_FIT_ARGS = ("draws", "tune", "chains", "random_seed", "progressbar", "strict")
-
-
-@dataclass(frozen=True)
-class _Scalar:
-    """One scalar parameter: its column label, model variable and index within the variable."""
-
-    label: str
-    var: str
-    index: tuple[int, ...]
-    dims: tuple[str, ...]
-
-
-def _scalar_parameters(design: Design) -> list[_Scalar]:
-    """Population coefficients, group SDs, correlations, the family's auxiliary parameters,
-    then every group coefficient; a distributional parameter's coefficients, SDs and group
-    coefficients beside the model's."""
-    factors = [*design.factors, *(f for d in design.dpars for f in d.factors)]
-    names = design.fixed_names + tuple(n for d in design.dpars for n in d.fixed_names)
-    out = [_Scalar(name, name, (), ()) for name in names]
-    for f in factors:
-        for t, term in enumerate(f.terms):
-            out.append(_Scalar(f"sd_{f.name}[{term}]", f"sd_{f.name}", (t,), (f.term_dim,)))
-        if f.correlated:
-            for i, j in zip(*np.triu_indices(len(f.terms), k=1), strict=True):
-                out.append(
-                    _Scalar(
-                        f"corr_{f.name}[{f.terms[i]}, {f.terms[j]}]",
-                        f"corr_{f.name}",
-                        (int(i), int(j)),
-                        (f.term_dim, f"{f.term_dim}2"),
-                    )
-                )
-    for name in design.aux:
-        if name == "cutpoints":
-            out += [
-                _Scalar(f"cutpoints[{k}]", name, (k,), ("cutpoint",))
-                for k in range(len(design.response_levels) - 1)
-            ]
-        else:
-            out.append(_Scalar(name, name, (), ()))
-    for f in factors:
-        for j, level in enumerate(f.levels):
-            for t, term in enumerate(f.terms):
-                out.append(
-                    _Scalar(
-                        f"b_{f.name}[{level}, {term}]", f"b_{f.name}", (j, t), (f.name, f.term_dim)
-                    )
-                )
-    return out
-
-
-def _values(dataset: Any, scalars: Sequence[_Scalar], where: str) -> dict[str, np.ndarray]:
-    """Each variable's values (chain, draw, ...), checking that its dims are the expected ones."""
-    out: dict[str, np.ndarray] = {}
-    for s in scalars:
-        if s.var in out:
-            continue
-        if s.var not in dataset:
-            raise SpecError(f"{where} has no variable {s.var!r}, which SBC needs")
-        var = dataset[s.var]
-        if tuple(var.dims[2:]) != s.dims:
-            raise SpecError(f"{where}: {s.var!r} has dims {var.dims[2:]}, expected {s.dims}")
-        out[s.var] = np.asarray(var.values, dtype=float)
-    return out
 
 
 def _check_simulator(model: Model, simulator: Model) -> None:
@@ -169,7 +105,7 @@ class _Context:
     spec: Any
     data: pd.DataFrame
     response: str
-    scalars: tuple[_Scalar, ...]
+    scalars: tuple[Scalar, ...]
     draws: int
     tune: int
     chains: int
@@ -235,7 +171,7 @@ def _simulate(
     post = fit.idata.posterior
     if post.sizes["draw"] != ctx.draws or post.sizes["chain"] != ctx.chains:
         raise KeyboardInterrupt  # the sampler stopped early: it was interrupted
-    values = _values(post, ctx.scalars, f"the posterior of simulation {i}")
+    values = scalar_values(post, ctx.scalars, f"the posterior of simulation {i}")
     draws = np.stack(
         [
             values[s.var][(slice(None), slice(None, None, ctx.thin), *s.index)].ravel()
@@ -313,12 +249,12 @@ def _inner_fit_kwargs(fit_kwargs: Mapping[str, Any] | None, workers: int) -> dic
 
 
 def _prior_simulations(
-    simulator: Model, scalars: Sequence[_Scalar], response: str, n: int, seed: int
+    simulator: Model, scalars: Sequence[Scalar], response: str, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The true values (n, m) drawn from the simulator's prior, and the data (n, N)."""
     with _quiet_inner_fits():
         idata = simulator.prior_predictive(draws=n, random_seed=seed)
-    prior = _values(idata.prior, scalars, "the simulator's prior")
+    prior = scalar_values(idata.prior, scalars, "the simulator's prior")
     truth = np.stack([prior[s.var][(0, slice(None), *s.index)] for s in scalars], axis=1)
     return truth, np.asarray(idata.prior_predictive[response].values)[0]
 
@@ -530,7 +466,7 @@ def sbc(
     prior_seed = int(seeds[0].generate_state(1)[0])
     fit_seeds = [int(s.generate_state(1)[0]) for s in seeds[1:]]
 
-    scalars = tuple(_scalar_parameters(model.design))
+    scalars = tuple(scalar_parameters(model.design))
     response = model.design.response
     truth, ys = _prior_simulations(simulator, scalars, response, n_simulations, prior_seed)
 

@@ -15,7 +15,8 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.analysis.sbc_result import SBCInterrupted
-from hierbayes.api.sbc import _scalar_parameters, _values, sbc
+from hierbayes.api.sbc import sbc
+from hierbayes.posterior.scalars import scalar_parameters, scalar_values
 
 from ..conftest import EIGHT_FORMULA, EIGHT_PRIORS
 
@@ -167,7 +168,7 @@ def test_scalar_parameters_of_a_correlated_model_match_its_prior():
         {"y": rng.normal(size=30), "x": rng.normal(size=30), "g": np.repeat(list("abcde"), 6)}
     )
     model = hb.Model("y ~ x + (x | g)", df, parameterization="non-centered")
-    scalars = _scalar_parameters(model.design)
+    scalars = scalar_parameters(model.design)
     labels = [s.label for s in scalars]
     assert labels[:6] == [
         "Intercept",
@@ -179,7 +180,7 @@ def test_scalar_parameters_of_a_correlated_model_match_its_prior():
     ]
     assert labels[6:8] == ["b_g[a, Intercept]", "b_g[a, x]"] and len(labels) == 16
     prior = model.prior_predictive(draws=5, random_seed=1).prior
-    values = _values(prior, scalars, "prior")
+    values = scalar_values(prior, scalars, "prior")
     corr = values["corr_g"][0, :, 0, 1]
     assert np.all(np.abs(corr) < 1) and np.all(corr != 0)
 
