@@ -4,7 +4,7 @@
    e_j 0.3); the default (marginal) fit finds the regression of log sigma and each school's
    sigma_j.
 2. SBC of ``y ~ 1 + (1 | g)`` with ``sigma="~ (1 | g)"``, marginal (the per-group sigma_j
-   form) and non-centered.
+   form; the non-centered graph agrees with it in the workflow tier).
 
 Run with ``python -m pytest -m slow``; the figures print with ``-s``.
 """
@@ -88,7 +88,9 @@ def dpar_model(parameterization: str) -> hb.Model:
     )
 
 
-@pytest.mark.parametrize("parameterization", ["marginal", "non-centered"])
+# marginal only: the per-group sigma_j likelihood is this form's own code; the non-centered
+# graph agrees with it within MCSE (tests/api/test_dpars_fit.py)
+@pytest.mark.parametrize("parameterization", ["marginal"])
 def test_sbc_sigma_by_group_is_calibrated(parameterization):
     _, u = run_and_report(
         f"sigma ~ (1 | g), {parameterization}", dpar_model(parameterization), 60, seed=12
