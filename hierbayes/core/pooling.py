@@ -191,18 +191,47 @@ def grouped_irls(
     [2.0, 4.0]
     """
     offset = np.zeros_like(y) if offset is None else offset
+
+    # the likelihood the steps climb; a Gaussian's sigma does not move its maximum
+    lik_aux = {"sigma": 1.0, **(aux or {})}
+    identity = family.link == "identity"  # one weighted least-squares step is exact
+
+    def loglik(c: np.ndarray) -> np.ndarray:
+        """Each group's log-likelihood at coefficients ``c`` (-inf where not finite)."""
+        if identity:
+            return np.zeros(J)
+        eta = offset + np.einsum("nk,nk->n", Z, c[codes])
+        with np.errstate(all="ignore"):
+            ll = family.log_density(y, eta, lik_aux, trials=trials)
+        ll = ll if weights is None else ll * weights
+        total = np.bincount(codes, weights=np.where(np.isnan(ll), -np.inf, ll), minlength=J)
+        return np.where(np.isnan(total), -np.inf, total)
+
     coef = np.zeros((J, Z.shape[1]))
-    converged = np.zeros(J, dtype=bool)
+    current = loglik(coef)
+    converged = stalled = np.zeros(J, dtype=bool)
     for _ in range(max_iter):
         eta = offset + np.einsum("nk,nk->n", Z, coef[codes])
-        z, w = family.irls(eta, y, trials, aux)
+        with np.errstate(all="ignore"):
+            z, w = family.irls(eta, y, trials, aux)
         if weights is not None:
             w = w * weights
         fits = grouped_wls(Z, z - offset, w, codes, J)
-        new = np.nan_to_num(fits.coef)
-        converged = np.all(np.abs(new - coef) <= tol * (1 + np.abs(new)), axis=1)
-        coef = new
-        if converged.all():
+        step = np.nan_to_num(fits.coef) - coef
+        # step-halving: a full Fisher step can overshoot (counts far from 1 seen from
+        # eta = 0 overflow exp(eta)), so a group whose likelihood would fall halves its step
+        for _ in range(40):
+            trial = loglik(coef + step)
+            worse = ~(trial >= current - 1e-10 * np.abs(current))
+            if not worse.any():
+                break
+            step[worse] *= 0.5
+        stalled = worse & np.any(np.abs(step) > tol, axis=1)
+        step[worse] = 0.0
+        new = coef + step
+        converged = np.all(np.abs(new - coef) <= tol * (1 + np.abs(new)), axis=1) & ~stalled
+        coef, current = new, np.where(worse, current, trial)
+        if (converged | stalled).all():
             break
     valid = fits.valid & converged & np.all(np.abs(coef) < 30, axis=1)
     coef = np.where(valid[:, None], coef, np.nan)

@@ -121,3 +121,34 @@ def test_shrinkage():
     )
     np.testing.assert_allclose(out[:2], [18 / 21, -1 / -2])
     assert np.isnan(out[2])
+
+
+@pytest.mark.parametrize("family", ["poisson", "negativebinomial", "gamma"])
+def test_irls_halves_steps_that_overshoot(family):
+    """Counts and means near e^3, seen from eta = 0: a full first Fisher step overflows
+    exp(eta) (before step-halving, hb.Model raised 'SVD did not converge' on 63 of 120 such
+    data sets). Each group's fit equals statsmodels' GLM with the same fixed alpha."""
+    import statsmodels.api as sm
+
+    from hierbayes.spec.families import get
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(4), 20)
+    x = rng.normal(size=80)
+    mu = np.exp(3.0 + x + rng.normal(0, 0.8, 4)[g])
+    y = {
+        "poisson": rng.poisson(mu),
+        "negativebinomial": rng.poisson(rng.gamma(2.0, mu / 2.0)),
+        "gamma": rng.gamma(3.0, mu / 3.0),
+    }[family].astype(float)
+    aux = {"alpha": np.array(2.0 if family == "negativebinomial" else 3.0)}
+    Z = np.column_stack([np.ones(80), x])
+    fits = pooling.grouped_irls(Z, y, get(family), g, 4, aux=aux)
+    sm_family = {
+        "poisson": sm.families.Poisson(),
+        "negativebinomial": sm.families.NegativeBinomial(alpha=0.5),  # statsmodels: 1 / ours
+        "gamma": sm.families.Gamma(sm.families.links.Log()),
+    }[family]
+    for j in range(4):
+        ref = sm.GLM(y[g == j], Z[g == j], family=sm_family).fit(tol=1e-12)
+        np.testing.assert_allclose(fits.coef[j], ref.params, rtol=1e-6)
