@@ -23,6 +23,7 @@ def test_notebook_executes(path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own inline backend draws
     monkeypatch.setenv("HIERBAYES_DRAWS", "100")
     monkeypatch.setenv("HIERBAYES_TUNE", "100")
+    monkeypatch.setenv("HIERBAYES_CHAINS", "2")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}

@@ -35,7 +35,7 @@ def fits(hetero) -> dict[str, hb.Fit]:
     out = {}
     for form in ("marginal", "non-centered"):
         model = hb.Model(FORMULA, hetero, sigma=SIGMA, parameterization=form)
-        out[form] = quiet_fit(model, draws=500, tune=500, random_seed=4)
+        out[form] = quiet_fit(model, draws=300, tune=300, random_seed=4)
     return out
 
 
@@ -77,11 +77,11 @@ def test_predictive_spread_follows_each_group_sigma(fits, hetero):
         + post["u_sigma_g"].values[..., codes, 0]
     )
     rms_sigma = np.sqrt((np.exp(log_sigma) ** 2).mean(axis=(0, 1)))
-    np.testing.assert_allclose(resid_sd, rms_sigma, rtol=0.12)  # 1,000 draws: SD's MCSE ~2%
+    np.testing.assert_allclose(resid_sd, rms_sigma, rtol=0.12)  # 600 draws: the SD's MCSE ~3%
     # a school the model never saw gets its sigma from the fitted population of sigmas
     new = hetero.head(2).assign(g="new")
     draws = fit.predict(new, kind="response", random_seed=2)
-    assert np.isfinite(draws.values).all() and draws.shape == (2, 500, 2)
+    assert np.isfinite(draws.values).all() and draws.shape == (2, 300, 2)
 
 
 def test_pooling_report_uses_each_group_sigma(fits):
