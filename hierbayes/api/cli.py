@@ -26,7 +26,7 @@ from typing import Any
 
 from hierbayes.api.datasets import resource_path
 from hierbayes.api.model import Model
-from hierbayes.backend.samplers import SAMPLERS
+from hierbayes.backend.samplers import DEFAULT_SAMPLER, SAMPLERS
 from hierbayes.errors import DataError, MissingDependencyError, SpecError
 from hierbayes.posterior.storage import atomic_write_all
 from hierbayes.spec.modelspec import PARAMETERIZATIONS
@@ -141,7 +141,10 @@ def _parser() -> argparse.ArgumentParser:
             help="graph form of the group-level terms (default: the spec's, else the model's)",
         )
         p.add_argument(
-            "--sampler", choices=SAMPLERS, default="pymc", help="NUTS implementation (pymc)"
+            "--sampler",
+            choices=SAMPLERS,
+            default=DEFAULT_SAMPLER,
+            help=f"NUTS implementation ({DEFAULT_SAMPLER})",
         )
         p.add_argument("--draws", type=int, help="draws per chain (default: the spec's)")
         p.add_argument("--tune", type=int, help="tuning steps per chain")

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from hierbayes.api.fit import Fit
 from hierbayes.backend import samplers
 from hierbayes.backend.graph import build_model
-from hierbayes.backend.initial import initial_values
+from hierbayes.backend.initial import jitter_scales
 from hierbayes.backend.plan import Plan, plan
 from hierbayes.core.interrupts import Interrupts
 from hierbayes.errors import DataWarning, SamplingError, SpecError
@@ -356,7 +356,7 @@ class Model:
         random_seed: int | None = None,
         progressbar: bool | None = None,
         strict: bool = False,
-        sampler: str = "pymc",
+        sampler: str = samplers.DEFAULT_SAMPLER,
         log_likelihood: bool | None = None,
     ) -> Fit:
         """Sample the posterior with NUTS and check the diagnostics.
@@ -380,10 +380,10 @@ class Model:
         strict : bool
             Raise :class:`~hierbayes.errors.SamplingError`, listing every failed check and
             what to try, instead of warning.
-        sampler : {"pymc", "nutpie", "numpyro"}
-            The NUTS implementation (:mod:`hierbayes.backend.samplers`); nutpie and numpyro
-            come with ``pip install "hierbayes[fast]"``. Every sampler gives the same
-            InferenceData.
+        sampler : {"nutpie", "pymc", "numpyro"}
+            The NUTS implementation (:mod:`hierbayes.backend.samplers`): nutpie by default,
+            PyMC's own, or numpyro (``pip install "hierbayes[numpyro]"``). Every sampler
+            gives the same InferenceData.
         log_likelihood : bool, optional
             Store the pointwise log-likelihood (for :func:`hierbayes.compare`). By default it
             is stored unless draws x observations exceeds
@@ -413,9 +413,7 @@ class Model:
             target_accept=target_accept,
             random_seed=random_seed,
             progressbar=default_progressbar() if progressbar is None else progressbar,
-            initvals=initial_values(graph, self.design, chains, random_seed)
-            if sampler == "pymc"
-            else None,  # nutpie and numpyro start as they do (nutpie converges on VerbAgg)
+            jitter_scales=jitter_scales(self.design),
         )
         self._complete(idata, random_seed=random_seed, log_likelihood=log_likelihood)
         idata.attrs.update(

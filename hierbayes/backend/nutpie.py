@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -34,6 +35,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile import SharedVariable
 from pytensor.graph.traversal import graph_inputs
+
+from hierbayes.backend.initial import scaled_start
 
 __all__ = ["NUTPIE_SERIES", "compile_model", "freeze_shared"]
 
@@ -82,18 +85,20 @@ def hierbayes_nutpie_expand(dim, expanded, x_, out_, user_data_):
 def freeze_shared(model: pm.Model) -> pm.Model:
     """A copy of ``model`` with its dims, data and other tensor shared variables as constants.
 
-    Examples
-    --------
-    >>> import numpy as np, pymc as pm, pytensor
-    >>> from pytensor.graph.traversal import graph_inputs
-    >>> with pm.Model() as m:
-    ...     scale = pytensor.shared(np.array(2.0), name="scale")
-    ...     x = pm.Normal("x", 0.0, scale)
-    >>> def kind(model):
-    ...     (v,) = [v for v in graph_inputs([model.logp()]) if v.name == "scale"]
-    ...     return "shared" if isinstance(v, pytensor.compile.SharedVariable) else v.data
-    >>> kind(m), kind(freeze_shared(m))
-    ('shared', array(2.))
+        Examples
+        --------
+        >>> import numpy as np, pymc as pm, pytensor
+        >>> from pytensor.graph.traversal import graph_inputs
+
+    from hierbayes.backend.initial import scaled_start
+        >>> with pm.Model() as m:
+        ...     scale = pytensor.shared(np.array(2.0), name="scale")
+        ...     x = pm.Normal("x", 0.0, scale)
+        >>> def kind(model):
+        ...     (v,) = [v for v in graph_inputs([model.logp()]) if v.name == "scale"]
+        ...     return "shared" if isinstance(v, pytensor.compile.SharedVariable) else v.data
+        >>> kind(m), kind(freeze_shared(m))
+        ('shared', array(2.))
     """
     from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
     from pymc.model.transform.optimization import freeze_dims_and_data
@@ -135,7 +140,15 @@ def _cfunc(source: str, name: str, inner: Any, signature: Any, nutpie_version: s
         warnings.filterwarnings(
             "ignore", message="Cannot cache compiled function", category=numba.NumbaWarning
         )
+        _ignore_performance_hints(numba)
         return numba.cfunc(signature, cache=key is not None)(function)
+
+
+def _ignore_performance_hints(numba: ModuleType) -> None:
+    """Silence numba's hints about PyTensor's generated code (e.g. "np.dot() is faster on
+    contiguous arrays"), inside a ``warnings.catch_warnings()`` block: the user cannot act on
+    them, and PyTensor's numba functions are what nutpie itself compiles."""
+    warnings.filterwarnings("ignore", category=numba.NumbaPerformanceWarning)
 
 
 def _wrappers(
@@ -163,11 +176,15 @@ def _wrappers(
     return logp, expand
 
 
-def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
+def compile_model(
+    model: pm.Model, nutpie: ModuleType, jitter_scales: Mapping[str, float] | None = None
+) -> Any:
     """Compile ``model`` for ``nutpie.sample`` with the numba backend (module docstring).
 
     Returns what ``nutpie.compile_pymc_model(model, backend="numba")`` returns, compiled by it
-    when the cached route is not available.
+    when the cached route is not available. Each chain starts at the support point, jittered
+    as :func:`hierbayes.backend.initial.scaled_start` does with ``jitter_scales`` (on the
+    uncached route, the coefficients in ``jitter_scales`` start unjittered).
 
     Examples
     --------
@@ -180,7 +197,6 @@ def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
     try:
         import numba  # noqa: F401  (the wrappers need it)
         from nutpie import compile_pymc as internals
-        from pymc.initial_point import make_initial_point_fn
         from pytensor.link.numba.cache import compile_numba_function_src  # noqa: F401
 
         parts = (
@@ -191,25 +207,26 @@ def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
             internals.CompiledPyMCModel,
         )
     except (ImportError, AttributeError):
-        return nutpie.compile_pymc_model(model, backend="numba")
+        return _compile_uncached(model, nutpie, jitter_scales)
     make_functions, dims_and_coords, with_lock, make_user_data, compiled_model = parts
     # the wrappers copy nutpie's C interface, which is nutpie's own to change
     same_interface = str(nutpie.__version__).startswith(NUTPIE_SERIES)
     if not same_interface or not pytensor.config.numba__cache:
-        return nutpie.compile_pymc_model(model, backend="numba")
+        return _compile_uncached(model, nutpie, jitter_scales)
 
     # PyMC cannot turn a model with initial values into a graph (an ordinal model's cutpoints
     # start strictly increasing): take them off the model and give them to the start instead.
     initvals = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
     model.rvs_to_initial_values = dict.fromkeys(model.rvs_to_initial_values)
     frozen = freeze_shared(model)
-    # As nutpie.compile_pymc_model does by default: start at the support point, jittered.
+    # As nutpie.compile_pymc_model does by default: start at the support point, jittered
+    # (large-scale predictors' coefficients less: hierbayes.backend.initial).
     initial_point = with_lock(
-        make_initial_point_fn(
-            model=frozen,
+        scaled_start(
+            frozen,
+            jitter_scales or {},
             overrides=initvals,
             default_strategy="support_point",
-            jitter_rvs=set(frozen.free_RVs),
             return_transformed=True,
         )
     )
@@ -221,7 +238,7 @@ def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
         pymc_initial_point_fn=initial_point,
     )
     if logp_fn.get_shared() or expand_fn.get_shared():
-        return nutpie.compile_pymc_model(model, backend="numba")
+        return _compile_uncached(model, nutpie, jitter_scales)
 
     logp, expand = _wrappers(n_dim, n_expanded, logp_fn, expand_fn, nutpie.__version__)
     dims, coords = dims_and_coords(frozen, shape_info)
@@ -240,3 +257,15 @@ def compile_model(model: pm.Model, nutpie: ModuleType) -> Any:
         logp_func=logp_fn,
         expand_func=expand_fn,
     )
+
+
+def _compile_uncached(
+    model: pm.Model, nutpie: ModuleType, jitter_scales: Mapping[str, float] | None
+) -> Any:
+    """nutpie's own compilation, with the coefficients in ``jitter_scales`` unjittered."""
+    import numba
+
+    jittered = {rv for rv in model.free_RVs if rv.name not in (jitter_scales or {})}
+    with warnings.catch_warnings():
+        _ignore_performance_hints(numba)
+        return nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=jittered)

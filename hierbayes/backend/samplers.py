@@ -19,14 +19,14 @@ are strings and numbers only, so the result can be written to netCDF as it is.
 
 The samplers:
 
-``"pymc"``
-    PyMC's NUTS (:func:`pymc.sample`), one process per chain. Nothing to install. Once
-    JAX has started in the process (the numpyro sampler ran), forking could deadlock, so
-    the chains then run in the process itself, one after another, with the same draws.
-``"nutpie"``
+``"nutpie"`` (the default, :data:`DEFAULT_SAMPLER`)
     nutpie's Rust NUTS on the model compiled by numba, chains on ``cores`` threads: a few
     seconds of compiling (less once :mod:`hierbayes.backend.nutpie` has cached nutpie's
     wrappers), then fast sampling (eight schools, 4 x 1000 draws: 0.5 s against PyMC's 9 s).
+``"pymc"``
+    PyMC's NUTS (:func:`pymc.sample`), one process per chain. Once
+    JAX has started in the process (the numpyro sampler ran), forking could deadlock, so
+    the chains then run in the process itself, one after another, with the same draws.
 ``"numpyro"``
     numpyro's NUTS on the model compiled by JAX (:mod:`pymc.sampling.jax`). With ``cores``
     above 1 the chains run at once, one JAX device each (PyMC provides many CPU devices);
@@ -34,7 +34,8 @@ The samplers:
     to a GPU or TPU: install the matching ``jax`` (e.g. ``jax[cuda12]``) and nothing else
     changes.
 
-nutpie and numpyro come with ``pip install "hierbayes[fast]"``. Each sampler is seeded from
+nutpie and PyMC are installed with hierbayes; numpyro and JAX come with
+``pip install "hierbayes[numpyro]"``. Each sampler is seeded from
 ``random_seed`` alone, so the same model, seed and arguments give bit-identical draws; the
 samplers use different random streams, so their draws differ from one another.
 """
@@ -56,16 +57,20 @@ import xarray as xr
 from arviz.data.base import dict_to_dataset, make_attrs
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 
+from hierbayes.backend.initial import initial_values
 from hierbayes.backend.nutpie import compile_model
 from hierbayes.errors import MissingDependencyError, SpecError, unknown_name
 
-__all__ = ["SAMPLERS", "sample"]
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "sample"]
 
 #: The names :func:`sample` accepts.
 SAMPLERS: tuple[str, ...] = ("pymc", "nutpie", "numpyro")
 
-#: The optional-dependency group that installs nutpie and numpyro.
-EXTRA = "hierbayes[fast]"
+#: The sampler used when none is named, by :func:`sample`, ``Model.fit`` and the CLI.
+DEFAULT_SAMPLER = "nutpie"
+
+#: The optional-dependency group that installs numpyro and JAX.
+EXTRA = "hierbayes[numpyro]"
 
 #: The sample statistics kept, under PyMC's names, with PyMC's dtypes.
 STATS: dict[str, type] = {
@@ -97,7 +102,7 @@ _NUTPIE_STATS = {
 def sample(
     model: pm.Model,
     *,
-    sampler: str = "pymc",
+    sampler: str = DEFAULT_SAMPLER,
     draws: int,
     tune: int,
     chains: int,
@@ -105,7 +110,7 @@ def sample(
     target_accept: float,
     random_seed: int,
     progressbar: bool,
-    initvals: list[dict[str, Any]] | None = None,
+    jitter_scales: Mapping[str, float] | None = None,
 ) -> az.InferenceData:
     """Draw from the posterior of ``model`` with NUTS, by the sampler named.
 
@@ -113,8 +118,9 @@ def sample(
     ----------
     model : pymc.Model
         A built model (e.g. ``hierbayes.Model.build()``) with continuous free variables.
-    sampler : {"pymc", "nutpie", "numpyro"}
-        The NUTS implementation; see the module docstring for how they differ.
+    sampler : {"nutpie", "pymc", "numpyro"}
+        The NUTS implementation, nutpie by default; see the module docstring for how they
+        differ.
     draws, tune, chains : int
         Kept draws and tuning steps per chain, and the number of chains.
     cores : int
@@ -127,9 +133,10 @@ def sample(
         Seeds everything the sampler draws, initial points included.
     progressbar : bool
         Show the sampler's progress bar.
-    initvals : list of dict, optional
-        PyMC's sampler: where each chain starts (:func:`hierbayes.backend.initial.initial_values`),
-        instead of PyMC's jittered default. nutpie and numpyro start as they do.
+    jitter_scales : mapping of str to float, optional
+        nutpie's and PyMC's samplers: the start's jitter half-width of these coefficients
+        (:func:`hierbayes.backend.initial.jitter_scales`) instead of 1. numpyro starts as it
+        does.
 
     Returns
     -------
@@ -142,7 +149,7 @@ def sample(
     hierbayes.errors.SpecError
         ``sampler`` is not one of :data:`SAMPLERS`.
     hierbayes.errors.MissingDependencyError
-        The sampler's package is not installed (``pip install "hierbayes[fast]"``).
+        The sampler's package is not installed (numpyro: ``pip install "hierbayes[numpyro]"``).
 
     Examples
     --------
@@ -161,7 +168,7 @@ def sample(
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise SpecError(unknown_name("sampler", str(sampler), SAMPLERS))
     settings = Settings(
-        draws, tune, chains, cores, target_accept, random_seed, progressbar, initvals
+        draws, tune, chains, cores, target_accept, random_seed, progressbar, jitter_scales
     )
     library, idata, sampling_time = _RUNNERS[sampler](model, settings)
     return _standardise(
@@ -175,14 +182,16 @@ def sample(
 
 
 def _require(module: str, sampler: str) -> ModuleType:
-    """Import an optional dependency, or say which extra installs it."""
+    """Import a sampler's package, or say what installs it: the ``numpyro`` extra for
+    numpyro and JAX, hierbayes itself (a broken install) for nutpie."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         missing = getattr(err, "name", None) in (module, module.split(".")[0])
         what = "is not installed" if missing else f"could not be imported ({err})"
         needs = "" if module == sampler else f" (needed by the {sampler!r} sampler)"
-        raise MissingDependencyError(f'{module}{needs} {what}: pip install "{EXTRA}"') from err
+        fix = f'pip install "{EXTRA}"' if sampler == "numpyro" else "reinstall hierbayes"
+        raise MissingDependencyError(f"{module}{needs} {what}: {fix}") from err
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,7 @@ class Settings:
     target_accept: float
     random_seed: int
     progressbar: bool
-    initvals: list[dict[str, Any]] | None = None
+    jitter_scales: Mapping[str, float] | None = None
 
     def common(self) -> dict[str, Any]:
         """The :func:`pymc.sample` arguments every PyMC-driven sampler shares."""
@@ -220,7 +229,8 @@ def _sample_pymc(model: pm.Model, run: Settings) -> tuple[ModuleType, az.Inferen
     # (The forkserver context would keep them parallel, but it needs a __main__ guard in
     # scripts and took 19 s for eight schools, 2 x 600 iterations, against 3 s.)
     with model:
-        starts = {} if run.initvals is None else {"initvals": run.initvals, "init": "adapt_diag"}
+        initvals = initial_values(model, run.jitter_scales or {}, run.chains, run.random_seed)
+        starts = {} if initvals is None else {"initvals": initvals, "init": "adapt_diag"}
         idata = pm.sample(
             **run.common(),
             **starts,
@@ -242,7 +252,7 @@ def _sample_nutpie(model: pm.Model, run: Settings) -> tuple[ModuleType, az.Infer
     # compiled in 2.5-6 and sampled in 0.2; JAX compiled in 0.7-1.4 but sampled in 6.3, as
     # nutpie calls back into Python for every JAX gradient. Numba wins beyond ~1000 draws,
     # and with nutpie's wrappers cached (hierbayes.backend.nutpie) it compiles in about 2 s.
-    compiled = compile_model(model, nutpie)
+    compiled = compile_model(model, nutpie, run.jitter_scales)
     start = time.perf_counter()
     idata = nutpie.sample(
         compiled,

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 import hierbayes as hb
 import hierbayes.api.cli
 from hierbayes.api.cli import main
+from hierbayes.backend import samplers
 from hierbayes.backend.samplers import SAMPLERS
 
 from ..conftest import quiet_fit
@@ -231,15 +233,15 @@ def test_sampler_and_parameterization_reach_model_and_fit(tmp_path, recorded, na
     assert not (tmp_path / "out").exists()
 
 
-def test_defaults_pymc_the_specs_parameterization_and_a_terminal_progress_bar(tmp_path, recorded):
-    """Without options: PyMC's sampler, the spec's parameterization (the model's default when
+def test_defaults_nutpie_the_specs_parameterization_and_a_terminal_progress_bar(tmp_path, recorded):
+    """Without options: nutpie, the spec's parameterization (the model's default when
     the spec has none), and progressbar=None, which Model.fit turns on in a terminal."""
     with pytest.raises(Stop):
         main(command("eight-schools", tmp_path))
     with pytest.raises(Stop):
         main(command("fit", tmp_path))  # write_spec gives no parameterization
     eight, spec = recorded
-    assert eight["sampler"] == spec["sampler"] == "pymc"
+    assert eight["sampler"] == spec["sampler"] == "nutpie"
     assert eight["progressbar"] is spec["progressbar"] is None
     assert eight["parameterization"] == "non-centered"  # models/eight_schools.toml
     default = inspect.signature(hb.Model).parameters["parameterization"].default
@@ -248,9 +250,11 @@ def test_defaults_pymc_the_specs_parameterization_and_a_terminal_progress_bar(tm
 
 
 def test_sampler_choices_are_the_three_samplers():
-    """The choices the CLI offers are the samplers Model.fit knows."""
+    """The choices the CLI offers are the samplers Model.fit knows; nutpie is the default of
+    both (and of the backend's sample)."""
     assert SAMPLERS == ("pymc", "nutpie", "numpyro")
-    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "pymc"
+    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "nutpie"
+    assert inspect.signature(samplers.sample).parameters["sampler"].default == "nutpie"
 
 
 @pytest.mark.parametrize(
@@ -322,12 +326,12 @@ def test_formula_error_prints_the_caret(tmp_path, capsys, recorded):
 
 def test_missing_optional_sampler_exits_2(tmp_path, capsys, monkeypatch):
     def fit(self, **kwargs):
-        raise hb.errors.MissingDependencyError('nutpie is not installed: pip install "x[fast]"')
+        raise hb.errors.MissingDependencyError('numpyro is not installed: pip install "x[y]"')
 
     monkeypatch.setattr(hb.Model, "fit", fit)
-    assert main([*command("fit", tmp_path), "--sampler", "nutpie"]) == 2
+    assert main([*command("fit", tmp_path), "--sampler", "numpyro"]) == 2
     assert capsys.readouterr().err == (
-        'hierbayes: error: nutpie is not installed: pip install "x[fast]"\n'
+        'hierbayes: error: numpyro is not installed: pip install "x[y]"\n'
     )
 
 
@@ -370,6 +374,28 @@ def test_ctrl_c_that_pymc_swallows_is_still_an_interrupt(tmp_path, capsys, monke
 
     monkeypatch.setattr(pm, "sample", interrupted_sample)
     args = [*command("fit", tmp_path), "--draws", "100", "--tune", "100", "--chains", "1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what a truncated run may warn is not under test
+        status = main([*args, "--cores", "1", "--no-progress", "--sampler", "pymc"])
+    assert status == 130
+    err = capsys.readouterr().err
+    assert err.endswith(f"hierbayes: interrupted: nothing was written to {tmp_path / 'out'}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_that_nutpie_swallows_is_still_an_interrupt(tmp_path, capsys, monkeypatch):
+    """nutpie, the default sampler, catches Ctrl-C and returns the draws so far; a real
+    SIGINT, sent 1 s into a run far longer than that, must still stop the command."""
+    import nutpie
+
+    sample = nutpie.sample
+
+    def interrupted_sample(*args, **kwargs):
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(nutpie, "sample", interrupted_sample)
+    args = [*command("fit", tmp_path), "--draws", "1000000", "--tune", "100", "--chains", "1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # what a truncated run may warn is not under test
         status = main([*args, "--cores", "1", "--no-progress"])

@@ -6,7 +6,7 @@ import pytest
 from pymc.initial_point import make_initial_point_fn
 
 import hierbayes as hb
-from hierbayes.backend.initial import initial_values
+from hierbayes.backend.initial import initial_values, jitter_scales, scaled_start
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def anger():
 
 def test_large_scale_predictors_get_a_start_near_the_support_point(anger):
     model, graph, logp = anger
-    starts = initial_values(graph, model.design, 4, random_seed=3)
+    starts = initial_values(graph, jitter_scales(model.design), 4, random_seed=3)
     rms = np.sqrt(np.mean(model.data["x"] ** 2))
     assert all(abs(float(s["x"])) <= 1 / rms for s in starts)
     assert len({float(s["x"]) for s in starts}) == 4  # the chains still start apart
@@ -42,4 +42,27 @@ def test_large_scale_predictors_get_a_start_near_the_support_point(anger):
 
 def test_unit_scale_predictors_keep_pymcs_starts(regression_data):
     model = hb.Model("y ~ x + (1 | g)", regression_data)
-    assert initial_values(model.build(), model.design, 4, random_seed=1) is None
+    assert jitter_scales(model.design) == {}
+    assert initial_values(model.build(), {}, 4, random_seed=1) is None
+
+
+def test_nutpie_starts_the_same_way(anger):
+    """nutpie's start (the function its compiled model calls per chain) jitters the
+    large-scale coefficient by U(-1, 1) / rms, like PyMC's start, and the rest as nutpie does."""
+    import nutpie
+
+    from hierbayes.backend.nutpie import compile_model
+
+    model, graph, logp = anger
+    rms = np.sqrt(np.mean(model.data["x"] ** 2))
+    compiled = compile_model(graph, nutpie, jitter_scales(model.design))
+    names, slices, _ = compiled.shape_info
+    where = slices[names.index("x")]
+    x = [float(compiled.initial_point_func(seed)[where][0]) for seed in range(4)]
+    assert all(abs(v) <= 1 / rms for v in x)
+    assert len(set(x)) == 4
+    # PyMC's support point is where the unscaled jitter starts from
+    support = make_initial_point_fn(model=graph, jitter_rvs=set())(0)
+    assert logp(support) - 1_000 < min(
+        logp(scaled_start(graph, jitter_scales(model.design))(seed)) for seed in range(4)
+    )

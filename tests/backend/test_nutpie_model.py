@@ -136,8 +136,9 @@ def fake_nutpie(version: str, calls: list[str]):
         __version__ = version
 
         @staticmethod
-        def compile_pymc_model(model, backend):
+        def compile_pymc_model(model, backend, jitter_rvs):
             calls.append(backend)
+            assert jitter_rvs == set(model.free_RVs)  # no large-scale predictor here
             return "compiled by nutpie"
 
     return FakeNutpie

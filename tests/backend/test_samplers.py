@@ -190,9 +190,14 @@ def test_unknown_sampler_names_the_valid_ones(eight_model):
 @pytest.mark.parametrize(
     ("sampler", "module", "says"),
     [
-        ("nutpie", "nutpie", "nutpie is not installed"),
-        ("numpyro", "numpyro", "numpyro is not installed"),
-        ("numpyro", "jax", "jax (needed by the 'numpyro' sampler) is not installed"),
+        ("nutpie", "nutpie", "nutpie is not installed: reinstall hierbayes"),
+        ("numpyro", "numpyro", 'numpyro is not installed: pip install "hierbayes[numpyro]"'),
+        (
+            "numpyro",
+            "jax",
+            """jax (needed by the 'numpyro' sampler) is not installed: """
+            'pip install "hierbayes[numpyro]"',
+        ),
     ],
 )
 def test_missing_extra_is_named(eight_model, monkeypatch, sampler, module, says):
@@ -200,7 +205,7 @@ def test_missing_extra_is_named(eight_model, monkeypatch, sampler, module, says)
     with pytest.raises(MissingDependencyError) as err:
         samplers.sample(eight_model.build(), sampler=sampler, random_seed=1, **RUN)
     assert isinstance(err.value, ImportError)
-    assert str(err.value) == f'{says}: pip install "hierbayes[fast]"'
+    assert str(err.value) == says
 
 
 @pytest.mark.parametrize("sampler", FAST)

@@ -30,11 +30,13 @@ def test_round_trip_reports_predicts_and_compares_without_refit(tmp_path, regres
     np.testing.assert_allclose(a.select_dtypes("number"), b.select_dtypes("number"))
     new = regression_fit.model.data.iloc[:3]
     np.testing.assert_array_equal(regression_fit.predict(new), loaded.predict(new))
-    # 2 x 500 draws leave Pareto k > 0.7 at a row or two: compare says so, for both alike
-    with pytest.warns(hb.SamplingWarning, match=r"'saved' \(Pareto k > 0.7\); 'loaded'"):
+    # 2 x 500 draws leave a check failing (Pareto k > 0.7 at a row or two, or R-hat above
+    # 1.01): compare says so, for both alike
+    with pytest.warns(hb.SamplingWarning, match=r"'saved' \((.*)\); 'loaded' \(\1\)"):
         table = hb.compare({"saved": regression_fit, "loaded": loaded})
     np.testing.assert_allclose(table["elpd_loo"].iloc[0], table["elpd_loo"].iloc[1])
-    assert table["problems"].tolist() == ["Pareto k > 0.7"] * 2
+    problems = table["problems"].tolist()
+    assert problems[0] == problems[1] and problems[0]
 
 
 def test_round_trip_keeps_priors_and_known_se(tmp_path, eight_fit):
