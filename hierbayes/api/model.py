@@ -185,8 +185,10 @@ class Model:
         the same, and both together add up.
     parameterization : {"auto", "marginal", "centered", "non-centered"}
         The graph form of the group-level terms; all give the same posterior quantities.
-        ``"marginal"`` (Gaussian, one grouping factor) integrates the group effects out and
-        draws them exactly after sampling (:mod:`hierbayes.backend.marginal`). ``"auto"``, the
+        ``"marginal"`` (Gaussian) integrates the group effects out (one factor, two nested
+        factors) or the largest factor's (crossed factors, the others sampled non-centered)
+        and draws them exactly after sampling (:mod:`hierbayes.backend.marginal`,
+        :mod:`hierbayes.backend.marginal_multi`). ``"auto"``, the
         default, takes marginal where it is available and otherwise chooses centered or
         non-centered group by group from the data (:mod:`hierbayes.backend.plan`); the repr and
         ``fit.idata.attrs["parameterization_used"]`` record the choice.

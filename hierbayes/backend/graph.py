@@ -16,8 +16,10 @@ parameterisations differ only in what NUTS samples:
 * non-centered:  z_j ~ Normal(0, 1), u_j = sd * z_j   (b_j = m_j + u_j)
 * mixed:         centered for some groups, non-centered for the others (what "auto" picks,
   group by group, when it cannot marginalise: :mod:`hierbayes.backend.plan`)
-* marginal:      no group effects at all; the likelihood has them integrated out
-  (:mod:`hierbayes.backend.marginal`), and they are drawn exactly after sampling.
+* marginal:      the likelihood has the group effects integrated out (one factor, or two
+  nested ones; with crossed factors, those of the factor with the most groups, the others
+  non-centered: :mod:`hierbayes.backend.marginal`, :mod:`hierbayes.backend.marginal_multi`),
+  and the integrated effects are drawn exactly after sampling.
 
 All put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
 ``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
@@ -36,6 +38,13 @@ import pytensor.tensor as pt
 
 from hierbayes.backend.distributions import aux_rv, likelihood, prior_rv
 from hierbayes.backend.marginal import marginal_loglik, sigma_by_group, sufficient_stats
+from hierbayes.backend.marginal_multi import (
+    crossed_loglik,
+    crossed_stats,
+    marginal_layout,
+    nested_loglik,
+    nested_stats,
+)
 from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.dpars import DparDesign
 from hierbayes.spec.priors import Prior
@@ -142,6 +151,24 @@ def group_effects(
 ) -> pt.TensorVariable:
     """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}.
 
+    See :func:`varying_effects`.
+    """
+    u = varying_effects(f, beta, sd_prior, corr_prior, centered)
+    gathered = u[f.codes]  # (N, q): a gather by integer group code
+    if np.all(f.Z == 1.0):
+        return gathered.sum(axis=1)
+    return (gathered * f.Z).sum(axis=1)
+
+
+def varying_effects(
+    f: FactorDesign,
+    beta: pt.TensorVariable,
+    sd_prior: Prior,
+    corr_prior: Prior | None,
+    centered: np.ndarray,
+) -> pt.TensorVariable:
+    """Add one factor's varying effects to the model in context; return u, (J, q).
+
     ``centered`` (J,) says which groups are sampled centered, ``b_j ~ Normal(m_j, T)``; the
     others are non-centered, ``u_j = L z_j`` with ``z_j ~ Normal(0, I)``. All centered or all
     non-centered name the sampled variable ``b_<f>`` or ``z_<f>`` with the factor's dims; a
@@ -176,10 +203,7 @@ def group_effects(
         u_all = pt.concatenate([b_c - m_c, scaled(z)], axis=0)[order]
         u = pm.Deterministic(f"u_{f.name}", u_all, dims=dims)
         pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
-    gathered = u[f.codes]  # (N, q): a gather by integer group code
-    if np.all(f.Z == 1.0):
-        return gathered.sum(axis=1)
-    return (gathered * f.Z).sum(axis=1)
+    return u
 
 
 def marginal_likelihood(
@@ -187,18 +211,43 @@ def marginal_likelihood(
 ) -> None:
     """Add the hyperparameters and the likelihood with the group effects integrated out.
 
-    See :mod:`hierbayes.backend.marginal`; ``u_<f>`` and ``b_<f>`` are drawn after sampling.
+    See :mod:`hierbayes.backend.marginal` (one factor) and
+    :mod:`hierbayes.backend.marginal_multi` (nested: both factors integrated out; crossed: the
+    largest factor integrated out, the others sampled non-centered). ``u_<f>`` and ``b_<f>``
+    of the integrated factors are drawn after sampling.
     """
-    (f,) = design.factors
-    sd, chol = covariance_factor(f, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"))
-    by_group = sigma_by_group(design)
-    if by_group is not None:  # sigma_j, one per group (rows: the groups in order)
-        sigma = pt.exp(dpar_predictor(by_group, priors, centered=False))
-    else:
+    layout = marginal_layout(design)
+    factors = {f.name: f for f in design.factors}
+
+    def factor_L(name: str) -> pt.TensorVariable:
+        f = factors[name]
+        sd, chol = covariance_factor(f, priors[f"sd_{name}"], priors.get(f"corr_{name}"))
+        return pt.diag(sd) if chol is None else chol
+
+    if layout.kind == "one":
+        L = factor_L(layout.marginal[0])
+        by_group = sigma_by_group(design)
+        if by_group is not None:  # sigma_j, one per group (rows: the groups in order)
+            sigma = pt.exp(dpar_predictor(by_group, priors, centered=False))
+        else:
+            sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
+        loglik = marginal_loglik(sufficient_stats(design), beta, L, sigma)
+    elif layout.kind == "nested":
+        L1, L2 = (factor_L(name) for name in layout.marginal)
         sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
-    L = pt.diag(sd) if chol is None else chol
-    stats = sufficient_stats(design)
-    pm.Potential(f"marginal_{design.response}", marginal_loglik(stats, beta, L, sigma))
+        loglik = nested_loglik(nested_stats(design), beta, L1, L2, sigma)
+    else:
+        effects, L = [], None
+        for f in design.factors:  # in formula order, as the other parameterisations
+            if f.name in layout.sampled:
+                sd_prior, corr_prior = priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}")
+                noncentered = np.zeros(f.n_groups, dtype=bool)
+                effects.append(varying_effects(f, beta, sd_prior, corr_prior, noncentered))
+            else:
+                L = factor_L(f.name)
+        sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
+        loglik = crossed_loglik(crossed_stats(design), beta, L, effects, sigma)
+    pm.Potential(f"marginal_{design.response}", loglik)
 
 
 def build_model(

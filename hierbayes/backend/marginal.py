@@ -21,6 +21,8 @@ at least 1, so its Cholesky factor stays stable as T shrinks to 0). Every term i
 of per-group sufficient statistics (n_j, Z_j'Z_j, Z_j'X_j, Z_j'y_j and the global X'X, X'y,
 y'y), computed once from the data: one evaluation costs O(J q^2 (p + q)), whatever N is.
 
+More than one grouping factor: :mod:`hierbayes.backend.marginal_multi`.
+
 NUTS then explores only beta, T and sigma. Afterwards :func:`draw_group_effects` draws u_j
 exactly from its conditional posterior for every posterior draw: with v_j = L^-1 u_j,
 ``v_j | y, beta, T, sigma ~ Normal(M_j^-1 w_j, M_j^-1)``. So the posterior holds the same
@@ -44,7 +46,7 @@ import pytensor.tensor as pt
 from hierbayes.core.parallel import run_chunks
 from hierbayes.core.pooling import group_crossprod
 from hierbayes.errors import SpecError
-from hierbayes.spec.design import Design
+from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.dpars import DparDesign
 
 __all__ = [
@@ -82,6 +84,11 @@ class GroupStats:
 def marginal_unavailable(design: Design) -> str | None:
     """Why the group effects of ``design`` cannot be integrated out, or None when they can.
 
+    With one grouping factor its effects integrate out (below); with more, two nested
+    factors integrate out together and otherwise the factor with the most groups does
+    (:mod:`hierbayes.backend.marginal_multi`), for a residual SD that is one parameter or
+    known standard errors (a formula for sigma needs the one factor).
+
     Examples
     --------
     >>> import hierbayes as hb
@@ -96,9 +103,13 @@ def marginal_unavailable(design: Design) -> str | None:
         return f"the gaussian family with a {design.family.link} link is not linear in the effects"
     if design.weights is not None:
         return "observation weights are not in its sufficient statistics yet"
-    if len(design.factors) != 1:
-        return f"it needs exactly one grouping factor, and the model has {len(design.factors)}" + (
-            f" ({', '.join(f.name for f in design.factors)})" if design.factors else ""
+    if not design.factors:
+        return "the model has no grouping factor"
+    if len(design.factors) > 1 and design.dpars:
+        names = ", ".join(f.name for f in design.factors)
+        return (
+            f"sigma's formula {design.dpars[0].rhs!r} is integrated over only with one grouping "
+            f"factor, and the model has {len(design.factors)} ({names})"
         )
     if design.dpars and sigma_by_group(design) is None:
         f = design.factors[0]
@@ -133,8 +144,12 @@ def sigma_by_group(design: Design) -> DparDesign | None:
     )
 
 
-def sufficient_stats(design: Design) -> GroupStats:
-    """Per-group sufficient statistics of ``design`` (one factor, Gaussian); O(N q (p + q)).
+def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> GroupStats:
+    """Per-group sufficient statistics of ``design`` (Gaussian); O(N q (p + q)).
+
+    The groups are those of ``factor``, by default the model's one grouping factor (with
+    more than one, :mod:`hierbayes.backend.marginal_multi` names the factor it integrates
+    out and adds the statistics that couple it to the others).
 
     Examples
     --------
@@ -147,7 +162,9 @@ def sufficient_stats(design: Design) -> GroupStats:
     reason = marginal_unavailable(design)
     if reason:
         raise SpecError(f"parameterization='marginal' is not available: {reason}")
-    f = design.factors[0]
+    if factor is None and len(design.factors) != 1:
+        raise SpecError("sufficient_stats needs the factor when the model has more than one")
+    f = design.factors[0] if factor is None else factor
     w = np.ones(design.n_obs) if design.se is None else design.se**-2.0
     y, X, Z, J = design.y_adjusted, design.X, f.Z, f.n_groups  # y - offset
     Zw = Z * w[:, None]
@@ -175,6 +192,13 @@ def _by_group(y: np.ndarray, X: np.ndarray, codes: np.ndarray, J: int) -> tuple[
     )
 
 
+def _minus(x: Any, terms: list[Any]) -> Any:
+    """x - sum(terms), with no node for an empty sum (graphs stay small)."""
+    for t in terms:
+        x = x - t
+    return x
+
+
 def _cholesky(M: list[list[Any]], sqrt) -> list[list[Any]]:
     """Lower Cholesky factor of a stack of q x q matrices, unrolled over q.
 
@@ -183,10 +207,9 @@ def _cholesky(M: list[list[Any]], sqrt) -> list[list[Any]]:
     q = len(M)
     C: list[list[Any]] = [[None] * q for _ in range(q)]
     for k in range(q):
-        d = M[k][k] - sum(C[k][m] ** 2 for m in range(k))
-        C[k][k] = sqrt(d)
+        C[k][k] = sqrt(_minus(M[k][k], [C[k][m] ** 2 for m in range(k)]))
         for i in range(k + 1, q):
-            C[i][k] = (M[i][k] - sum(C[i][m] * C[k][m] for m in range(k))) / C[k][k]
+            C[i][k] = _minus(M[i][k], [C[i][m] * C[k][m] for m in range(k)]) / C[k][k]
     return C
 
 
@@ -194,7 +217,7 @@ def _forward(C: list[list[Any]], w: list[Any]) -> list[Any]:
     """Solve C v = w for lower-triangular C (unrolled)."""
     v: list[Any] = []
     for i in range(len(w)):
-        v.append((w[i] - sum(C[i][m] * v[m] for m in range(i))) / C[i][i])
+        v.append(_minus(w[i], [C[i][m] * v[m] for m in range(i)]) / C[i][i])
     return v
 
 
@@ -203,7 +226,7 @@ def _backward(C: list[list[Any]], v: list[Any]) -> list[Any]:
     q = len(v)
     x: list[Any] = [None] * q
     for i in reversed(range(q)):
-        x[i] = (v[i] - sum(C[m][i] * x[m] for m in range(i + 1, q))) / C[i][i]
+        x[i] = _minus(v[i], [C[m][i] * x[m] for m in range(i + 1, q)]) / C[i][i]
     return x
 
 

@@ -1,7 +1,9 @@
 """``parameterization="auto"``: pick each grouping term's graph form from the data.
 
-Marginal where the model allows it (a Gaussian model with one grouping factor: the group
-effects are integrated out, see :mod:`hierbayes.backend.marginal`). Otherwise, group by group:
+Marginal where the model allows it (a Gaussian model: the group effects of one factor, or
+of two nested factors, are integrated out; with crossed factors those of the factor with the
+most groups, the others non-centered; see :mod:`hierbayes.backend.marginal` and
+:mod:`hierbayes.backend.marginal_multi`). Otherwise, group by group:
 centered where the group's own data pin its effects down, non-centered elsewhere. A group
 is informative when its reliability
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hierbayes.backend.marginal import marginal_unavailable
+from hierbayes.backend.marginal_multi import marginal_layout
 from hierbayes.errors import SpecError
 from hierbayes.spec.baselines import complete_pooling_fit
 from hierbayes.spec.design import Design, FactorDesign
@@ -42,7 +45,9 @@ class Plan:
     """The graph form of each grouping factor, as ``build_model`` takes it.
 
     ``graph`` is ``"marginal"``, ``"centered"``, ``"non-centered"`` or, per factor, a boolean
-    array over its groups (True: centered). ``forms`` describes each factor in words.
+    array over its groups (True: centered). ``forms`` describes each factor in words; with
+    ``"marginal"`` it names the factors integrated out and those sampled
+    (:func:`hierbayes.backend.marginal_multi.marginal_layout`).
     """
 
     requested: str
@@ -54,11 +59,14 @@ class Plan:
         return self.graph == "marginal"
 
     def describe(self) -> str:
-        """One line, e.g. ``"auto: school marginal"``."""
+        """One line, e.g. ``"auto: school marginal"`` or ``"auto: plate non-centered; sample
+        marginal"``."""
         if not self.forms:
             return self.requested
         parts = "; ".join(f"{name} {form}" for name, form in self.forms.items())
-        return f"{self.requested}: {parts}" if self.requested == "auto" else self.requested
+        if self.requested == "auto" or set(self.forms.values()) - {self.requested}:
+            return f"{self.requested}: {parts}"  # marginal with factors sampled: which
+        return self.requested
 
 
 def _residuals(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,11 +146,12 @@ def plan(design: Design, parameterization: str) -> Plan:
                 f"parameterization='marginal' is not available for this model: {reason}. "
                 "Use parameterization='auto' (centered or non-centered per group) instead"
             )
-        return Plan("marginal", "marginal", {f.name: "marginal" for f in design.factors})
+        forms = marginal_layout(design).forms if design.factors else {}
+        return Plan("marginal", "marginal", forms)
     if parameterization != "auto":
         raise SpecError(f"unknown parameterization {parameterization!r}")
     if reason is None and design.factors:
-        return Plan("auto", "marginal", {design.factors[0].name: "marginal"})
+        return Plan("auto", "marginal", marginal_layout(design).forms)
     graph: dict[str, np.ndarray] = {}
     forms: dict[str, str] = {}
     for f in design.factors:

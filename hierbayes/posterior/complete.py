@@ -3,8 +3,8 @@
 Every sampler returns the sampled variables and the graph's Deterministics. Two things are
 added here, the same way whatever sampled:
 
-* for the marginal parameterisation, the group effects ``u_<f>`` and ``b_<f>``, drawn exactly
-  from their conditional posterior (:func:`hierbayes.backend.marginal.draw_group_effects`);
+* for the marginal parameterisation, the integrated factors' group effects ``u_<f>`` and
+  ``b_<f>``, drawn exactly from their conditional posterior (:func:`add_group_effects`);
 * the pointwise log-likelihood ``log p(y_i | beta, u, aux)`` for LOO, per observation and
   draw, conditional on the group effects, as the other parameterisations define it (times
   the row's weight, with ``weights=``: the log-likelihood of its copies together). It takes
@@ -18,6 +18,12 @@ import numpy as np
 import xarray as xr
 
 from hierbayes.backend.marginal import draw_group_effects, sigma_by_group, sufficient_stats
+from hierbayes.backend.marginal_draws import draw_crossed_effects, draw_nested_effects
+from hierbayes.backend.marginal_multi import (
+    crossed_stats,
+    marginal_layout,
+    nested_stats,
+)
 from hierbayes.core.parallel import run_chunks
 from hierbayes.posterior.draws import (
     RowDraws,
@@ -27,7 +33,7 @@ from hierbayes.posterior.draws import (
     linear_predictor,
     posterior_draws,
 )
-from hierbayes.spec.design import Design
+from hierbayes.spec.design import Design, FactorDesign
 
 __all__ = [
     "LOG_LIKELIHOOD_MAX_CELLS",
@@ -45,30 +51,57 @@ def _reshape(post: xr.Dataset, values: np.ndarray) -> np.ndarray:
 
 
 def add_group_effects(design: Design, idata: az.InferenceData, rng: np.random.Generator) -> None:
-    """Marginal fits: draw ``u_<f>`` and add it and ``b_<f>`` to ``idata.posterior`` in place."""
-    (f,) = design.factors
-    post = idata.posterior
+    """Marginal fits: draw the integrated factors' ``u_<f>`` exactly, from their conditional
+    posterior given each posterior draw, and add them and ``b_<f>`` to ``idata.posterior`` in
+    place.
+
+    One factor: :func:`hierbayes.backend.marginal.draw_group_effects`. Nested factors: the
+    outer effects given y, then the inner ones given the outer and y
+    (:func:`hierbayes.backend.marginal_draws.draw_nested_effects`). Crossed factors: the
+    integrated factor's effects given the sampled factors' effects and y
+    (:func:`hierbayes.backend.marginal_draws.draw_crossed_effects`).
+    """
+    layout = marginal_layout(design)
+    factors = {f.name: f for f in design.factors}
     beta = fixed_draws(idata, design)
-    sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
-    if f.correlated:
-        chol = np.linalg.cholesky(group_covariance(idata, f))
-    else:
-        chol = sd[:, :, None] * np.eye(sd.shape[1])
     sigma = posterior_draws(idata, "sigma") if design.estimates_sigma else None
-    by_group = sigma_by_group(design)
-    if by_group is not None:  # (S, J): sigma_j per draw
-        sigma = RowDraws(idata, by_group)[:]
-    u = draw_group_effects(sufficient_stats(design), beta, chol, sigma, rng)
-    owned = f.owns.nonzero()[0]
-    m = np.einsum("jqp,sp->sjq", f.W[:, :, owned], beta[:, owned]) if owned.size else 0.0
-    dims = ("chain", "draw", f.name, f.term_dim)
-    coords = {f.name: list(f.levels), f.term_dim: list(f.terms)}
-    idata.posterior = post.assign(
-        {
-            f"b_{f.name}": xr.DataArray(_reshape(post, m + u), dims=dims, coords=coords),
-            f"u_{f.name}": xr.DataArray(_reshape(post, u), dims=dims, coords=coords),
-        }
-    )
+    if layout.kind == "one":
+        (f,) = design.factors
+        by_group = sigma_by_group(design)
+        if by_group is not None:  # (S, J): sigma_j per draw
+            sigma = RowDraws(idata, by_group)[:]
+        u = draw_group_effects(sufficient_stats(design), beta, _chol(idata, f), sigma, rng)
+        drawn = {f.name: u}
+    elif layout.kind == "nested":
+        outer, inner = (factors[name] for name in layout.marginal)
+        chol1, chol2 = _chol(idata, outer), _chol(idata, inner)
+        u1, u2 = draw_nested_effects(nested_stats(design), beta, chol1, chol2, sigma, rng)
+        drawn = {outer.name: u1, inner.name: u2}
+    else:
+        (name,) = layout.marginal
+        effects = [posterior_draws(idata, f"u_{o}") for o in layout.sampled]
+        chol = _chol(idata, factors[name])
+        u = draw_crossed_effects(crossed_stats(design), beta, chol, effects, sigma, rng)
+        drawn = {name: u}
+    post = idata.posterior
+    new = {}
+    for name, u in drawn.items():
+        f = factors[name]
+        owned = f.owns.nonzero()[0]
+        m = np.einsum("jqp,sp->sjq", f.W[:, :, owned], beta[:, owned]) if owned.size else 0.0
+        dims = ("chain", "draw", f.name, f.term_dim)
+        coords = {f.name: list(f.levels), f.term_dim: list(f.terms)}
+        new[f"b_{f.name}"] = xr.DataArray(_reshape(post, m + u), dims=dims, coords=coords)
+        new[f"u_{f.name}"] = xr.DataArray(_reshape(post, u), dims=dims, coords=coords)
+    idata.posterior = post.assign(new)
+
+
+def _chol(idata: az.InferenceData, f: FactorDesign) -> np.ndarray:
+    """The lower Cholesky factor of T per draw, (S, q, q)."""
+    if f.correlated:
+        return np.linalg.cholesky(group_covariance(idata, f))
+    sd = posterior_draws(idata, f"sd_{f.name}")  # (S, q)
+    return sd[:, :, None] * np.eye(sd.shape[1])
 
 
 def pointwise_log_likelihood(

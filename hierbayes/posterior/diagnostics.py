@@ -113,8 +113,8 @@ class Diagnostics:
             if _samples_centered(parameterization):
                 fix = (
                     " The centered graph has a funnel between a group SD and its group effects: "
-                    "use parameterization='non-centered' (or 'marginal' for a Gaussian model "
-                    "with one grouping factor)" + (f", or {raise_ta}." if can_raise else ".")
+                    "use parameterization='non-centered' (or 'marginal' for a Gaussian model)"
+                    + (f", or {raise_ta}." if can_raise else ".")
                 )
             else:
                 first = (
@@ -207,7 +207,7 @@ def _stuck_message(stuck: Mapping[int, str], parameterization: str) -> str:
     if "non-centered" in parameterization or "mixed" in parameterization:
         fix = (
             "parameterization='centered' (groups with many observations each), or "
-            "'marginal' for a Gaussian model with one grouping factor"
+            "'marginal' for a Gaussian model"
         )
     else:
         fix = "parameterization='non-centered' (few or noisy groups)"

@@ -114,8 +114,10 @@ def test_marginal_refused_where_it_does_not_exist(level2_data):
     df = level2_data.assign(k=lambda d: (d["y"] > 0).astype(int), h=np.arange(len(level2_data)) % 6)
     with pytest.raises(hb.SpecError, match="bernoulli family has no closed-form.*'auto'"):
         hb.Model("k ~ x + (1 | group)", df, family="bernoulli", parameterization="marginal")
-    with pytest.raises(hb.SpecError, match=r"exactly one grouping factor.*2 \(group, h\)"):
-        hb.Model("y ~ x + (1 | group) + (1 | h)", df, parameterization="marginal")
+    with pytest.raises(hb.SpecError, match=r"only with one grouping factor.*2 \(group, h\)"):
+        hb.Model(
+            "y ~ x + (1 | group) + (1 | h)", df, sigma="~ (1 | group)", parameterization="marginal"
+        )
 
 
 def test_auto_is_marginal_for_one_gaussian_factor(eight):

@@ -45,11 +45,11 @@ PARAMS = pytest.mark.parametrize(
         (
             "centered",
             0.95,
-            "use parameterization='non-centered' (or 'marginal' for a Gaussian model with one "
-            "grouping factor), or raise target_accept (now 0.95)",
+            "use parameterization='non-centered' (or 'marginal' for a Gaussian model), or "
+            "raise target_accept (now 0.95)",
             "",
         ),
-        ("centered", 0.99, "with one grouping factor).", "raise target_accept"),
+        ("centered", 0.99, "for a Gaussian model).", "raise target_accept"),
         ("auto: g mixed (3 centered, 5 non-centered)", 0.99, "parameterization='non-c", "target"),
         ("non-centered", 0.9, "Raise target_accept (now 0.9) towards 0.99", ""),
         ("non-centered", 0.99, "Use a more informative prior on the group SD", "target_accept"),

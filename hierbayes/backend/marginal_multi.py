@@ -1,0 +1,491 @@
+"""Gaussian models with more than one grouping factor: which effects integrate out, and how.
+
+:mod:`hierbayes.backend.marginal` integrates out the effects of one grouping factor. With
+more factors (Lai, Domke & Sheldon 2024) there are two layouts.
+
+**Nested** (two factors, every group k of the inner factor inside one group j = P(k) of the
+outer one, as ``(1 | batch/cask)`` gives): for the rows of inner group k,
+
+    y_k = X_k beta + Z1_k u_j + Z2_k v_k + e_k,   u_j ~ N(0, T1),  v_k ~ N(0, T2),
+    e_k ~ N(0, R_k),  R_k = sigma^2 I (or diag(se^2), the statistics then weighted by se^-2).
+
+Both levels integrate out. Write everything scaled by 1/sigma (L1, L2 the factors of T1,
+T2 divided by sigma; with known SEs sigma = 1), e_k = y_k - X_k beta, and for inner group k
+
+    M_k = I + L2' Z2'Z2 L2 = C_k C_k',   a_k = C_k^-1 L2' Z2'e_k,   H_k = C_k^-1 L2' Z2'Z1.
+
+The matrix inversion lemma integrates v_k out and leaves a Gaussian quadratic form in u_j:
+``log p(y_k | u_j) = const - 1/2 [log|M_k| - |a_k|^2 + u'A_k u - 2 u'c_k]`` with
+
+    A_k = Z1'Z1 - H_k'H_k,   c_k = Z1'e_k - H_k' a_k      (over the rows of k).
+
+Summing over the k in j gives A_j and c_j, and the one-factor lemma integrates u_j out:
+``M_j = I + L1' A_j L1 = C_j C_j'``, ``a_j = C_j^-1 L1' c_j``, so
+
+    log p(y) = -1/2 [N log 2pi + log|R| + sum_k log|M_k| + sum_j log|M_j|
+                     + e'R^-1 e - sum_k |a_k|^2 - sum_j |a_j|^2].
+
+Everything comes from per-inner-group statistics (Z1'Z1, Z2'Z1, Z2'Z2, Z1'X, Z2'X, Z1'y,
+Z2'y) and the global X'X, X'y, y'y, computed once: one evaluation is O(K q^3), whatever N.
+Afterwards u_j | y ~ L1 N(C_j'^-1 a_j, M_j^-1) and v_k | u_j, y ~ L2 N(C_k'^-1 a'_k, M_k^-1),
+``a'_k = a_k - H_k u_j`` (u_j scaled by 1/sigma).
+
+**Crossed** (any other set of factors): the factor with the most groups, f, integrates out
+and the others are sampled non-centered; they enter f's one-factor marginal as an offset
+``eta_o = sum_o Z_o u_o``. Its statistics then need ``Z_f'eta_o`` per group of f and
+``eta_o'eta_o``, ``(y - X beta)'eta_o``. They come from a list of cells, one per distinct
+combination of groups (at most N of them), holding ``Z_f'Z_o`` and ``Z_o'Z_o`` over the
+cell's rows, and from the sampled factors' per-group ``Z_o'X``, ``Z_o'y``: one evaluation
+costs O(cells + J), never O(N) nor J_f x J_o. Afterwards u_f | u_o, y is drawn exactly as
+for one factor (the draws: :mod:`hierbayes.backend.marginal_draws`).
+
+The q x q algebra is written entry by entry (lists of arrays over the groups), so the same
+functions serve the PyTensor graph and the NumPy draws; structural zeros (above the
+diagonal of a Cholesky factor) are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from hierbayes.backend.marginal import (
+    GroupStats,
+    _cholesky,
+    _forward,
+    marginal_unavailable,
+    sufficient_stats,
+)
+from hierbayes.core.pooling import group_crossprod
+from hierbayes.errors import SpecError
+from hierbayes.spec.design import Design, FactorDesign
+
+__all__ = [
+    "MarginalLayout",
+    "NestedStats",
+    "CrossedStats",
+    "marginal_layout",
+    "nesting",
+    "nested_stats",
+    "crossed_stats",
+    "nested_loglik",
+    "crossed_loglik",
+]
+
+Entries = list[Any]  # a vector: one array (or tensor) over the groups per entry
+Matrix = list[list[Any]]  # a matrix, entry by entry
+
+
+@dataclass(frozen=True)
+class MarginalLayout:
+    """Which grouping factors a marginal model integrates out.
+
+    ``kind`` is ``"one"`` (one factor), ``"nested"`` (``marginal`` is (outer, inner), both
+    integrated out) or ``"crossed"`` (``marginal`` is the one factor integrated out,
+    ``sampled`` the others, non-centered). ``forms`` describes each factor in formula order.
+    """
+
+    kind: str
+    marginal: tuple[str, ...]
+    sampled: tuple[str, ...]
+    forms: dict[str, str]
+
+
+def nesting(outer: FactorDesign, inner: FactorDesign) -> np.ndarray | None:
+    """The outer group of each inner group, (K,), when every group of ``inner`` lies inside
+    one group of ``outer``; else None.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.families import GAUSSIAN
+    >>> from hierbayes.spec.formula import parse
+    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xxyyxxyy")})
+    >>> outer, inner = build_design(parse("y ~ (1 | b/c)"), df, se=None, family=GAUSSIAN).factors
+    >>> nesting(outer, inner).tolist(), nesting(inner, outer)
+    ([0, 0, 1, 1], None)
+    """
+    parent = np.full(inner.n_groups, -1)
+    parent[inner.codes] = outer.codes
+    if (parent < 0).any() or not np.array_equal(parent[inner.codes], outer.codes):
+        return None
+    return parent
+
+
+def marginal_layout(design: Design) -> MarginalLayout:
+    """The factors ``design``'s marginal parameterisation integrates out (module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.families import GAUSSIAN
+    >>> from hierbayes.spec.formula import parse
+    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xyzwxyzw")})
+    >>> nested = build_design(parse("y ~ (1 | b/c)"), df, se=None, family=GAUSSIAN)
+    >>> crossed = build_design(parse("y ~ (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
+    >>> marginal_layout(nested).forms
+    {'b': 'marginal', 'b:c': 'marginal'}
+    >>> marginal_layout(crossed).forms
+    {'b': 'non-centered', 'c': 'marginal'}
+    """
+    reason = marginal_unavailable(design)
+    if reason:
+        raise SpecError(f"parameterization='marginal' is not available: {reason}")
+    factors = design.factors
+    if len(factors) == 1:
+        return MarginalLayout("one", (factors[0].name,), (), {factors[0].name: "marginal"})
+    if len(factors) == 2:
+        a, b = factors
+        pairs = [(a, b), (b, a)] if b.n_groups >= a.n_groups else [(b, a), (a, b)]
+        for outer, inner in pairs:
+            if nesting(outer, inner) is not None:
+                names = (outer.name, inner.name)
+                return MarginalLayout("nested", names, (), {f.name: "marginal" for f in factors})
+    marg = max(factors, key=lambda f: f.n_groups)  # the first of the largest
+    sampled = tuple(f.name for f in factors if f is not marg)
+    forms = {f.name: "marginal" if f is marg else "non-centered" for f in factors}
+    return MarginalLayout("crossed", (marg.name,), sampled, forms)
+
+
+def _factor(design: Design, name: str) -> FactorDesign:
+    return next(f for f in design.factors if f.name == name)
+
+
+def _weights(design: Design) -> np.ndarray:
+    return np.ones(design.n_obs) if design.se is None else design.se**-2.0
+
+
+@dataclass(frozen=True, eq=False)
+class NestedStats:
+    """Per-inner-group statistics of a nested model (module docstring), weighted by se^-2
+    with known SEs. ``parent`` (K,) is each inner group's outer group; shapes ``Z1Z1``
+    (K, q1, q1), ``Z2Z1`` (K, q2, q1), ``Z2Z2`` (K, q2, q2), ``Z1X`` (K, q1, p), ``Z2X``
+    (K, q2, p), ``Z1y`` (K, q1), ``Z2y`` (K, q2)."""
+
+    parent: np.ndarray
+    n_outer: int
+    Z1Z1: np.ndarray
+    Z2Z1: np.ndarray
+    Z2Z2: np.ndarray
+    Z1X: np.ndarray
+    Z2X: np.ndarray
+    Z1y: np.ndarray
+    Z2y: np.ndarray
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    n_obs: int
+    known_se: bool
+    log_det_r: float
+
+
+def nested_stats(design: Design) -> NestedStats:
+    """The statistics of a nested model, O(N (q1 + q2) (q1 + q2 + p)).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.families import GAUSSIAN
+    >>> from hierbayes.spec.formula import parse
+    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xxyyxxyy")})
+    >>> d = build_design(parse("y ~ (1 | b/c)"), df, se=None, family=GAUSSIAN)
+    >>> s = nested_stats(d)
+    >>> s.parent.tolist(), s.Z2Z1[:, 0, 0].tolist(), s.Z2y[:, 0].tolist()
+    ([0, 0, 1, 1], [2.0, 2.0, 2.0, 2.0], [1.0, 5.0, 9.0, 13.0])
+    """
+    layout = marginal_layout(design)
+    if layout.kind != "nested":
+        raise SpecError(f"the grouping factors of this model are not nested ({layout.kind})")
+    outer, inner = (_factor(design, n) for n in layout.marginal)
+    w = _weights(design)
+    y, X, codes, K = design.y_adjusted, design.X, inner.codes, inner.n_groups
+    Z1w, Z2w = outer.Z * w[:, None], inner.Z * w[:, None]
+    return NestedStats(
+        parent=nesting(outer, inner),
+        n_outer=outer.n_groups,
+        Z1Z1=group_crossprod(Z1w, outer.Z, codes, K),
+        Z2Z1=group_crossprod(Z2w, outer.Z, codes, K),
+        Z2Z2=group_crossprod(Z2w, inner.Z, codes, K),
+        Z1X=group_crossprod(Z1w, X, codes, K),
+        Z2X=group_crossprod(Z2w, X, codes, K),
+        Z1y=group_crossprod(Z1w, y[:, None], codes, K)[:, :, 0],
+        Z2y=group_crossprod(Z2w, y[:, None], codes, K)[:, :, 0],
+        XtX=(X * w[:, None]).T @ X,
+        Xty=(X * w[:, None]).T @ y,
+        yty=float(np.sum(w * y**2)),
+        n_obs=design.n_obs,
+        known_se=design.se is not None,
+        log_det_r=float(np.sum(np.log(design.se**2))) if design.se is not None else 0.0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CrossedStats:
+    """Statistics of a crossed model (module docstring).
+
+    ``marg`` holds the integrated factor's one-factor statistics. Per sampled factor o:
+    ``ZoX[o]`` (J_o, q_o, p) and ``Zoy[o]`` (J_o, q_o). Per cell c (a distinct combination
+    of groups): ``cell_group`` (C,) its group of the integrated factor, ``cell_codes``
+    (C, n_sampled) its groups of the sampled ones, ``ZZo`` (C, q, Q) and ``ZoZo`` (C, Q, Q)
+    with Z_o the sampled factors' columns side by side (Q = sum of q_o).
+    """
+
+    marg: GroupStats
+    ZoX: tuple[np.ndarray, ...]
+    Zoy: tuple[np.ndarray, ...]
+    cell_group: np.ndarray
+    cell_codes: np.ndarray
+    ZZo: np.ndarray
+    ZoZo: np.ndarray
+
+
+def crossed_stats(design: Design) -> CrossedStats:
+    """The statistics of a crossed model, O(N (q + Q) (Q + p)) and O(N log N) for the cells.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.families import GAUSSIAN
+    >>> from hierbayes.spec.formula import parse
+    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xyzwxyzw")})
+    >>> d = build_design(parse("y ~ (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
+    >>> s = crossed_stats(d)
+    >>> s.cell_group.tolist(), s.cell_codes[:, 0].tolist(), s.ZZo.shape
+    ([0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 0, 1, 0, 1, 0, 1], (8, 1, 1))
+    """
+    layout = marginal_layout(design)
+    if layout.kind != "crossed":
+        raise SpecError(f"the grouping factors of this model are not crossed ({layout.kind})")
+    f = _factor(design, layout.marginal[0])
+    others = [_factor(design, n) for n in layout.sampled]
+    w = _weights(design)
+    y, X = design.y_adjusted, design.X
+    joint = np.column_stack([f.codes] + [o.codes for o in others])
+    cells, cell = np.unique(joint, axis=0, return_inverse=True)
+    cell = cell.reshape(-1)
+    Zo = np.hstack([o.Z for o in others])
+    Zow = Zo * w[:, None]
+    return CrossedStats(
+        marg=sufficient_stats(design, f),
+        ZoX=tuple(group_crossprod(o.Z * w[:, None], X, o.codes, o.n_groups) for o in others),
+        Zoy=tuple(
+            group_crossprod(o.Z * w[:, None], y[:, None], o.codes, o.n_groups)[:, :, 0]
+            for o in others
+        ),
+        cell_group=cells[:, 0].copy(),
+        cell_codes=cells[:, 1:].copy(),
+        ZZo=group_crossprod(f.Z * w[:, None], Zo, cell, len(cells)),
+        ZoZo=group_crossprod(Zow, Zo, cell, len(cells)),
+    )
+
+
+# ---- entry-by-entry algebra (shared with the draws, :mod:`hierbayes.backend.marginal_draws`) ----
+
+
+def _zero(x: Any) -> bool:
+    return type(x) is float and x == 0.0
+
+
+def _dot(pairs: Sequence[tuple[Any, Any]]) -> Any:
+    """sum of a * b over ``pairs``, skipping structural zeros (the Python float 0.0)."""
+    terms = [a * b for a, b in pairs if not (_zero(a) or _zero(b))]
+    if not terms:
+        return 0.0
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def _absorb_tensor(
+    G: Any, e: pt.TensorVariable, L: pt.TensorVariable, cross: np.ndarray | None, q: int
+) -> tuple:
+    """Integrate out effects with Gram matrix ``G`` = Z'Z (n, q, q), ``e`` = Z'r (n, q) and
+    covariance factor ``L`` (q, q), all scaled by 1/sigma, in a graph: ``C`` with
+    C C' = I + L'GL, ``a = C^-1 L'e`` and ``H = C^-1 L' cross`` (``cross`` = Z'Z1, (n, q, r),
+    or None). The products with L are three dot products, so that the graph (and the time
+    PyTensor takes to rewrite it) stays small; the draws do the same entry by entry."""
+    n = G.shape[0]
+    kron = (L[:, None, :, None] * L[None, :, None, :]).reshape((q * q, q * q))
+    B = pt.dot(G.reshape((n, q * q)), kron)  # column i q + k: (L'GL)_ik
+    Le = pt.dot(e, L)
+    M = [[B[:, i * q + k] for k in range(i + 1)] for i in range(q)]
+    LX: Matrix = [[] for _ in range(q)]
+    if cross is not None:
+        r = cross.shape[2]
+        P = pt.dot(np.ascontiguousarray(cross.transpose(0, 2, 1)).reshape(n * r, q), L)
+        P = P.reshape((n, r, q))  # [k, b, i]: (L' cross)_ib
+        LX = [[P[:, b, i] for b in range(r)] for i in range(q)]
+    return _solve(M, [Le[:, i] for i in range(q)], LX, pt.sqrt)
+
+
+def _solve(M: Matrix, Le: Entries, LX: Matrix, sqrt: Callable) -> tuple:
+    """C = chol(I + M), a = C^-1 Le and H = C^-1 LX, entry by entry."""
+    q = len(Le)
+    M = [[M[i][k] + 1.0 if i == k else M[i][k] for k in range(i + 1)] for i in range(q)]
+    C = _cholesky(M, sqrt)
+    a = _forward(C, Le)
+    r = len(LX[0])
+    cols = [_forward(C, [LX[i][b] for i in range(q)]) for b in range(r)]
+    H = [[cols[b][i] for b in range(r)] for i in range(q)]
+    return C, a, H
+
+
+def _outer_terms(Z1Z1: Matrix, z1e: Entries, a: Entries, H: Matrix) -> tuple[Matrix, Entries]:
+    """A_k = Z1'Z1 - H'H and c_k = Z1'e - H'a of each inner group."""
+    q1, q2 = len(z1e), len(a)
+    A = [
+        [Z1Z1[i][k] - _dot([(H[m][i], H[m][k]) for m in range(q2)]) for k in range(q1)]
+        for i in range(q1)
+    ]
+    c = [z1e[i] - _dot([(H[m][i], a[m]) for m in range(q2)]) for i in range(q1)]
+    return A, c
+
+
+def _matrix(A: np.ndarray, wrap: Callable = lambda x: x) -> Matrix:
+    """Entries of a stack of matrices (G, a, b)."""
+    return [[wrap(A[:, i, k]) for k in range(A.shape[2])] for i in range(A.shape[1])]
+
+
+def _residual_sq(yty, Xty, XtX, beta, p: int):
+    """e'e = y'y - 2 beta'X'y + beta'X'X beta (tensors)."""
+    if not p:
+        return yty
+    return yty - 2.0 * pt.dot(beta, Xty) + pt.dot(beta, pt.dot(XtX, beta))
+
+
+def _scalars(yty: float, n_obs: int, log_det_r: float) -> tuple:
+    # shared, not constants: PyTensor writes scalar constants into its generated C code
+    v = pytensor.shared(np.array([yty, n_obs, log_det_r]), name="marginal_scalars")
+    return v[0], v[1], v[2]
+
+
+def _project(Zy: np.ndarray, ZX: np.ndarray, beta: pt.TensorVariable) -> pt.TensorVariable:
+    """Z'(y - X beta) per group, (G, q)."""
+    G, q, p = ZX.shape
+    if not p:
+        return pt.as_tensor(Zy)
+    return Zy - pt.dot(ZX.reshape(G * q, p), beta).reshape((G, q))
+
+
+def nested_loglik(
+    stats: NestedStats,
+    beta: pt.TensorVariable,
+    L1: pt.TensorVariable,
+    L2: pt.TensorVariable,
+    sigma: pt.TensorVariable | None,
+) -> pt.TensorVariable:
+    """The log-likelihood of a nested model with both levels integrated out.
+
+    ``beta`` (p,); ``L1``, ``L2`` the lower Cholesky factors of T1 (outer) and T2 (inner);
+    ``sigma`` the residual SD, or None with known SEs. The maths: module docstring.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.families import GAUSSIAN
+    >>> from hierbayes.spec.formula import parse
+    >>> import pytensor.tensor as pt
+    >>> df = pd.DataFrame({"y": [0.5, -1.0, 2.0, 0.0], "b": list("aabb"), "c": list("xyxy")})
+    >>> d = build_design(parse("y ~ 0 + (1 | b/c)"), df, se=None, family=GAUSSIAN)
+    >>> s = nested_stats(d)
+    >>> ll = nested_loglik(s, pt.zeros(0), pt.eye(1), pt.eye(1), pt.as_tensor(1.0))
+    >>> from scipy.stats import multivariate_normal
+    >>> cov = np.kron(np.eye(2), np.ones((2, 2))) + 2 * np.eye(4)  # Z1 Z1' + Z2 Z2' + I
+    >>> bool(np.isclose(ll.eval(), multivariate_normal(np.zeros(4), cov).logpdf(df["y"])))
+    True
+    """
+    q1, q2 = stats.Z1Z1.shape[1], stats.Z2Z2.shape[1]
+    p = stats.XtX.shape[0]
+    yty, n_obs, log_det_r = _scalars(stats.yty, stats.n_obs, stats.log_det_r)
+    z1e, z2e = _project(stats.Z1y, stats.Z1X, beta), _project(stats.Z2y, stats.Z2X, beta)
+    s = _residual_sq(yty, stats.Xty, stats.XtX, beta, p)
+    tau: Any = 1.0
+    if sigma is not None:
+        tau = 1.0 / sigma
+        z1e, z2e = z1e * tau, z2e * tau
+        s, log_det_r = s * tau**2, 2.0 * n_obs * pt.log(sigma)
+    L1, L2 = L1 * tau, L2 * tau
+    C2, a2, H = _absorb_tensor(stats.Z2Z2, z2e, L2, stats.Z2Z1, q2)
+    A, c = _outer_terms(_matrix(stats.Z1Z1, pt.as_tensor), [z1e[:, i] for i in range(q1)], a2, H)
+    lower = [(i, k) for i in range(q1) for k in range(i + 1)]
+    stacked = pt.stack([A[i][k] for i, k in lower] + c, axis=1)  # (K, m)
+    summed = pt.inc_subtensor(pt.zeros((stats.n_outer, len(lower) + q1))[stats.parent], stacked)
+    col = {(i, k): n for n, (i, k) in enumerate(lower)}
+    A_j = summed[:, [col[max(i, k), min(i, k)] for i in range(q1) for k in range(q1)]]
+    c_j = summed[:, len(lower) :]
+    C1, a1, _ = _absorb_tensor(A_j.reshape((stats.n_outer, q1, q1)), c_j, L1, None, q1)
+    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for C, q in ((C1, q1), (C2, q2)) for i in range(q))
+    quad = sum((x**2).sum() for x in a1 + a2)
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+
+
+def _cell_effects(
+    stats: CrossedStats, effects: Sequence[Any], concatenate: Callable, index: Callable
+) -> Any:
+    """The sampled factors' effects of each cell side by side, (..., C, Q)."""
+    parts = [index(u, stats.cell_codes[:, o]) for o, u in enumerate(effects)]
+    return parts[0] if len(parts) == 1 else concatenate(parts)
+
+
+def crossed_loglik(
+    stats: CrossedStats,
+    beta: pt.TensorVariable,
+    L: pt.TensorVariable,
+    effects: Sequence[pt.TensorVariable],
+    sigma: pt.TensorVariable | None,
+) -> pt.TensorVariable:
+    """The log-likelihood of a crossed model with one factor's effects integrated out, given
+    the effects ``effects`` (each (J_o, q_o)) of the sampled factors.
+
+    ``L`` is the lower Cholesky factor of the integrated factor's T. The maths: module
+    docstring and :mod:`hierbayes.backend.marginal`.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.families import GAUSSIAN
+    >>> from hierbayes.spec.formula import parse
+    >>> import pytensor.tensor as pt
+    >>> df = pd.DataFrame({"y": [0.4, -1.0, 2.0, 0.2], "b": list("abab"), "c": list("xxyz")})
+    >>> d = build_design(parse("y ~ 0 + (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
+    >>> s = crossed_stats(d)
+    >>> u_b = pt.as_tensor([[1.0], [-1.0]])  # b sampled, c (3 groups) integrated out
+    >>> ll = crossed_loglik(s, pt.zeros(0), pt.eye(1), [u_b], pt.as_tensor(1.0))
+    >>> from scipy.stats import multivariate_normal
+    >>> Z_c = np.eye(3)[[0, 0, 1, 2]]  # rows 0 and 1 share group x of c
+    >>> cov, r = Z_c @ Z_c.T + np.eye(4), [-0.6, 0.0, 1.0, 1.2]  # r = y - Z_b u_b
+    >>> bool(np.isclose(ll.eval(), multivariate_normal(np.zeros(4), cov).logpdf(r)))
+    True
+    """
+    g = stats.marg
+    J, q = g.Zty.shape
+    p = g.XtX.shape[0]
+    yty, n_obs, log_det_r = _scalars(g.yty, g.n_obs, g.log_det_r)
+    v = _cell_effects(stats, effects, lambda xs: pt.concatenate(xs, axis=1), lambda u, i: u[i])
+    t = (pt.as_tensor(stats.ZZo) * v[:, None, :]).sum(axis=2)  # (C, q): Z_f'eta_o per cell
+    e = _project(g.Zty, g.ZtX, beta) - pt.inc_subtensor(pt.zeros((J, q))[stats.cell_group], t)
+    s = _residual_sq(yty, g.Xty, g.XtX, beta, p)
+    for u, Zoy, ZoX in zip(effects, stats.Zoy, stats.ZoX, strict=True):
+        s = s - 2.0 * pt.sum(u * _project(Zoy, ZoX, beta))
+    s = s + pt.sum(v[:, :, None] * pt.as_tensor(stats.ZoZo) * v[:, None, :])
+    tau: Any = 1.0
+    if sigma is not None:
+        tau = 1.0 / sigma
+        e, s, log_det_r = e * tau, s * tau**2, 2.0 * n_obs * pt.log(sigma)
+    C, a, _ = _absorb_tensor(g.ZtZ, e, L * tau, None, q)
+    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
+    quad = sum((x**2).sum() for x in a)
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
