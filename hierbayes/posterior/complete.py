@@ -25,6 +25,7 @@ from hierbayes.backend.marginal_multi import (
     nested_stats,
 )
 from hierbayes.core.parallel import run_chunks
+from hierbayes.posterior.diagnostics import DRAWN_EXACTLY
 from hierbayes.posterior.draws import (
     RowDraws,
     aux_draws,
@@ -94,6 +95,10 @@ def add_group_effects(design: Design, idata: az.InferenceData, rng: np.random.Ge
         new[f"b_{f.name}"] = xr.DataArray(_reshape(post, m + u), dims=dims, coords=coords)
         new[f"u_{f.name}"] = xr.DataArray(_reshape(post, u), dims=dims, coords=coords)
     idata.posterior = post.assign(new)
+    # diagnose() leaves these out: each is an exact draw given a posterior draw, so how well
+    # the chains mixed shows in the sampled parameters (and R-hat and ESS over 2 x 10^4
+    # group effects took 19 s of a 90 s fit at N = 10^6, J = 10^4)
+    idata.posterior.attrs[DRAWN_EXACTLY] = " ".join(sorted(new))
 
 
 def _chol(idata: az.InferenceData, f: FactorDesign) -> np.ndarray:

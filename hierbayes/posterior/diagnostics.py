@@ -25,6 +25,7 @@ from hierbayes.core.convergence import convergence
 from hierbayes.errors import SamplingWarning
 
 __all__ = [
+    "DRAWN_EXACTLY",
     "Diagnostics",
     "diagnose",
     "RHAT_MAX",
@@ -34,6 +35,10 @@ __all__ = [
     "FROZEN_SD_RATIO",
 ]
 
+#: The posterior attribute naming, space-separated, the variables drawn exactly after
+#: sampling (:func:`hierbayes.posterior.complete.add_group_effects`), which
+#: :func:`diagnose` leaves out.
+DRAWN_EXACTLY = "drawn_exactly"
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 BFMI_MIN = 0.3
@@ -249,7 +254,12 @@ def _stuck_chains(post, stats) -> dict[int, str]:
 
 
 def diagnose(idata: az.InferenceData) -> Diagnostics:
-    """Compute the diagnostics of a sampled posterior (every posterior variable counts).
+    """Compute the diagnostics of a sampled posterior.
+
+    Every posterior variable counts, except those named in the posterior's attribute
+    :data:`DRAWN_EXACTLY`: a marginal model's group effects, drawn exactly from their
+    conditional posterior given each draw after sampling, whose mixing is that of the
+    sampled parameters they are drawn from.
 
     R-hat and the bulk and tail ESS are those of ``arviz.rhat`` and ``arviz.ess``, computed by
     :mod:`hierbayes.core.convergence` for all elements of a variable at once; so is E-BFMI, as
@@ -268,6 +278,8 @@ def diagnose(idata: az.InferenceData) -> Diagnostics:
     (0, True)
     """
     post = idata.posterior
+    exact = set(str(post.attrs.get(DRAWN_EXACTLY, "")).split())
+    post = post.drop_vars([name for name in exact if name in post.data_vars])
     stats = idata.sample_stats
     # the rank-normalised split R-hat and bulk and tail ESS of arviz.rhat and arviz.ess,
     # vectorised over each variable's elements (hierbayes.core.convergence); a constant quantity

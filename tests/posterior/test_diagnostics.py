@@ -4,7 +4,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from hierbayes.posterior.diagnostics import Diagnostics, diagnose
+from hierbayes.posterior.diagnostics import DRAWN_EXACTLY, Diagnostics, diagnose
 
 GOOD = {
     "chains": 4,
@@ -86,6 +86,25 @@ def test_diagnose_finds_disagreeing_chains_and_divergences():
     d = diagnose(idata)
     assert d.divergences_per_chain == (0, 0, 7, 0)
     assert d.max_rhat > 1.3 and d.worst_rhat_var == "mu"  # the constant is skipped, not NaN
+
+
+def test_variables_drawn_exactly_are_left_out():
+    """A marginal model's group effects, drawn exactly given each draw, do not count: only
+    the sampled parameters do (here mu mixes well, u's chains disagree, even frozen)."""
+    rng = np.random.default_rng(2)
+    u = rng.normal(size=(4, 500, 3))
+    u[0] += 3.0
+    u[1] = 0.5  # frozen
+    idata = az.from_dict(
+        posterior={"mu": rng.normal(size=(4, 500)), "u": u},
+        sample_stats={"energy": rng.normal(size=(4, 500))},
+    )
+    counted = diagnose(idata)
+    assert counted.worst_rhat_var == "u" and counted.max_rhat > 1.3 and counted.stuck
+    idata.posterior.attrs[DRAWN_EXACTLY] = "u"
+    left_out = diagnose(idata)
+    assert left_out.worst_rhat_var == "mu" and left_out.max_rhat < 1.01
+    assert left_out.stuck == {}
 
 
 def fake_run(rng, *, stuck_step=False, frozen=False, healthy_spread=1.0):
