@@ -27,6 +27,7 @@ class HbVariant:
     formula: str
     se: str | None = None
     priors: dict[str, str] = field(default_factory=dict)
+    family: str = "gaussian"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class BambiSpec:
     ``formula`` is the mean model; ``extra`` holds distributional formulas (``"sigma ~ ..."``),
     ``link`` the links of a distributional model, and ``rename`` renames data columns for
     Bambi only (a column named ``sigma`` would collide with the parameter of that name).
+    ``family`` is Bambi's family name (its default link: logit, log).
     """
 
     key: str
@@ -44,15 +46,18 @@ class BambiSpec:
     extra: tuple[str, ...] = ()
     link: dict[str, str] = field(default_factory=dict)
     rename: dict[str, str] = field(default_factory=dict)
+    family: str = "gaussian"
 
 
 @dataclass(frozen=True)
 class Benchmark:
     """A model fitted by both tools on the same data.
 
-    ``dataset`` names a shipped data set (``hb.datasets.load``); otherwise the data come from
+    ``dataset`` names a shipped data set (``hb.datasets.load``); ``simulator`` a function of
+    :mod:`simulate` (its name in ``simulate.SIMULATORS``); otherwise the data come from
     ``hb.datasets.simulate_hierarchical(n_groups, n_per_group, seed=DATA_SEED)``, with the
-    smaller ``quick`` sizes under ``--quick``. ``compare_with`` is the key of the hierbayes
+    smaller ``quick`` sizes under ``--quick``. ``dtype`` is what ``pandas.read_csv`` needs to
+    read the grouping columns back as strings. ``compare_with`` is the key of the hierbayes
     variant that is the like-for-like comparison with Bambi. ``cold_cache`` adds a run of
     each tool with an empty PyTensor compile directory; ``small`` marks models cheap enough
     to warm the compile cache with an untimed run first.
@@ -64,6 +69,8 @@ class Benchmark:
     bambi: BambiSpec | None
     compare_with: str
     dataset: str | None = None
+    simulator: str | None = None
+    dtype: dict[str, str] | None = None
     sizes: tuple[int, int] = (0, 0)
     quick: tuple[int, int] = (0, 0)
     cold_cache: bool = False
@@ -87,6 +94,29 @@ def _simulated(name: str, sizes: tuple[int, int], quick: tuple[int, int]) -> Ben
         compare_with="uncorrelated",
         sizes=sizes,
         quick=quick,
+    )
+
+
+def _one(
+    name: str,
+    title: str,
+    formula: str,
+    bambi_formula: str,
+    groups: tuple[str, ...],
+    family: str = "gaussian",
+) -> Benchmark:
+    """A simulated benchmark (:mod:`simulate`) with one hierbayes model and its Bambi twin."""
+    label = formula.split("~", 1)[1].strip()
+    bambi_label = bambi_formula.split("~", 1)[1].strip()
+    return Benchmark(
+        name=name,
+        title=title,
+        hb=(HbVariant("model", label, formula, family=family),),
+        bambi=BambiSpec("model", bambi_label, bambi_formula, family=family),
+        compare_with="model",
+        simulator=name,
+        dtype=dict.fromkeys(groups, "str"),
+        small=True,
     )
 
 
@@ -146,5 +176,51 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         _simulated("sim_1e5", (1_000, 100), (50, 20)),
         _simulated("sim_1e6", (10_000, 100), (100, 20)),
+        # Bambi has no a/b shorthand: batch/cask is batch plus the batch:cask interaction
+        _one(
+            "nested",
+            "nested, like Pastes: 10 batches x 3 casks x 2 rows",
+            "y ~ 1 + (1 | batch/cask)",
+            "y ~ 1 + (1|batch) + (1|batch:cask)",
+            ("batch", "cask"),
+        ),
+        _one(
+            "nested_large",
+            "nested: 200 batches x 5 casks x 5 rows (quick: 40 batches)",
+            "y ~ 1 + (1 | batch/cask)",
+            "y ~ 1 + (1|batch) + (1|batch:cask)",
+            ("batch", "cask"),
+        ),
+        _one(
+            "crossed",
+            "crossed, like Penicillin: 24 plates x 6 samples",
+            "y ~ 1 + (1 | plate) + (1 | sample)",
+            "y ~ 1 + (1|plate) + (1|sample)",
+            ("plate", "sample"),
+        ),
+        _one(
+            "glmm_bernoulli",
+            "Bernoulli GLMM: 2,000 rows, 60 groups, 4 predictors",
+            "y ~ x1 + x2 + x3 + x4 + (1 | group)",
+            "y ~ x1 + x2 + x3 + x4 + (1|group)",
+            ("group",),
+            family="bernoulli",
+        ),
+        _one(
+            "glmm_crossed",
+            "crossed Bernoulli GLMM, like VerbAgg: 316 subjects x 24 items",
+            "y ~ anger + mode + (1 | subject) + (1 | item)",
+            "y ~ anger + mode + (1|subject) + (1|item)",
+            ("subject", "item"),
+            family="bernoulli",
+        ),
+        _one(
+            "glmm_poisson",
+            "Poisson GLMM, like grouseticks: 400 rows, 100 broods in 25 locations",
+            "y ~ x + (1 | brood) + (1 | location)",
+            "y ~ x + (1|brood) + (1|location)",
+            ("brood", "location"),
+            family="poisson",
+        ),
     )
 }

@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from report import table  # noqa: E402
+
 from models import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
     BENCHMARKS,
     DATA_SEED,
@@ -84,6 +86,11 @@ def prepare_data(benchmark: Benchmark, folder: Path, quick: bool) -> tuple[Path,
     if benchmark.dataset:
         df = hb.datasets.load(benchmark.dataset)
         dtype = {"school": "str"} if benchmark.dataset == "eight_schools" else None
+    elif benchmark.simulator:
+        from simulate import SIMULATORS
+
+        df = SIMULATORS[benchmark.simulator](DATA_SEED, quick)
+        dtype = benchmark.dtype
     else:
         n_groups, n_per_group = benchmark.shape(quick)
         df = hb.datasets.simulate_hierarchical(n_groups, n_per_group, seed=DATA_SEED).data
@@ -106,7 +113,9 @@ def bambi_priors(benchmark: Benchmark, data: Path, dtype: dict | None) -> dict[s
     """The priors of the like-for-like hierbayes model, keyed as Bambi names its terms.
 
     ``Intercept`` and each population-level term keep their names; the SD prior of factor
-    ``g`` goes on every group-level term ``1|g``, ``x|g``; ``sigma`` stays ``sigma``.
+    ``g`` goes on every group-level term ``1|g``, ``x|g`` (a nested factor ``a/b`` is hierbayes'
+    factors ``a`` and ``a:b``, Bambi's terms ``1|a`` and ``1|a:b``); ``sigma`` stays ``sigma``.
+    Families without one (bernoulli, poisson) have no ``sigma`` key to pass.
     """
     import pandas as pd
 
@@ -114,7 +123,9 @@ def bambi_priors(benchmark: Benchmark, data: Path, dtype: dict | None) -> dict[s
 
     variant = next(v for v in benchmark.hb if v.key == benchmark.compare_with)
     df = pd.read_csv(data, dtype=dtype)
-    model = hb.Model(variant.formula, df, se=variant.se, priors=variant.priors)
+    model = hb.Model(
+        variant.formula, df, se=variant.se, priors=variant.priors, family=variant.family
+    )
     out: dict[str, Any] = {}
     for key, prior in model.priors.items():
         if key.startswith("corr_"):
@@ -335,7 +346,38 @@ def run_job(job: Job, python: Path, worker: Path, work: Path, logs: Path, limit_
 # planning and reporting
 
 
-def plan_jobs(args: argparse.Namespace, names: Sequence[str]) -> list[Job]:
+def library_default_sampler() -> str:
+    """The sampler hierbayes' ``Model.fit`` uses when given none (its signature's default)."""
+    import inspect
+
+    import hierbayes as hb
+
+    parameter = inspect.signature(hb.Model.fit).parameters.get("sampler")
+    return "pymc" if parameter is None else str(parameter.default)
+
+
+def hierbayes_samplers(args: argparse.Namespace, default: str) -> list[tuple[str | None, str]]:
+    """(what to pass as ``fit(sampler=...)``, the sampler that runs), one per hierbayes row.
+
+    ``--samplers`` names samplers; ``default`` is the library's default, passed as nothing
+    (None), and so is a name equal to it: the default is one row whichever sampler it is,
+    and the others are rows of their own. An empty ``--samplers`` gives ``--sampler`` alone.
+    """
+    if args.samplers:
+        names = [n.strip() for n in args.samplers.split(",") if n.strip()]
+    else:
+        names = [args.sampler or "default"]
+    out: list[tuple[str | None, str]] = []
+    for name in names:
+        row = (None, default) if name in ("default", default) else (name, name)
+        if row not in out:
+            out.append(row)
+    return out
+
+
+def plan_jobs(
+    args: argparse.Namespace, names: Sequence[str], default_sampler: str = "pymc"
+) -> list[Job]:
     """Every job of the run, warm-ups first within each model."""
     jobs: list[Job] = []
     settings = {
@@ -354,19 +396,17 @@ def plan_jobs(args: argparse.Namespace, names: Sequence[str]) -> list[Job]:
         b = BENCHMARKS[name]
         timed: list[Job] = []
         if not args.skip_hierbayes:
-            samplers = args.samplers.split(",") if args.samplers else [args.sampler]
-            for sampler in samplers:
+            for passed, runs in hierbayes_samplers(args, default_sampler):
                 for v in b.hb:
                     spec = {"formula": v.formula, "se": v.se, "priors": v.priors, **hb_options}
-                    spec["sampler"] = sampler
-                    key = v.key if sampler in (None, "pymc") else f"{v.key}-{sampler}"
-                    label = v.label if sampler in (None, "pymc") else f"{v.label}, {sampler}"
-                    timed.append(Job(b, "hierbayes", key, label, {**spec, **settings}))
+                    spec |= {"family": v.family, "sampler": passed}
+                    key = v.key if runs == "pymc" else f"{v.key}-{runs}"
+                    timed.append(Job(b, "hierbayes", key, v.label, {**spec, **settings}))
                     timed[-1].timeout = args.timeout
         if not args.skip_bambi and b.bambi is not None:
             s = b.bambi
             spec = {"formula": s.formula, "extra": list(s.extra), "link": s.link}
-            spec["rename"] = s.rename
+            spec |= {"rename": s.rename, "family": s.family}
             timed.append(Job(b, "bambi", s.key, s.label, {**spec, **settings}))
             timed[-1].timeout = args.bambi_timeout
         if args.warmup == "all" or (args.warmup == "small" and b.small):
@@ -375,93 +415,6 @@ def plan_jobs(args: argparse.Namespace, names: Sequence[str]) -> list[Job]:
         if b.cold_cache:
             jobs += [replace(j, cold=True) for j in timed]
     return jobs
-
-
-def _fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def table(jobs: Sequence[Job]) -> str:
-    """The Markdown results table of the timed jobs."""
-    head = [
-        "model",
-        "tool",
-        "variant",
-        "wall s",
-        "min ESS bulk",
-        "ESS/s",
-        "divergences",
-        "max R-hat",
-        "peak RSS MB",
-        "peak PSS MB",
-        "hierbayes/Bambi ESS/s",
-        "note",
-    ]
-    rows = []
-    rate: dict[tuple[str, bool], float] = {}
-    for job in jobs:
-        r = job.result
-        s = r.get("record", {}).get("summary", {})
-        if r.get("wall_s") and s.get("min_ess_bulk") is not None and r["status"] == "ok":
-            r["ess_per_s"] = s["min_ess_bulk"] / r["wall_s"]
-            if job.tool == "bambi":
-                rate[(job.benchmark.name, job.cold)] = r["ess_per_s"]
-    hashes: dict[str, set[str]] = {}
-    for job in jobs:
-        digest = job.result.get("record", {}).get("data_hash")
-        if digest:
-            hashes.setdefault(job.benchmark.name, set()).add(digest)
-    for job in jobs:
-        r = job.result
-        rec = r.get("record", {})
-        s = rec.get("summary", {})
-        b = job.benchmark
-        variant = job.variant
-        if job.tool == "hierbayes" and rec:
-            used = rec.get("parameterization_used", "")
-            variant += f"; {used}; {rec.get('sampler', '')}"
-        if job.cold:
-            variant += "; cold cache"
-        ratio = None
-        bambi_rate = rate.get((b.name, job.cold))
-        notes = [] if r["status"] == "ok" else [r["status"]]
-        if job.tool == "hierbayes" and bambi_rate and r.get("ess_per_s"):
-            ratio = r["ess_per_s"] / bambi_rate
-            if job.vkey.split("-")[0] != b.compare_with:
-                notes.append("ratio against Bambi's uncorrelated model")
-        if len(hashes.get(b.name, ())) > 1:
-            notes.append("the tools read different data")
-        if s.get("min_ess_var"):
-            notes.append(f"min ESS: {s['min_ess_var']}")
-        rows.append(
-            [
-                b.name,
-                job.tool,
-                variant,
-                _fmt(r.get("wall_s"), 1),
-                _fmt(s.get("min_ess_bulk")),
-                _fmt(r.get("ess_per_s"), 1),
-                _fmt(s.get("divergences")),
-                _fmt(s.get("max_rhat"), 3),
-                _fmt(r["peak_mb"]["fit_rss"] or None),
-                _fmt(r["peak_mb"]["fit_pss"] or None),
-                _fmt(ratio, 1) + ("x" if ratio else ""),
-                "; ".join(notes),
-            ]
-        )
-
-    rows = [[c.replace("|", "\\|") for c in row] for row in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(head), sep, *(line(r) for r in rows)])
 
 
 def _cpu_seconds() -> float:
@@ -514,12 +467,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sampler",
         default=None,
-        help="hierbayes sampler: pymc, nutpie, numpyro (default: the library default)",
+        help="hierbayes sampler when --samplers is '': pymc, nutpie, numpyro (default: the "
+        "library default)",
     )
     p.add_argument(
         "--samplers",
-        default="pymc,nutpie",
-        help="hierbayes samplers, one row each (default pymc,nutpie; '' for --sampler alone)",
+        default="default,pymc,nutpie",
+        help="hierbayes samplers, one row each; 'default' passes none (the library default), "
+        "and a name equal to the default is the same row ('' for --sampler alone)",
     )
     p.add_argument(
         "--log-likelihood",
@@ -556,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     python_bambi = None if args.skip_bambi else bambi_python(args.bambi_python)
-    jobs = plan_jobs(args, names)
+    default_sampler = library_default_sampler()
+    jobs = plan_jobs(args, names, default_sampler)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     with tempfile.TemporaryDirectory(prefix="hierbayes-bench-") as tmp:
         work = Path(tmp)
@@ -586,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timed = [j for j in jobs if not j.warmup]
     text = table(timed)
     settings = (
+        f"hierbayes' default sampler {default_sampler}; "
         f"{args.chains} chains x {args.draws} draws ({args.tune} tuning), {args.cores} cores, "
         f"seed {SAMPLER_SEED}, data seed {DATA_SEED}{', quick sizes' if args.quick else ''}"
     )
@@ -599,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {
         "started": started,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "default_sampler": default_sampler,
         "cpu_count": os.cpu_count(),
         "memory_gb": psutil.virtual_memory().total / 1e9,
         "runs": [j.result for j in jobs],

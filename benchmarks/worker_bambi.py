@@ -51,7 +51,7 @@ def main(spec_path: str) -> None:
     data = data.rename(columns=spec.get("rename") or {})
     times["data"] = time.time()
     formula = bmb.Formula(spec["formula"], *spec.get("extra", ()))
-    options: dict[str, Any] = {"family": "gaussian"}
+    options: dict[str, Any] = {"family": spec.get("family", "gaussian")}
     if spec.get("link"):
         options["link"] = spec["link"]
     if spec.get("priors"):

@@ -38,6 +38,8 @@ def main(spec_path: str) -> None:
     data = _common.read_data(spec["data"], dtype=spec.get("dtype"))
     times["data"] = time.time()
     options: dict[str, Any] = {"se": spec["se"], "priors": spec["priors"]}
+    if spec.get("family", "gaussian") != "gaussian":
+        options["family"] = spec["family"]
     if spec.get("parameterization"):
         options["parameterization"] = spec["parameterization"]
     model = hb.Model(spec["formula"], data, **options)
