@@ -382,9 +382,9 @@ class Model:
         strict : bool
             Raise :class:`~hierbayes.errors.SamplingError`, listing every failed check and
             what to try, instead of warning.
-        sampler : {"nutpie", "pymc", "numpyro"}
-            The NUTS implementation (:mod:`hierbayes.backend.samplers`): nutpie by default,
-            PyMC's own, or numpyro (``pip install "hierbayes[numpyro]"``). Every sampler
+        sampler : {"pymc", "nutpie", "numpyro"}
+            The NUTS implementation (:mod:`hierbayes.backend.samplers`): PyMC's by default,
+            nutpie, or numpyro (``pip install "hierbayes[numpyro]"``). Every sampler
             gives the same InferenceData.
         log_likelihood : bool, optional
             Store the pointwise log-likelihood (for :func:`hierbayes.compare`). By default it

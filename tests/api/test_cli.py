@@ -233,15 +233,17 @@ def test_sampler_and_parameterization_reach_model_and_fit(tmp_path, recorded, na
     assert not (tmp_path / "out").exists()
 
 
-def test_defaults_nutpie_the_specs_parameterization_and_a_terminal_progress_bar(tmp_path, recorded):
-    """Without options: nutpie, the spec's parameterization (the model's default when
+def test_defaults_the_default_sampler_the_specs_parameterization_and_a_terminal_progress_bar(
+    tmp_path, recorded
+):
+    """Without options: the default sampler, the spec's parameterization (the model's default when
     the spec has none), and progressbar=None, which Model.fit turns on in a terminal."""
     with pytest.raises(Stop):
         main(command("eight-schools", tmp_path))
     with pytest.raises(Stop):
         main(command("fit", tmp_path))  # write_spec gives no parameterization
     eight, spec = recorded
-    assert eight["sampler"] == spec["sampler"] == "nutpie"
+    assert eight["sampler"] == spec["sampler"] == samplers.DEFAULT_SAMPLER == "pymc"
     assert eight["progressbar"] is spec["progressbar"] is None
     assert eight["parameterization"] == "non-centered"  # models/eight_schools.toml
     default = inspect.signature(hb.Model).parameters["parameterization"].default
@@ -250,11 +252,11 @@ def test_defaults_nutpie_the_specs_parameterization_and_a_terminal_progress_bar(
 
 
 def test_sampler_choices_are_the_three_samplers():
-    """The choices the CLI offers are the samplers Model.fit knows; nutpie is the default of
+    """The choices the CLI offers are the samplers Model.fit knows; PyMC's is the default of
     both (and of the backend's sample)."""
     assert SAMPLERS == ("pymc", "nutpie", "numpyro")
-    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "nutpie"
-    assert inspect.signature(samplers.sample).parameters["sampler"].default == "nutpie"
+    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "pymc"
+    assert inspect.signature(samplers.sample).parameters["sampler"].default == "pymc"
 
 
 @pytest.mark.parametrize(
@@ -384,7 +386,7 @@ def test_ctrl_c_that_pymc_swallows_is_still_an_interrupt(tmp_path, capsys, monke
 
 
 def test_ctrl_c_that_nutpie_swallows_is_still_an_interrupt(tmp_path, capsys, monkeypatch):
-    """nutpie, the default sampler, catches Ctrl-C and returns the draws so far; a real
+    """nutpie catches Ctrl-C and returns the draws so far; a real
     SIGINT, sent 1 s into a run far longer than that, must still stop the command."""
     import nutpie
 
@@ -398,7 +400,7 @@ def test_ctrl_c_that_nutpie_swallows_is_still_an_interrupt(tmp_path, capsys, mon
     args = [*command("fit", tmp_path), "--draws", "1000000", "--tune", "100", "--chains", "1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # what a truncated run may warn is not under test
-        status = main([*args, "--cores", "1", "--no-progress"])
+        status = main([*args, "--cores", "1", "--no-progress", "--sampler", "nutpie"])
     assert status == 130
     err = capsys.readouterr().err
     assert err.endswith(f"hierbayes: interrupted: nothing was written to {tmp_path / 'out'}\n")

@@ -30,7 +30,11 @@ RUN = {
     "progressbar": False,
 }
 SEED = 20261122
-FAST = ("nutpie", "numpyro")
+# numpyro (an optional extra) runs in the slow tier: starting JAX and compiling for it took
+# about half a minute of the default tier
+NUMPYRO = pytest.param("numpyro", marks=pytest.mark.slow)
+FAST = ("nutpie", NUMPYRO)
+EVERY = ("pymc", "nutpie", NUMPYRO)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def _layout(idata: az.InferenceData) -> dict:
     }
 
 
-@pytest.mark.parametrize("sampler", samplers.SAMPLERS)
+@pytest.mark.parametrize("sampler", EVERY)
 def test_the_same_inferencedata_from_every_sampler(first_run, sampler):
     idata, reference = first_run(sampler), first_run("pymc")
     assert idata.groups() == ["posterior", "sample_stats", "observed_data"]
@@ -116,7 +120,7 @@ def test_same_seed_same_draws_other_seed_other_draws(eight_model, first_run, sam
     np.testing.assert_array_equal(again.sample_stats.lp.values, first.sample_stats.lp.values)
 
 
-@pytest.mark.parametrize("sampler", samplers.SAMPLERS)
+@pytest.mark.parametrize("sampler", EVERY)
 def test_written_to_netcdf_and_read_back(first_run, sampler, tmp_path):
     idata = first_run(sampler)
     path = tmp_path / f"{sampler}.nc"
@@ -165,6 +169,7 @@ def test_posterior_means_agree_with_pymc(first_run, sampler, name):
     assert abs(mean - ref_mean) <= tolerance, (sampler, name, mean, ref_mean, tolerance)
 
 
+@pytest.mark.slow
 def test_pymc_runs_chains_in_process_once_jax_has_started(eight_model, first_run, monkeypatch):
     """After numpyro, forking the PyMC chains could deadlock: they must not fork."""
     first_run("numpyro")
