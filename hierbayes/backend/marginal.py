@@ -36,6 +36,7 @@ vectorised over the groups (and draws), so the same code serves PyTensor graphs 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -165,7 +166,7 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
     if factor is None and len(design.factors) != 1:
         raise SpecError("sufficient_stats needs the factor when the model has more than one")
     f = design.factors[0] if factor is None else factor
-    w = np.ones(design.n_obs) if design.se is None else design.se**-2.0
+    w = _row_weights(design)
     y, X, Z, J = design.y_adjusted, design.X, f.Z, f.n_groups  # y - offset
     Zw = Z * w[:, None]
     return GroupStats(
@@ -180,6 +181,11 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
         log_det_r=float(np.sum(np.log(design.se**2))) if design.se is not None else 0.0,
         by_group=_by_group(y, X, f.codes, J) if design.dpars else None,
     )
+
+
+def _row_weights(design: Design) -> np.ndarray:
+    """Each row's weight in the statistics: 1 / se^2 with known SEs, else 1."""
+    return np.ones(design.n_obs) if design.se is None else design.se**-2.0
 
 
 def _by_group(y: np.ndarray, X: np.ndarray, codes: np.ndarray, J: int) -> tuple[np.ndarray, ...]:
@@ -230,6 +236,17 @@ def _backward(C: list[list[Any]], v: list[Any]) -> list[Any]:
     return x
 
 
+def _collapsed_loglik(
+    n_obs: Any, log_det_r: Any, s: Any, factors: Sequence[list[list[Any]]], a: Sequence[Any]
+) -> pt.TensorVariable:
+    """-1/2 [N log 2pi + log|R| + sum log|M| + s - sum |a|^2] (module docstring), with
+    ``factors`` the Cholesky factors C of the M's (log|M| = 2 sum log C_ii) and ``a`` the
+    entries of the vectors C^-1 w."""
+    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for C in factors for i in range(len(C)))
+    quad = sum((x**2).sum() for x in a)
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+
+
 def marginal_loglik(
     stats: GroupStats,
     beta: pt.TensorVariable,
@@ -269,9 +286,7 @@ def marginal_loglik(
     M = [[B[:, i * q + k] + float(i == k) for k in range(q)] for i in range(q)]
     C = _cholesky(M, pt.sqrt)
     v = _forward(C, [w[:, i] for i in range(q)])
-    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
-    quad = sum((vi**2).sum() for vi in v)
-    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    return _collapsed_loglik(n_obs, log_det_r, s, [C], v)
 
 
 def _marginal_loglik_by_group(
@@ -294,12 +309,8 @@ def _marginal_loglik_by_group(
     M = [[B[:, i * q + k] + float(i == k) for k in range(q)] for i in range(q)]
     C = _cholesky(M, pt.sqrt)
     v = _forward(C, [w[:, i] for i in range(q)])
-    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
-    quad = sum((vi**2).sum() for vi in v)
     log_det_r = 2.0 * pt.sum(n * pt.log(sigma))
-    return -0.5 * (
-        stats.n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + pt.sum(prec * s) - quad
-    )
+    return _collapsed_loglik(stats.n_obs, log_det_r, pt.sum(prec * s), [C], v)
 
 
 def draw_group_effects(

@@ -82,6 +82,20 @@ def _scale(sigma: np.ndarray | None, sl: slice) -> Any:
     return 1.0 if sigma is None else 1.0 / sigma[sl, None]
 
 
+def _project(Zy: np.ndarray, ZX: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Z'(y - X beta) per draw and group, (n, G, q), from ``beta`` (n, p)."""
+    return Zy - np.einsum("sp,gqp->sgq", beta, ZX)
+
+
+def _draw(C: Matrix, mean: Entries, chol: np.ndarray, gen: np.random.Generator) -> Entries:
+    """L x with x ~ N(C'^-1 mean, (C C')^-1): effects drawn from their conditional
+    posterior, entry by entry, (n, G) each; ``chol`` (n, q, q) the draws' factors L."""
+    q = len(mean)
+    z = gen.standard_normal((q, chol.shape[0], mean[0].shape[-1]))
+    x = _backward(C, [mean[i] + z[i] for i in range(q)])
+    return [_dot([(chol[:, i, k, None], x[k]) for k in range(i + 1)]) for i in range(q)]
+
+
 def draw_nested_effects(
     stats: NestedStats,
     beta: np.ndarray,
@@ -109,13 +123,8 @@ def draw_nested_effects(
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> from hierbayes.backend.marginal_multi import crossed_stats, nested_stats
-    >>> df = pd.DataFrame({"y": [0.5, -1.0, 2.0, 0.0], "b": list("aabb"), "c": list("xyxy")})
-    >>> d = build_design(parse("y ~ 0 + (1 | b/c)"), df, se=None, family=GAUSSIAN)
+    >>> from hierbayes.backend.marginal_multi import _example_design, nested_stats
+    >>> d = _example_design("y ~ 0 + (1 | b/c)", "aabb", "xyxy", y=[0.5, -1.0, 2.0, 0.0])
     >>> s = nested_stats(d)
     >>> one = np.ones((4000, 1, 1))
     >>> u, v = draw_nested_effects(s, np.zeros((4000, 0)), one, one, np.ones(4000),
@@ -123,17 +132,17 @@ def draw_nested_effects(
     >>> u.shape, v.shape, bool(abs(u[:, 1, 0].mean() - 0.5) < 0.05)  # E u_b = 2 / 4
     ((4000, 2, 1), (4000, 4, 1), True)
     """
+    g = stats.inner
     S, K, J = beta.shape[0], len(stats.parent), stats.n_outer
-    q1, q2 = stats.Z1Z1.shape[1], stats.Z2Z2.shape[1]
+    q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
     out1, out2 = np.empty((S, J, q1)), np.empty((S, K, q2))
     by_outer = _summer(stats.parent, J)
-    Z1Z1, Z2Z1, Z2Z2 = _matrix(stats.Z1Z1), _matrix(stats.Z2Z1), _matrix(stats.Z2Z2)
+    Z1Z1, Z2Z1, Z2Z2 = _matrix(stats.Z1Z1), _matrix(stats.Z2Z1), _matrix(g.ZtZ)
 
     def fill(sl: slice, gen: np.random.Generator) -> None:
         tau = _scale(sigma, sl)
-        b = beta[sl]
-        z1e = (stats.Z1y - np.einsum("sp,kqp->skq", b, stats.Z1X)) * np.reshape(tau, (-1, 1, 1))
-        z2e = (stats.Z2y - np.einsum("sp,kqp->skq", b, stats.Z2X)) * np.reshape(tau, (-1, 1, 1))
+        z1e = _project(stats.Z1y, stats.Z1X, beta[sl]) * np.reshape(tau, (-1, 1, 1))
+        z2e = _project(g.Zty, g.ZtX, beta[sl]) * np.reshape(tau, (-1, 1, 1))
         C2, a2, H = _absorb(
             Z2Z2, [z2e[:, :, i] for i in range(q2)], _lower(chol2[sl], q2, tau), Z2Z1, np.sqrt
         )
@@ -142,15 +151,11 @@ def draw_nested_effects(
         A_j = [[by_outer(np.broadcast_to(A[i][k], (n, K))) for k in range(q1)] for i in range(q1)]
         c_j = [by_outer(x) for x in c]
         C1, a1, _ = _absorb(A_j, c_j, _lower(chol1[sl], q1, tau), [], np.sqrt)
-        z = gen.standard_normal((q1, n, J))
-        v1 = _backward(C1, [a1[i] + z[i] for i in range(q1)])
-        u1 = [_dot([(chol1[sl, i, k, None], v1[k]) for k in range(i + 1)]) for i in range(q1)]
+        u1 = _draw(C1, a1, chol1[sl], gen)
         shift = [u1[k][:, stats.parent] * tau for k in range(q1)]
-        z = gen.standard_normal((q2, n, K))
         mean = [a2[i] - _dot([(H[i][k], shift[k]) for k in range(q1)]) for i in range(q2)]
-        v2 = _backward(C2, [mean[i] + z[i] for i in range(q2)])
-        for i in range(q2):
-            out2[sl, :, i] = _dot([(chol2[sl, i, k, None], v2[k]) for k in range(i + 1)])
+        for i, u in enumerate(_draw(C2, mean, chol2[sl], gen)):
+            out2[sl, :, i] = u
         for i in range(q1):
             out1[sl, :, i] = u1[i]
 
@@ -185,14 +190,9 @@ def draw_crossed_effects(
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> from hierbayes.backend.marginal_multi import crossed_stats, nested_stats
-    >>> df = pd.DataFrame({"y": [0.4, -1.0, 2.0, 0.2], "b": list("abab"), "c": list("xxyz")})
-    >>> d = build_design(parse("y ~ 0 + (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
-    >>> s = crossed_stats(d)
+    >>> from hierbayes.backend.marginal_multi import _example_design, crossed_stats
+    >>> s = crossed_stats(_example_design("y ~ 0 + (1 | b) + (1 | c)", "abab", "xxyz",
+    ...                                   y=[0.4, -1.0, 2.0, 0.2]))
     >>> u_b = np.tile([[1.0], [-1.0]], (4000, 1, 1))
     >>> u = draw_crossed_effects(s, np.zeros((4000, 0)), np.ones((4000, 1, 1)), [u_b],
     ...                          np.ones(4000), np.random.default_rng(0))
@@ -207,7 +207,6 @@ def draw_crossed_effects(
     C = len(stats.cell_group)
 
     def fill(sl: slice, gen: np.random.Generator) -> None:
-        n = sl.stop - sl.start
         v = _cell_effects(
             stats,
             [u[sl] for u in effects],
@@ -216,13 +215,11 @@ def draw_crossed_effects(
         )  # (n, C, Q)
         t = np.einsum("cab,ncb->nca", stats.ZZo, v)
         tau = _scale(sigma, sl)
-        e = g.Zty - np.einsum("sp,jqp->sjq", beta[sl], g.ZtX)
+        e = _project(g.Zty, g.ZtX, beta[sl])
         e = [(e[:, :, i] - by_group(t[:, :, i])) * tau for i in range(q)]
         Cm, a, _ = _absorb(G, e, _lower(chol[sl], q, tau), [], np.sqrt)
-        z = gen.standard_normal((q, n, J))
-        x = _backward(Cm, [a[i] + z[i] for i in range(q)])
-        for i in range(q):
-            out[sl, :, i] = _dot([(chol[sl, i, k, None], x[k]) for k in range(i + 1)])
+        for i, u in enumerate(_draw(Cm, a, chol[sl], gen)):
+            out[sl, :, i] = u
 
     _chunked(S, C * sum(u.shape[2] for u in effects) + J * q * q, rng, fill)
     return out

@@ -46,25 +46,29 @@ diagonal of a Cholesky factor) are skipped.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 
 from hierbayes.backend.marginal import (
     GroupStats,
     _cholesky,
+    _collapsed_loglik,
     _forward,
+    _row_weights,
     marginal_unavailable,
     sufficient_stats,
 )
 from hierbayes.core.pooling import group_crossprod
 from hierbayes.errors import SpecError
-from hierbayes.spec.design import Design, FactorDesign
+from hierbayes.spec.design import Design, FactorDesign, build_design
+from hierbayes.spec.families import GAUSSIAN
+from hierbayes.spec.formula import parse
 
 __all__ = [
     "MarginalLayout",
@@ -103,12 +107,7 @@ def nesting(outer: FactorDesign, inner: FactorDesign) -> np.ndarray | None:
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xxyyxxyy")})
-    >>> outer, inner = build_design(parse("y ~ (1 | b/c)"), df, se=None, family=GAUSSIAN).factors
+    >>> outer, inner = _example_design("y ~ (1 | b/c)", "aaaabbbb", "xxyyxxyy").factors
     >>> nesting(outer, inner).tolist(), nesting(inner, outer)
     ([0, 0, 1, 1], None)
     """
@@ -124,13 +123,8 @@ def marginal_layout(design: Design) -> MarginalLayout:
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xyzwxyzw")})
-    >>> nested = build_design(parse("y ~ (1 | b/c)"), df, se=None, family=GAUSSIAN)
-    >>> crossed = build_design(parse("y ~ (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
+    >>> nested = _example_design("y ~ (1 | b/c)", "aaaabbbb", "xyzwxyzw")
+    >>> crossed = _example_design("y ~ (1 | b) + (1 | c)", "aaaabbbb", "xyzwxyzw")
     >>> marginal_layout(nested).forms
     {'b': 'marginal', 'b:c': 'marginal'}
     >>> marginal_layout(crossed).forms
@@ -155,36 +149,32 @@ def marginal_layout(design: Design) -> MarginalLayout:
     return MarginalLayout("crossed", (marg.name,), sampled, forms)
 
 
+def _example_design(formula: str, b: str, c: str, y: Sequence[float] | None = None) -> Design:
+    """The examples' data: the Gaussian design (no SEs) of ``formula`` with factors ``b`` and
+    ``c`` (one letter a row) and the response ``y``, by default 0, 1, 2, ..."""
+    data = pd.DataFrame({"y": np.arange(float(len(b))) if y is None else y, "b": [*b], "c": [*c]})
+    return build_design(parse(formula), data, se=None, family=GAUSSIAN)
+
+
 def _factor(design: Design, name: str) -> FactorDesign:
     return next(f for f in design.factors if f.name == name)
-
-
-def _weights(design: Design) -> np.ndarray:
-    return np.ones(design.n_obs) if design.se is None else design.se**-2.0
 
 
 @dataclass(frozen=True, eq=False)
 class NestedStats:
     """Per-inner-group statistics of a nested model (module docstring), weighted by se^-2
-    with known SEs. ``parent`` (K,) is each inner group's outer group; shapes ``Z1Z1``
-    (K, q1, q1), ``Z2Z1`` (K, q2, q1), ``Z2Z2`` (K, q2, q2), ``Z1X`` (K, q1, p), ``Z2X``
-    (K, q2, p), ``Z1y`` (K, q1), ``Z2y`` (K, q2)."""
+    with known SEs. ``inner`` holds the inner factor's one-factor statistics: Z2'Z2, Z2'X
+    and Z2'y per inner group, and the global X'X, X'y, y'y. ``parent`` (K,) is each inner
+    group's outer group; shapes ``Z1Z1`` (K, q1, q1), ``Z2Z1`` (K, q2, q1), ``Z1X``
+    (K, q1, p), ``Z1y`` (K, q1)."""
 
     parent: np.ndarray
     n_outer: int
     Z1Z1: np.ndarray
     Z2Z1: np.ndarray
-    Z2Z2: np.ndarray
     Z1X: np.ndarray
-    Z2X: np.ndarray
     Z1y: np.ndarray
-    Z2y: np.ndarray
-    XtX: np.ndarray
-    Xty: np.ndarray
-    yty: float
-    n_obs: int
-    known_se: bool
-    log_det_r: float
+    inner: GroupStats
 
 
 def nested_stats(design: Design) -> NestedStats:
@@ -192,39 +182,25 @@ def nested_stats(design: Design) -> NestedStats:
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xxyyxxyy")})
-    >>> d = build_design(parse("y ~ (1 | b/c)"), df, se=None, family=GAUSSIAN)
-    >>> s = nested_stats(d)
-    >>> s.parent.tolist(), s.Z2Z1[:, 0, 0].tolist(), s.Z2y[:, 0].tolist()
+    >>> s = nested_stats(_example_design("y ~ (1 | b/c)", "aaaabbbb", "xxyyxxyy"))
+    >>> s.parent.tolist(), s.Z2Z1[:, 0, 0].tolist(), s.inner.Zty[:, 0].tolist()
     ([0, 0, 1, 1], [2.0, 2.0, 2.0, 2.0], [1.0, 5.0, 9.0, 13.0])
     """
     layout = marginal_layout(design)
     if layout.kind != "nested":
         raise SpecError(f"the grouping factors of this model are not nested ({layout.kind})")
     outer, inner = (_factor(design, n) for n in layout.marginal)
-    w = _weights(design)
+    w = _row_weights(design)
     y, X, codes, K = design.y_adjusted, design.X, inner.codes, inner.n_groups
-    Z1w, Z2w = outer.Z * w[:, None], inner.Z * w[:, None]
+    Z1w = outer.Z * w[:, None]
     return NestedStats(
         parent=nesting(outer, inner),
         n_outer=outer.n_groups,
         Z1Z1=group_crossprod(Z1w, outer.Z, codes, K),
-        Z2Z1=group_crossprod(Z2w, outer.Z, codes, K),
-        Z2Z2=group_crossprod(Z2w, inner.Z, codes, K),
+        Z2Z1=group_crossprod(inner.Z * w[:, None], outer.Z, codes, K),
         Z1X=group_crossprod(Z1w, X, codes, K),
-        Z2X=group_crossprod(Z2w, X, codes, K),
         Z1y=group_crossprod(Z1w, y[:, None], codes, K)[:, :, 0],
-        Z2y=group_crossprod(Z2w, y[:, None], codes, K)[:, :, 0],
-        XtX=(X * w[:, None]).T @ X,
-        Xty=(X * w[:, None]).T @ y,
-        yty=float(np.sum(w * y**2)),
-        n_obs=design.n_obs,
-        known_se=design.se is not None,
-        log_det_r=float(np.sum(np.log(design.se**2))) if design.se is not None else 0.0,
+        inner=sufficient_stats(design, inner),
     )
 
 
@@ -253,13 +229,7 @@ def crossed_stats(design: Design) -> CrossedStats:
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> df = pd.DataFrame({"y": np.arange(8.0), "b": list("aaaabbbb"), "c": list("xyzwxyzw")})
-    >>> d = build_design(parse("y ~ (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
-    >>> s = crossed_stats(d)
+    >>> s = crossed_stats(_example_design("y ~ (1 | b) + (1 | c)", "aaaabbbb", "xyzwxyzw"))
     >>> s.cell_group.tolist(), s.cell_codes[:, 0].tolist(), s.ZZo.shape
     ([0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 0, 1, 0, 1, 0, 1], (8, 1, 1))
     """
@@ -268,7 +238,7 @@ def crossed_stats(design: Design) -> CrossedStats:
         raise SpecError(f"the grouping factors of this model are not crossed ({layout.kind})")
     f = _factor(design, layout.marginal[0])
     others = [_factor(design, n) for n in layout.sampled]
-    w = _weights(design)
+    w = _row_weights(design)
     y, X = design.y_adjusted, design.X
     joint = np.column_stack([f.codes] + [o.codes for o in others])
     cells, cell = np.unique(joint, axis=0, return_inverse=True)
@@ -370,6 +340,15 @@ def _scalars(yty: float, n_obs: int, log_det_r: float) -> tuple:
     return v[0], v[1], v[2]
 
 
+def _per_sigma(sigma: pt.TensorVariable | None, s: Any, n_obs: Any, log_det_r: Any) -> tuple:
+    """(tau, s tau^2, log|R|) with tau = 1/sigma and log|R| = 2 N log sigma; (1.0, s,
+    log_det_r) with known SEs (sigma None), which the statistics already hold."""
+    if sigma is None:
+        return 1.0, s, log_det_r
+    tau = 1.0 / sigma
+    return tau, s * tau**2, 2.0 * n_obs * pt.log(sigma)
+
+
 def _project(Zy: np.ndarray, ZX: np.ndarray, beta: pt.TensorVariable) -> pt.TensorVariable:
     """Z'(y - X beta) per group, (G, q)."""
     G, q, p = ZX.shape
@@ -392,32 +371,20 @@ def nested_loglik(
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> import pytensor.tensor as pt
-    >>> df = pd.DataFrame({"y": [0.5, -1.0, 2.0, 0.0], "b": list("aabb"), "c": list("xyxy")})
-    >>> d = build_design(parse("y ~ 0 + (1 | b/c)"), df, se=None, family=GAUSSIAN)
-    >>> s = nested_stats(d)
-    >>> ll = nested_loglik(s, pt.zeros(0), pt.eye(1), pt.eye(1), pt.as_tensor(1.0))
     >>> from scipy.stats import multivariate_normal
+    >>> d = _example_design("y ~ 0 + (1 | b/c)", "aabb", "xyxy", y=[0.5, -1.0, 2.0, 0.0])
+    >>> ll = nested_loglik(nested_stats(d), pt.zeros(0), pt.eye(1), pt.eye(1), pt.as_tensor(1.0))
     >>> cov = np.kron(np.eye(2), np.ones((2, 2))) + 2 * np.eye(4)  # Z1 Z1' + Z2 Z2' + I
-    >>> bool(np.isclose(ll.eval(), multivariate_normal(np.zeros(4), cov).logpdf(df["y"])))
+    >>> bool(np.isclose(ll.eval(), multivariate_normal(np.zeros(4), cov).logpdf(d.y)))
     True
     """
-    q1, q2 = stats.Z1Z1.shape[1], stats.Z2Z2.shape[1]
-    p = stats.XtX.shape[0]
-    yty, n_obs, log_det_r = _scalars(stats.yty, stats.n_obs, stats.log_det_r)
-    z1e, z2e = _project(stats.Z1y, stats.Z1X, beta), _project(stats.Z2y, stats.Z2X, beta)
-    s = _residual_sq(yty, stats.Xty, stats.XtX, beta, p)
-    tau: Any = 1.0
-    if sigma is not None:
-        tau = 1.0 / sigma
-        z1e, z2e = z1e * tau, z2e * tau
-        s, log_det_r = s * tau**2, 2.0 * n_obs * pt.log(sigma)
-    L1, L2 = L1 * tau, L2 * tau
-    C2, a2, H = _absorb_tensor(stats.Z2Z2, z2e, L2, stats.Z2Z1, q2)
+    g = stats.inner
+    q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
+    yty, n_obs, log_det_r = _scalars(g.yty, g.n_obs, g.log_det_r)
+    s = _residual_sq(yty, g.Xty, g.XtX, beta, g.XtX.shape[0])
+    tau, s, log_det_r = _per_sigma(sigma, s, n_obs, log_det_r)
+    z1e, z2e = _project(stats.Z1y, stats.Z1X, beta) * tau, _project(g.Zty, g.ZtX, beta) * tau
+    C2, a2, H = _absorb_tensor(g.ZtZ, z2e, L2 * tau, stats.Z2Z1, q2)
     A, c = _outer_terms(_matrix(stats.Z1Z1, pt.as_tensor), [z1e[:, i] for i in range(q1)], a2, H)
     lower = [(i, k) for i in range(q1) for k in range(i + 1)]
     stacked = pt.stack([A[i][k] for i, k in lower] + c, axis=1)  # (K, m)
@@ -425,10 +392,8 @@ def nested_loglik(
     col = {(i, k): n for n, (i, k) in enumerate(lower)}
     A_j = summed[:, [col[max(i, k), min(i, k)] for i in range(q1) for k in range(q1)]]
     c_j = summed[:, len(lower) :]
-    C1, a1, _ = _absorb_tensor(A_j.reshape((stats.n_outer, q1, q1)), c_j, L1, None, q1)
-    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for C, q in ((C1, q1), (C2, q2)) for i in range(q))
-    quad = sum((x**2).sum() for x in a1 + a2)
-    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    C1, a1, _ = _absorb_tensor(A_j.reshape((stats.n_outer, q1, q1)), c_j, L1 * tau, None, q1)
+    return _collapsed_loglik(n_obs, log_det_r, s, [C1, C2], a1 + a2)
 
 
 def _cell_effects(
@@ -454,17 +419,10 @@ def crossed_loglik(
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.families import GAUSSIAN
-    >>> from hierbayes.spec.formula import parse
-    >>> import pytensor.tensor as pt
-    >>> df = pd.DataFrame({"y": [0.4, -1.0, 2.0, 0.2], "b": list("abab"), "c": list("xxyz")})
-    >>> d = build_design(parse("y ~ 0 + (1 | b) + (1 | c)"), df, se=None, family=GAUSSIAN)
-    >>> s = crossed_stats(d)
-    >>> u_b = pt.as_tensor([[1.0], [-1.0]])  # b sampled, c (3 groups) integrated out
-    >>> ll = crossed_loglik(s, pt.zeros(0), pt.eye(1), [u_b], pt.as_tensor(1.0))
     >>> from scipy.stats import multivariate_normal
+    >>> d = _example_design("y ~ 0 + (1 | b) + (1 | c)", "abab", "xxyz", y=[0.4, -1.0, 2.0, 0.2])
+    >>> u_b = pt.as_tensor([[1.0], [-1.0]])  # b sampled, c (3 groups) integrated out
+    >>> ll = crossed_loglik(crossed_stats(d), pt.zeros(0), pt.eye(1), [u_b], pt.as_tensor(1.0))
     >>> Z_c = np.eye(3)[[0, 0, 1, 2]]  # rows 0 and 1 share group x of c
     >>> cov, r = Z_c @ Z_c.T + np.eye(4), [-0.6, 0.0, 1.0, 1.2]  # r = y - Z_b u_b
     >>> bool(np.isclose(ll.eval(), multivariate_normal(np.zeros(4), cov).logpdf(r)))
@@ -481,11 +439,6 @@ def crossed_loglik(
     for u, Zoy, ZoX in zip(effects, stats.Zoy, stats.ZoX, strict=True):
         s = s - 2.0 * pt.sum(u * _project(Zoy, ZoX, beta))
     s = s + pt.sum(v[:, :, None] * pt.as_tensor(stats.ZoZo) * v[:, None, :])
-    tau: Any = 1.0
-    if sigma is not None:
-        tau = 1.0 / sigma
-        e, s, log_det_r = e * tau, s * tau**2, 2.0 * n_obs * pt.log(sigma)
-    C, a, _ = _absorb_tensor(g.ZtZ, e, L * tau, None, q)
-    log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for i in range(q))
-    quad = sum((x**2).sum() for x in a)
-    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    tau, s, log_det_r = _per_sigma(sigma, s, n_obs, log_det_r)
+    C, a, _ = _absorb_tensor(g.ZtZ, e * tau, L * tau, None, q)
+    return _collapsed_loglik(n_obs, log_det_r, s, [C], a)

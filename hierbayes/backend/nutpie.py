@@ -85,20 +85,18 @@ def hierbayes_nutpie_expand(dim, expanded, x_, out_, user_data_):
 def freeze_shared(model: pm.Model) -> pm.Model:
     """A copy of ``model`` with its dims, data and other tensor shared variables as constants.
 
-        Examples
-        --------
-        >>> import numpy as np, pymc as pm, pytensor
-        >>> from pytensor.graph.traversal import graph_inputs
-
-    from hierbayes.backend.initial import scaled_start
-        >>> with pm.Model() as m:
-        ...     scale = pytensor.shared(np.array(2.0), name="scale")
-        ...     x = pm.Normal("x", 0.0, scale)
-        >>> def kind(model):
-        ...     (v,) = [v for v in graph_inputs([model.logp()]) if v.name == "scale"]
-        ...     return "shared" if isinstance(v, pytensor.compile.SharedVariable) else v.data
-        >>> kind(m), kind(freeze_shared(m))
-        ('shared', array(2.))
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, pytensor
+    >>> from pytensor.graph.traversal import graph_inputs
+    >>> with pm.Model() as m:
+    ...     scale = pytensor.shared(np.array(2.0), name="scale")
+    ...     x = pm.Normal("x", 0.0, scale)
+    >>> def kind(model):
+    ...     (v,) = [v for v in graph_inputs([model.logp()]) if v.name == "scale"]
+    ...     return "shared" if isinstance(v, pytensor.compile.SharedVariable) else v.data
+    >>> kind(m), kind(freeze_shared(m))
+    ('shared', array(2.))
     """
     from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
     from pymc.model.transform.optimization import freeze_dims_and_data
