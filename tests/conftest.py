@@ -10,6 +10,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytensor  # noqa: E402
 import pytest  # noqa: E402
 
 import hierbayes as hb  # noqa: E402
@@ -42,6 +43,14 @@ def eight_models(eight) -> dict[str, hb.Model]:
         p: hb.Model(EIGHT_FORMULA, eight, se="sigma", parameterization=p, priors=EIGHT_PRIORS)
         for p in ("non-centered", "centered")
     }
+
+
+@pytest.fixture
+def python_graphs():
+    """PyTensor's Python implementations (FAST_COMPILE) for structural checks, which evaluate
+    each graph a few times: no C compile per graph (about 0.45 s a module on an empty cache)."""
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        yield
 
 
 def quiet_fit(model: hb.Model, **kwargs) -> hb.Fit:

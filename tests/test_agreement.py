@@ -101,6 +101,7 @@ def slopes_fits() -> dict[str, hb.Fit]:
     return fits
 
 
+@pytest.mark.slow  # three fits of 4 x 600 draws (about 40 s)
 @pytest.mark.parametrize("other", ["centered", "non-centered"])
 def test_varying_slopes_marginal_agrees(slopes_fits, other):
     assert slopes_fits["marginal"].diagnostics.divergences == 0

@@ -18,7 +18,16 @@ def test_there_are_notebooks():
     ]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+#: Run in the default tier; the others (each 30-55 s from an empty compile cache) in the slow
+#: tier, which CI runs too.
+DEFAULT_TIER = ("eight_schools.ipynb",)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p if p.name in DEFAULT_TIER else pytest.param(p, marks=pytest.mark.slow) for p in NOTEBOOKS],
+    ids=lambda p: p.name,
+)
 def test_notebook_executes(path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own inline backend draws
     monkeypatch.setenv("HIERBAYES_DRAWS", "100")

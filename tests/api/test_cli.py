@@ -385,6 +385,7 @@ def test_ctrl_c_that_pymc_swallows_is_still_an_interrupt(tmp_path, capsys, monke
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a numba compile in the CLI process (about 16 s on an empty cache)
 def test_ctrl_c_that_nutpie_swallows_is_still_an_interrupt(tmp_path, capsys, monkeypatch):
     """nutpie catches Ctrl-C and returns the draws so far; a real
     SIGINT, sent 1 s into a run far longer than that, must still stop the command."""

@@ -587,7 +587,14 @@ SBC_PRIORS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SBC_PRIORS))
+# cumulative's SBC loop in the slow tier (a graph of its own, about 9 s on an empty cache)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n == "cumulative" else n
+        for n in sorted(SBC_PRIORS)
+    ],
+)
 def test_prior_predictive_and_sbc_rank_every_scalar_parameter(name):
     """Prior predictive draws lie in the response's support (counts; the levels 1..4), and
     SBC fits two simulations, ranking every scalar parameter, the auxiliary ones included."""

@@ -10,6 +10,9 @@ import hierbayes as hb
 
 from ..conftest import EIGHT_PRIORS
 
+# structural checks, no sampling: no C compile (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("python_graphs")
+
 
 @pytest.fixture(scope="module")
 def graphs(eight_models):

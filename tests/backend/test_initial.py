@@ -46,6 +46,7 @@ def test_unit_scale_predictors_keep_pymcs_starts(regression_data):
     assert initial_values(model.build(), {}, 4, random_seed=1) is None
 
 
+@pytest.mark.slow  # a numba compile of its own (about 15 s on an empty cache)
 def test_nutpie_starts_the_same_way(anger):
     """nutpie's start (the function its compiled model calls per chain) jitters the
     large-scale coefficient by U(-1, 1) / rms, like PyMC's start, and the rest as nutpie does."""

@@ -12,6 +12,9 @@ import hierbayes as hb
 from hierbayes.backend.marginal import draw_group_effects, marginal_loglik, sufficient_stats
 from hierbayes.backend.plan import plan, reliability
 
+# structural checks, no sampling: no C compile (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("python_graphs")
+
 
 @pytest.fixture(scope="module")
 def level2_data() -> pd.DataFrame:

@@ -374,7 +374,8 @@ def fit_pair(case: str, draws: int, chains: int, seed: int) -> dict[str, hb.Fit]
     return fits
 
 
-@pytest.fixture(scope="module", params=["nested", "crossed"])
+# nested in the slow tier (about 23 s); test_marginal_and_non_centered_agree checks both there
+@pytest.fixture(scope="module", params=[pytest.param("nested", marks=pytest.mark.slow), "crossed"])
 def light_fits(request) -> tuple[str, dict[str, hb.Fit]]:
     """Each model fitted once, marginal (auto) and non-centered: 2 chains x 400 draws."""
     return request.param, fit_pair(request.param, draws=400, chains=2, seed=5)

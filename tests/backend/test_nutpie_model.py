@@ -106,6 +106,7 @@ def test_a_non_finite_logp_is_reported_as_nutpie_expects(compiled_pair):
     assert status == 3  # nutpie's code for a non-finite gradient
 
 
+@pytest.mark.slow  # nutpie compiles its own wrappers anew (about 14 s)
 def test_draws_are_identical_to_nutpies_own_compile():
     """Sampling the compiled model equals sampling nutpie.compile_pymc_model's, seed for seed."""
     model = nutpie_model.freeze_shared(eight_schools(parameterization="marginal").build())

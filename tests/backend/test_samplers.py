@@ -31,9 +31,10 @@ RUN = {
 }
 SEED = 20261122
 # numpyro (an optional extra) runs in the slow tier: starting JAX and compiling for it took
-# about half a minute of the default tier
+# about half a minute of the default tier; so does nutpie where a test compiles a model of its
+# own for it (numba, about 25 s on an empty cache)
 NUMPYRO = pytest.param("numpyro", marks=pytest.mark.slow)
-FAST = ("nutpie", NUMPYRO)
+FAST = (pytest.param("nutpie", marks=pytest.mark.slow), NUMPYRO)
 EVERY = ("pymc", "nutpie", NUMPYRO)
 
 
