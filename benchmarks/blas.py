@@ -1,19 +1,11 @@
 """PyTensor's C code with and without a BLAS: ``python benchmarks/blas.py``.
 
-pip-installed PyTensor finds no BLAS to link its C code to (``blas__ldflags`` is empty; it
-warns "PyTensor could not link to a BLAS installation"). Its matrix products (``Dot22``,
+pip-installed PyTensor finds no BLAS to link its C code to: its matrix products (``Dot22``,
 ``Gemv``, ``Ger``) then have no C code and run as Python thunks that call NumPy, inside the
-C virtual machine. SciPy's Linux wheels ship an OpenBLAS (``scipy.libs/libscipy_openblas-*.so``,
-32-bit integers) whose BLAS symbols carry a ``scipy_`` prefix (``scipy_dgemm_``); PyTensor's C
-code calls ``dgemm_``. The ``linked`` variant links to that library and renames the symbols
-with preprocessor flags, which PyTensor passes to the compiler with the other non-``-l``/``-L``
-words of ``blas__ldflags``::
-
-    blas__ldflags = -L<scipy.libs> -lscipy_openblas-<hash> -Ddgemm_=scipy_dgemm_ ...
-
-(PyTensor adds ``-Wl,-rpath,<scipy.libs>`` itself; a comma cannot go through
-``PYTENSOR_FLAGS``, which is comma-separated). NumPy's own OpenBLAS (``numpy.libs``) has
-64-bit integers and cannot stand in for the ``int`` BLAS interface PyTensor declares.
+C virtual machine. hierbayes links it to the OpenBLAS in SciPy's wheels on import
+(:mod:`hierbayes.backend.blas`, which explains the flags). This script measures what that
+buys: the ``linked`` variant is hierbayes' default, the ``unlinked`` one sets
+``blas__ldflags`` to empty, PyTensor's own state on a pip install.
 
 Each variant runs in fresh processes with its own empty ``base_compiledir`` (so the C caches
 do not mix) and otherwise the same environment; the rounds alternate the variants. Measured:
@@ -25,8 +17,8 @@ do not mix) and otherwise the same environment; the rounds alternate the variant
 * a full ``fit(sampler="pymc", draws=500, tune=500, chains=2, random_seed=1)`` of the GLMM,
   after an untimed compilation of the same model: CPU time of all its processes, wall time
   and PyMC's sampling time;
-* the first read of ``blas__ldflags`` in a process: unset, PyTensor searches for a BLAS then
-  (in every process that compiles C code); set, it only reads the string.
+* the first read of ``blas__ldflags`` in a process (set in both variants: a read of the
+  string; unset, PyTensor searches for a BLAS, about half a second).
 
 The processes of one variant run one after another, so a shared machine's load can differ
 between them; a last run (``--paired``) compiles both variants in one process, setting
@@ -38,7 +30,6 @@ The numbers go to the terminal as a table (``benchmarks/README.md``, section BLA
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -53,54 +44,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from hierbayes.backend.blas import find_openblas, linked_flags  # noqa: E402
 from models import DATA_SEED  # noqa: E402  (benchmarks/ is a folder of scripts)
 
-#: The BLAS routines PyTensor's C code calls (``pytensor/tensor/blas*.py``).
-SYMBOLS = ("sgemm_", "dgemm_", "sgemv_", "dgemv_", "sger_", "dger_", "sdot_", "ddot_")
 #: Seed of the fit and of the evaluation points (the GLMM's data use the benchmarks' seed).
 FIT_SEED = 1
 #: Operations that are (or become) BLAS calls, counted in each compiled function.
 BLAS_OPS = ("Dot22", "Dot22Scalar", "Gemm", "Gemv", "CGemv", "Ger", "CGer", "BatchedDot", "Dot")
-
-# --------------------------------------------------------------------------------------
-# the library and the flags
-
-
-def find_openblas() -> tuple[Path, str, str] | None:
-    """(folder, -l name, symbol prefix) of an LP64 OpenBLAS shipped by a pip package.
-
-    SciPy's wheels bundle one (``scipy.libs``); the ``scipy-openblas32`` package is the same
-    library on its own. Either exports ``scipy_dgemm_``; None when neither is found.
-    """
-    candidates: list[Path] = []
-    try:
-        import scipy_openblas32  # type: ignore[import-not-found]
-
-        candidates.append(Path(scipy_openblas32.get_lib_dir()) / scipy_openblas32.get_library())
-    except ImportError:
-        pass
-    import scipy
-
-    libs = Path(scipy.__file__).resolve().parent.parent / "scipy.libs"
-    candidates += sorted(libs.glob("libscipy_openblas*.so"))  # the symbols tell LP64 apart
-    for path in candidates:
-        path = path if path.suffix == ".so" else path.with_name(f"lib{path.name}.so")
-        if not path.is_file() or "," in str(path) or " " in str(path):  # flags split there
-            continue
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError:
-            continue
-        if all(hasattr(lib, f"scipy_{s}") for s in SYMBOLS):
-            return path.parent, path.stem.removeprefix("lib"), "scipy_"
-    return None
-
-
-def linked_flags(folder: Path, name: str, prefix: str) -> str:
-    """``blas__ldflags`` linking to ``lib<name>.so`` in ``folder``, symbols renamed."""
-    renames = " ".join(f"-D{s}={prefix}{s}" for s in SYMBOLS)
-    return f"-L{folder} -l{name} {renames}"
-
 
 # --------------------------------------------------------------------------------------
 # the models (built in the worker)
@@ -195,7 +145,7 @@ def time_paired(built: dict[str, Any], flags: str, blocks: int) -> dict[str, Any
     out: dict[str, Any] = {}
     for name, model in built.items():
         fns = {}
-        for variant, value in (("default", ""), ("linked", flags)):
+        for variant, value in (("unlinked", ""), ("linked", flags)):
             pytensor.config.blas__ldflags = value
             graph = model.build()
             f = graph.logp_dlogp_function(ravel_inputs=True)
@@ -327,33 +277,33 @@ def report(evals: dict[str, list[dict]], fits: dict[str, list[dict]]) -> str:
     lowest; in the note, the median (and range) over rounds of each round's ratio of medians.
     """
     rows = []
-    for name in evals["default"][0]["models"]:
+    for name in evals["unlinked"][0]["models"]:
         runs = {v: [r["models"][name] for r in rs] for v, rs in evals.items()}
         low = {v: min(min(m["cpu_ms"]) for m in ms) for v, ms in runs.items()}
         mid = {v: statistics.median(t for m in ms for t in m["cpu_ms"]) for v, ms in runs.items()}
         # each round runs the two variants back to back: its ratio sees the same machine load
         rounds = [
             statistics.median(d["cpu_ms"]) / statistics.median(lk["cpu_ms"])
-            for d, lk in zip(runs["default"], runs["linked"], strict=False)
+            for d, lk in zip(runs["unlinked"], runs["linked"], strict=False)
         ]
         first = {v: ms[0] for v, ms in runs.items()}
-        same = abs(first["default"]["logp_at_start"] - first["linked"]["logp_at_start"])
+        same = abs(first["unlinked"]["logp_at_start"] - first["linked"]["logp_at_start"])
         rows.append(
             [
                 name,
-                f"{first['default']['n_params']}; {first['default']['parameterization']}",
+                f"{first['unlinked']['n_params']}; {first['unlinked']['parameterization']}",
                 "CPU ms per logp+gradient",
-                f"{low['default']:.4f} ({mid['default']:.4f})",
+                f"{low['unlinked']:.4f} ({mid['unlinked']:.4f})",
                 f"{low['linked']:.4f} ({mid['linked']:.4f})",
-                f"{low['default'] / low['linked']:.2f}x",
+                f"{low['unlinked'] / low['linked']:.2f}x",
                 f"rounds {statistics.median(rounds):.2f}x "
                 f"({min(rounds):.2f}-{max(rounds):.2f}); "
-                f"{_ops(first['default']['blas_ops'])} -> {_ops(first['linked']['blas_ops'])}"
+                f"{_ops(first['unlinked']['blas_ops'])} -> {_ops(first['linked']['blas_ops'])}"
                 f"; logp differs by {same:.1e}",
             ]
         )
     if fits:
-        fd, fl = fits["default"], fits["linked"]
+        fd, fl = fits["unlinked"], fits["linked"]
         note = (
             f"gradients {fd[0]['gradients']:,} / {fl[0]['gradients']:,}; divergences "
             f"{fd[0]['divergences']} / {fl[0]['divergences']}; mean Intercept "
@@ -379,7 +329,7 @@ def report(evals: dict[str, list[dict]], fits: dict[str, list[dict]]) -> str:
                 ]
             )
             note = ""
-    head = ["model", "parameters", "measure", "default", "linked", "default/linked", "note"]
+    head = ["model", "parameters", "measure", "unlinked", "linked", "unlinked/linked", "note"]
     return _table(head, rows)
 
 
@@ -389,20 +339,20 @@ def report_paired(runs: list[dict]) -> str:
     for name in runs[0]["models"]:
         cpu = {
             v: [t for r in runs for t in r["models"][name]["cpu_ms"][v]]
-            for v in ("default", "linked")
+            for v in ("unlinked", "linked")
         }
         mid = {v: statistics.median(ts) for v, ts in cpu.items()}
         ops = runs[0]["models"][name]["blas_ops"]
         rows.append(
             [
                 name,
-                f"{mid['default']:.4f} ({min(cpu['default']):.4f})",
+                f"{mid['unlinked']:.4f} ({min(cpu['unlinked']):.4f})",
                 f"{mid['linked']:.4f} ({min(cpu['linked']):.4f})",
-                f"{mid['default'] / mid['linked']:.2f}x",
-                f"{_ops(ops['default'])} -> {_ops(ops['linked'])}",
+                f"{mid['unlinked'] / mid['linked']:.2f}x",
+                f"{_ops(ops['unlinked'])} -> {_ops(ops['linked'])}",
             ]
         )
-    return _table(["model", "default", "linked", "default/linked", "BLAS operations"], rows)
+    return _table(["model", "unlinked", "linked", "unlinked/linked", "BLAS operations"], rows)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -434,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("scipy-openblas32): nothing to compare on this platform.")
         return 1
     flags = linked_flags(*found)
-    variants = {"default": None, "linked": flags}
+    variants = {"unlinked": "", "linked": flags}
     print(f"linked: blas__ldflags={flags}\n", flush=True)
     evals: dict[str, list[dict]] = {v: [] for v in variants}
     fits: dict[str, list[dict]] = {v: [] for v in variants}
@@ -455,12 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"paired {k + 1}: both in one process ...", end=" ", flush=True)
             paired.append(run_variant("paired", None, Path(tmp) / "paired", "paired", args))
             print(f"{paired[-1]['process_s']:.0f} s", flush=True)
-    first = evals["default"][0]
-    print(f"\ndefault blas__ldflags: {first['blas__ldflags']!r}")
+    first = evals["unlinked"][0]
+    print(f"\nunlinked blas__ldflags: {first['blas__ldflags']!r}")
     for v, runs in evals.items():
         spent = statistics.median(r["ldflags_s"] for r in [*runs, *fits[v]])
         print(f"first read of blas__ldflags in a process ({v}): {spent:.3f} s (median)")
-    print(f"BLAS libraries loaded (default): {', '.join(first['blas_libraries'])}")
+    print(f"BLAS libraries loaded (unlinked): {', '.join(first['blas_libraries'])}")
     print(f"BLAS libraries loaded (linked): {', '.join(evals['linked'][0]['blas_libraries'])}")
     print(
         f"{args.rounds} rounds x {args.repeats} blocks of ~{args.seconds} s per model, one "
