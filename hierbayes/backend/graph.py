@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -143,12 +142,18 @@ def covariance_factor(
     return sd, sd[:, None] * L_corr
 
 
-def group_effects(f: FactorDesign, *args: Any, **kwargs: Any) -> pt.TensorVariable:
+def group_effects(
+    f: FactorDesign,
+    beta: pt.TensorVariable,
+    sd_prior: Prior,
+    corr_prior: Prior | None,
+    centered: np.ndarray,
+) -> pt.TensorVariable:
     """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}, (N,).
 
-    The arguments are those of :func:`varying_effects`, which adds the effects u.
+    The effects u are those of :func:`varying_effects`, with the same arguments.
     """
-    u = varying_effects(f, *args, **kwargs)
+    u = varying_effects(f, beta, sd_prior, corr_prior, centered)
     gathered = u[f.codes]  # (N, q): a gather by integer group code
     if np.all(f.Z == 1.0):
         return gathered.sum(axis=1)
