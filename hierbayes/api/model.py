@@ -277,7 +277,12 @@ class Model:
         )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
-        self.plan: Plan = plan(self.design, self.spec.parameterization)
+        intercept = self.priors.get("Intercept")
+        self.plan: Plan = plan(
+            self.design,
+            self.spec.parameterization,
+            shear=intercept is not None and intercept.support == "real",
+        )
 
     def _drop_incomplete(self, data: pd.DataFrame, extra: list[str | None]):
         """dropna=True: drop rows with a missing or infinite used value, and say which."""
@@ -345,7 +350,9 @@ class Model:
         the group effects integrated out (a ``Potential``); :meth:`fit` adds the group
         effects to the posterior.
         """
-        return build_model(self.design, self.priors, parameterization=self.plan.graph)
+        return build_model(
+            self.design, self.priors, parameterization=self.plan.graph, shear=self.plan.shear
+        )
 
     def fit(
         self,
@@ -415,7 +422,7 @@ class Model:
             target_accept=target_accept,
             random_seed=random_seed,
             progressbar=default_progressbar() if progressbar is None else progressbar,
-            jitter_scales=jitter_scales(self.design),
+            jitter_scales=jitter_scales(self.design, sheared=bool(self.plan.shear)),
         )
         self._complete(idata, random_seed=random_seed, log_likelihood=log_likelihood)
         idata.attrs.update(

@@ -12,7 +12,7 @@ import pytensor.tensor as pt
 from hierbayes.spec.families import Family
 from hierbayes.spec.priors import LKJ, InverseGamma, OrderedNormal, Prior, StudentT
 
-__all__ = ["INVERSE_LINKS", "aux_rv", "likelihood", "prior_rv", "response_dist"]
+__all__ = ["INVERSE_LINKS", "aux_rv", "likelihood", "prior_logp", "prior_rv", "response_dist"]
 
 
 def prior_rv(prior: Prior, name: str, **kwargs: Any) -> pt.TensorVariable:
@@ -37,6 +37,20 @@ def prior_rv(prior: Prior, name: str, **kwargs: Any) -> pt.TensorVariable:
         variance = pm.InverseGamma(f"{name}_variance", **prior.args(), **kwargs)
         return pm.Deterministic(name, pt.sqrt(variance), dims=kwargs.get("dims"))
     return getattr(pm, type(prior).__name__)(name, **prior.args(), **kwargs)
+
+
+def prior_logp(prior: Prior, value: pt.TensorVariable) -> pt.TensorVariable:
+    """The log density of ``prior`` at ``value``, for a prior placed through a Potential.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Normal
+    >>> round(float(prior_logp(Normal(0.0, 1.0), pt.as_tensor(0.0)).eval()), 6)
+    -0.918939
+    """
+    if prior.support != "real":
+        raise TypeError(f"a Potential prior needs a prior on the real line, not {prior!r}")
+    return pm.logp(getattr(pm, type(prior).__name__).dist(**prior.args()), value)
 
 
 #: Each link's inverse in PyTensor (the NumPy forms: :mod:`hierbayes.spec.links`).

@@ -21,6 +21,20 @@ parameterisations differ only in what NUTS samples:
   non-centered: :mod:`hierbayes.backend.marginal`, :mod:`hierbayes.backend.marginal_multi`),
   and the integrated effects are drawn exactly after sampling.
 
+* intercept shear (what "auto" adds to the two above, for a crossed ``(1 | f)`` factor that
+  does not carry the intercept's level-2 mean, e.g. the items crossed with subjects of a
+  GLMM): the mean of f's effects and the intercept enter the likelihood only as their sum,
+  a ridge NUTS crawls along. With H the Householder reflection that maps the last unit
+  vector to 1/sqrt(J),
+
+      u = H [c; sd * zbar],   mean(u) = sd * zbar / sqrt(J),   zbar ~ Normal(0, 1)
+      c ~ Normal(0, sd) (centered) or c = sd * z (non-centered),  J - 1 contrasts
+
+  and the graph samples ``Intercept_shifted`` = Intercept + the sum of those means in the
+  intercept's place, with the intercept's prior on ``Intercept`` = ``Intercept_shifted`` -
+  sum of means (a Potential; the change of variables has unit Jacobian). The likelihood sees
+  only the contrasts and ``Intercept_shifted``; the means are left to their priors.
+
 All put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
 ``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
 column sits in ``m_j`` of the first factor it is level-2 for (``FactorDesign.owns``); in a
@@ -29,14 +43,14 @@ crossed factor that comes later, ``b_j = u_j`` is a deviation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from hierbayes.backend.distributions import aux_rv, likelihood, prior_rv
+from hierbayes.backend.distributions import aux_rv, likelihood, prior_logp, prior_rv
 from hierbayes.backend.marginal import marginal_loglik, sigma_by_group, sufficient_stats
 from hierbayes.backend.marginal_multi import (
     crossed_loglik,
@@ -47,12 +61,15 @@ from hierbayes.backend.marginal_multi import (
 )
 from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.dpars import DparDesign
+from hierbayes.spec.names import SHIFTED_INTERCEPT
 from hierbayes.spec.priors import Prior
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "householder"]
 
 
-def _coords(design: Design, parameterization: str | Mapping[str, np.ndarray]) -> dict:
+def _coords(
+    design: Design, parameterization: str | Mapping[str, np.ndarray], shear: Sequence[str] = ()
+) -> dict:
     index = design.index if design.index.is_unique else np.arange(design.n_obs)
     coords: dict[str, list] = {"obs": list(index)}
     for f in design.factors:
@@ -65,6 +82,8 @@ def _coords(design: Design, parameterization: str | Mapping[str, np.ndarray]) ->
             if centered.any() and not centered.all():
                 coords[f"{f.name}_centered"] = list(f.levels[centered])
                 coords[f"{f.name}_noncentered"] = list(f.levels[~centered])
+        if f.name in shear:
+            coords[f"{f.name}_contrast"] = list(range(1, f.n_groups))
     return coords
 
 
@@ -148,12 +167,13 @@ def group_effects(
     sd_prior: Prior,
     corr_prior: Prior | None,
     centered: np.ndarray,
+    report_beta: pt.TensorVariable | None = None,
 ) -> pt.TensorVariable:
     """Add one factor's varying effects to the model in context; return Z_i . u_{g[i]}, (N,).
 
     The effects u are those of :func:`varying_effects`, with the same arguments.
     """
-    u = varying_effects(f, beta, sd_prior, corr_prior, centered)
+    u = varying_effects(f, beta, sd_prior, corr_prior, centered, report_beta)
     gathered = u[f.codes]  # (N, q): a gather by integer group code
     if np.all(f.Z == 1.0):
         return gathered.sum(axis=1)
@@ -166,6 +186,7 @@ def varying_effects(
     sd_prior: Prior,
     corr_prior: Prior | None,
     centered: np.ndarray,
+    report_beta: pt.TensorVariable | None = None,
 ) -> pt.TensorVariable:
     """Add one factor's varying effects to the model in context; return u, (J, q).
 
@@ -174,9 +195,15 @@ def varying_effects(
     non-centered name the sampled variable ``b_<f>`` or ``z_<f>`` with the factor's dims; a
     mix samples ``b_<f>_centered`` and ``z_<f>`` over the coords ``<f>_centered`` and
     ``<f>_noncentered``.
+
+    Under the intercept shear, ``beta`` holds ``Intercept_shifted`` and ``report_beta`` the
+    coefficients themselves: the centered effects sampled around the shifted mean are then
+    ``b_<f>_shifted`` (``b_<f>_centered_shifted``), and ``b_<f>`` = W_j report_beta + u_j.
     """
     dims = (f.name, f.term_dim)
     m = level2_mean(f, beta)
+    m_report = m if report_beta is None else level2_mean(f, report_beta)
+    tag = "" if report_beta is None else "_shifted"
     sd, chol = covariance_factor(f, sd_prior, corr_prior)
 
     def centred(name: str, mean, sample_dims):
@@ -188,22 +215,83 @@ def varying_effects(
         return z * sd if chol is None else pt.dot(z, chol.T)
 
     if centered.all():
-        b = centred(f"b_{f.name}", m, dims)
+        b = centred(f"b_{f.name}{tag}", m, dims)
         u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
+        if report_beta is not None:
+            pm.Deterministic(f"b_{f.name}", m_report + u, dims=dims)
     elif not centered.any():
         z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
         u = pm.Deterministic(f"u_{f.name}", scaled(z), dims=dims)
-        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+        pm.Deterministic(f"b_{f.name}", m_report + u, dims=dims)
     else:
         c_idx, n_idx = np.flatnonzero(centered), np.flatnonzero(~centered)
         m_c = m if m.ndim == 1 else m[c_idx]
-        b_c = centred(f"b_{f.name}_centered", m_c, (f"{f.name}_centered", f.term_dim))
+        b_c = centred(f"b_{f.name}_centered{tag}", m_c, (f"{f.name}_centered", f.term_dim))
         z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=(f"{f.name}_noncentered", f.term_dim))
         order = np.argsort(np.concatenate([c_idx, n_idx]))
         u_all = pt.concatenate([b_c - m_c, scaled(z)], axis=0)[order]
         u = pm.Deterministic(f"u_{f.name}", u_all, dims=dims)
-        pm.Deterministic(f"b_{f.name}", m + u, dims=dims)
+        pm.Deterministic(f"b_{f.name}", m_report + u, dims=dims)
     return u
+
+
+def householder(J: int) -> np.ndarray:
+    """The unit vector w of the reflection H = I - 2 w w' that maps e_J to 1 / sqrt(J).
+
+    H is symmetric and orthogonal, so its first J - 1 columns are an orthonormal basis of the
+    contrasts (vectors summing to zero), and H v costs O(J): ``v - 2 * w * (w @ v)``.
+
+    Examples
+    --------
+    >>> w = householder(4)
+    >>> H = np.eye(4) - 2 * np.outer(w, w)
+    >>> np.round(H[:, -1], 3).tolist(), np.round(H[:, :-1].sum(axis=0), 12).tolist()
+    ([0.5, 0.5, 0.5, 0.5], [0.0, 0.0, 0.0])
+    """
+    w = np.full(J, -1.0 / np.sqrt(J))
+    w[-1] += 1.0
+    return w / np.linalg.norm(w)
+
+
+def sheared_mean(f: FactorDesign, sd_prior: Prior) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Add ``sd_<f>`` and ``zbar_<f>`` of a sheared factor; return (sd, mean(u)).
+
+    mean(u) = sd * zbar / sqrt(J), zbar ~ Normal(0, 1) (module docstring).
+    """
+    sd = covariance_factor(f, sd_prior, None)[0][0]
+    return sd, sd * pm.Normal(f"zbar_{f.name}", 0.0, 1.0) / np.sqrt(f.n_groups)
+
+
+def sheared_effects(
+    f: FactorDesign,
+    beta: pt.TensorVariable,
+    sd: pt.TensorVariable,
+    mean: pt.TensorVariable,
+    centered: bool,
+) -> pt.TensorVariable:
+    """Add a ``(1 | f)`` factor's contrasts under the intercept shear (module docstring).
+
+    Centered, the contrasts of b = m + u are sampled, ``b_<f>_contrast`` ~ Normal(Q'm, sd)
+    with Q the first J - 1 columns of H; non-centered, ``z_<f>_contrast`` ~ Normal(0, 1).
+    Adds ``u_<f>`` and ``b_<f>`` (dims of the factor) as Deterministics and returns
+    u - mean(u), (J,): what the likelihood sees.
+    """
+    J = f.n_groups
+    w = householder(J)
+    m = level2_mean(f, beta)[..., 0] * np.ones(J)  # (J,): zero unless f has level-2 columns
+    dim = f"{f.name}_contrast"
+    if centered:
+        Hm = m - 2.0 * w * pt.dot(w, m)
+        c = pm.Normal(f"b_{dim}", Hm[:-1], sd, dims=dim)
+    else:
+        c = sd * pm.Normal(f"z_{dim}", 0.0, 1.0, dims=dim)
+    deviation = pt.concatenate([c, pt.zeros(1)]) - 2.0 * w * pt.dot(w[:-1], c)  # H [c; 0]
+    if centered:  # b = H [c; 0] + mean(b), so u - mean(u) = H [c; 0] - (m - mean(m))
+        deviation = deviation - (m - m.mean())
+    u = deviation + mean
+    pm.Deterministic(f"u_{f.name}", u[:, None], dims=(f.name, f.term_dim))
+    pm.Deterministic(f"b_{f.name}", (m + u)[:, None], dims=(f.name, f.term_dim))
+    return deviation
 
 
 def marginal_likelihood(
@@ -255,47 +343,95 @@ def build_model(
     priors: Mapping[str, Prior],
     *,
     parameterization: str | Mapping[str, np.ndarray],
+    shear: Sequence[str] = (),
 ) -> pm.Model:
     """Emit the PyMC model for ``design`` (see the module docstring for the maths).
 
     ``parameterization`` is ``"centered"``, ``"non-centered"``, ``"marginal"``, or a mapping
     of factor name to a boolean array over its groups (True: that group is centered).
+    ``shear`` names the ``(1 | f)`` factors sampled under the intercept shear (what
+    :func:`hierbayes.backend.plan.shear_factors` allows; not with ``"marginal"``).
     """
     marginal = parameterization == "marginal" and design.factors
-    coords = _coords(design, parameterization)
+    if shear and marginal:
+        raise ValueError("the intercept shear is for the sampled group effects, not marginal")
+    coords = _coords(design, parameterization, shear)
     for d in design.dpars:
         coords.update(_coords(replace(design, factors=d.factors), "non-centered"))
     if design.response_levels is not None:
         levels = design.response_levels
         coords["cutpoint"] = [f"{a}|{b}" for a, b in zip(levels, levels[1:], strict=False)]
     with pm.Model(coords=coords) as model:
-        coefs = [prior_rv(priors[name], name) for name in design.fixed_names]
-        beta = pt.stack(coefs) if coefs else pt.zeros(0)
         if marginal:
-            marginal_likelihood(design, beta, priors)
+            coefs = [prior_rv(priors[name], name) for name in design.fixed_names]
+            marginal_likelihood(design, pt.stack(coefs) if coefs else pt.zeros(0), priors)
             return model
-        eta = pt.dot(design.X, beta) if coefs else pt.zeros(design.n_obs)
+
+        def centered_groups(f: FactorDesign) -> np.ndarray:
+            if isinstance(parameterization, Mapping):
+                return np.asarray(parameterization[f.name], dtype=bool)
+            return np.full(f.n_groups, parameterization == "centered")
+
+        sheared = {
+            f.name: sheared_mean(f, priors[f"sd_{f.name}"])
+            for f in design.factors
+            if f.name in shear
+        }
+        beta, report_beta = coefficients(design, priors, [mean for _, mean in sheared.values()])
+        eta = pt.dot(design.X, beta) if design.fixed_names else pt.zeros(design.n_obs)
         if design.offset is not None:
             eta = eta + design.offset
-        for f in design.factors:
-            if isinstance(parameterization, Mapping):
-                centered = np.asarray(parameterization[f.name], dtype=bool)
-            else:
-                centered = np.full(f.n_groups, parameterization == "centered")
+        for f in (f for f in design.factors if f.name in shear):
+            sd, mean = sheared[f.name]
+            deviation = sheared_effects(f, beta, sd, mean, centered_groups(f)[0])
+            eta = eta + deviation[f.codes]
+        for f in (f for f in design.factors if f.name not in shear):
             eta = eta + group_effects(
-                f, beta, priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}"), centered
+                f,
+                beta,
+                priors[f"sd_{f.name}"],
+                priors.get(f"corr_{f.name}"),
+                centered_groups(f),
+                report_beta if shear and f.owns[design.fixed_names.index("Intercept")] else None,
             )
         likelihood(
             design.family,
             design.response,
             eta,
-            aux=aux_parameters(design, priors, beta, parameterization == "centered"),
+            aux=aux_parameters(design, priors, report_beta, parameterization == "centered"),
             trials=design.trials,
             observed=design.y,
             dims="obs",
             weights=design.weights,
         )
     return model
+
+
+def coefficients(
+    design: Design, priors: Mapping[str, Prior], means: Sequence[pt.TensorVariable] = ()
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Add the population-level coefficients; return (beta as the graph uses it, beta).
+
+    With the ``means`` of sheared factors, the graph samples ``Intercept_shifted`` =
+    Intercept + sum(means) in the intercept's place and ``Intercept`` is a Deterministic
+    whose prior enters as a Potential (module docstring); otherwise both are the same beta.
+    """
+    if not means:
+        coefs = [prior_rv(priors[name], name) for name in design.fixed_names]
+        beta = pt.stack(coefs) if coefs else pt.zeros(0)
+        return beta, beta
+    coefs, shifted = [], []
+    for name in design.fixed_names:
+        if name == "Intercept":
+            a = pm.Flat(SHIFTED_INTERCEPT)
+            intercept = pm.Deterministic(name, a - sum(means))
+            pm.Potential(f"{name}_prior", prior_logp(priors[name], intercept))
+            coefs.append(intercept)
+            shifted.append(a)
+        else:
+            coefs.append(prior_rv(priors[name], name))
+            shifted.append(coefs[-1])
+    return pt.stack(shifted), pt.stack(coefs)
 
 
 def aux_parameters(

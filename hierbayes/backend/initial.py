@@ -29,6 +29,7 @@ import pymc as pm
 from pymc.initial_point import make_initial_point_fn
 
 from hierbayes.spec.design import Design
+from hierbayes.spec.names import SHIFTED_INTERCEPT
 
 __all__ = ["MAX_RMS", "add_jitter", "initial_values", "jitter_scales", "scaled_start"]
 
@@ -36,10 +37,11 @@ __all__ = ["MAX_RMS", "add_jitter", "initial_values", "jitter_scales", "scaled_s
 MAX_RMS = 2.0
 
 
-def jitter_scales(design: Design) -> dict[str, float]:
+def jitter_scales(design: Design, sheared: bool = False) -> dict[str, float]:
     """The jitter half-width of each population-level coefficient, ``1 / max(1, rms(x_j))``,
     when some predictor's root mean square exceeds :data:`MAX_RMS`; else empty (the
-    samplers' own U(-1, 1) jitter is kept).
+    samplers' own U(-1, 1) jitter is kept). ``sheared``: the graph samples
+    ``Intercept_shifted`` in the intercept's place (:mod:`hierbayes.backend.graph`).
 
     Examples
     --------
@@ -55,7 +57,8 @@ def jitter_scales(design: Design) -> dict[str, float]:
     if not (rms > MAX_RMS).any():
         return {}
     scale = 1.0 / np.maximum(1.0, rms)
-    return {name: float(s) for name, s in zip(design.fixed_names, scale, strict=True)}
+    names = [SHIFTED_INTERCEPT if sheared and n == "Intercept" else n for n in design.fixed_names]
+    return {name: float(s) for name, s in zip(names, scale, strict=True)}
 
 
 def add_jitter(point: dict[str, np.ndarray], scales: Mapping[str, float], seed: int) -> None:

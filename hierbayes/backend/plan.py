@@ -34,7 +34,7 @@ from hierbayes.errors import SpecError
 from hierbayes.spec.baselines import complete_pooling_fit
 from hierbayes.spec.design import Design, FactorDesign
 
-__all__ = ["Plan", "plan", "reliability"]
+__all__ = ["Plan", "plan", "reliability", "shear_factors"]
 
 #: A group is sampled centered when every coefficient's reliability exceeds this.
 CENTERED_ABOVE = 0.5
@@ -47,12 +47,14 @@ class Plan:
     ``graph`` is ``"marginal"``, ``"centered"``, ``"non-centered"`` or, per factor, a boolean
     array over its groups (True: centered). ``forms`` describes each factor in words; with
     ``"marginal"`` it names the factors integrated out and those sampled
-    (:func:`hierbayes.backend.marginal_multi.marginal_layout`).
+    (:func:`hierbayes.backend.marginal_multi.marginal_layout`). ``shear`` names the factors
+    whose mean is sampled with the intercept (:func:`shear_factors`).
     """
 
     requested: str
     graph: str | dict[str, np.ndarray]
     forms: dict[str, str] = field(default_factory=dict)
+    shear: tuple[str, ...] = ()
 
     @property
     def marginal(self) -> bool:
@@ -125,8 +127,36 @@ def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray
     return lam, tau2
 
 
-def plan(design: Design, parameterization: str) -> Plan:
+def shear_factors(design: Design, graph: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The factors "auto" samples under the intercept shear (:mod:`hierbayes.backend.graph`).
+
+    A factor qualifies when the intercept is a coefficient (a column of ones, with a prior on
+    the real line: the caller checks the prior), there are two factors or more, and the
+    factor is ``(1 | f)`` with at least two groups, all centered or all non-centered, and
+    the intercept's level-2 mean is not f's (another factor carries it, or none does). With
+    one factor, hierarchical centering already separates the intercept from the effects.
+    """
+    if "Intercept" not in design.fixed_names or len(design.factors) < 2:
+        return ()
+    k = design.fixed_names.index("Intercept")
+    if not np.all(design.X[:, k] == 1.0):
+        return ()
+    return tuple(
+        f.name
+        for f in design.factors
+        if f.terms == ("Intercept",)
+        and f.n_groups >= 2
+        and not f.owns[k]
+        and np.all(f.Z == 1.0)
+        and len(np.unique(graph[f.name])) == 1
+    )
+
+
+def plan(design: Design, parameterization: str, *, shear: bool = True) -> Plan:
     """Resolve a requested parameterisation against the data.
+
+    ``shear=False`` keeps "auto" from the intercept shear (the caller's intercept prior is
+    not on the real line).
 
     Examples
     --------
@@ -165,4 +195,7 @@ def plan(design: Design, parameterization: str) -> Plan:
         else:
             n_c = int(centered.sum())
             forms[f.name] = f"mixed ({n_c} centered, {f.n_groups - n_c} non-centered)"
-    return Plan("auto", graph, forms)
+    sheared = shear_factors(design, graph) if shear else ()
+    for name in sheared:
+        forms[name] += ", mean sampled with the intercept"
+    return Plan("auto", graph, forms, sheared)

@@ -7,12 +7,16 @@ from collections.abc import Sequence
 
 from hierbayes.errors import SpecError
 
-__all__ = ["RESERVED_DIMS", "check_names"]
+__all__ = ["RESERVED_DIMS", "SHIFTED_INTERCEPT", "check_names"]
 
 
 #: Dimension names that belong to the posterior itself (ArviZ reserves chain, draw and
 #: __sample__; obs indexes the observations).
 RESERVED_DIMS = ("chain", "draw", "__sample__", "obs")
+
+#: What the graph samples in the intercept's place under the intercept shear
+#: (:mod:`hierbayes.backend.graph`).
+SHIFTED_INTERCEPT = "Intercept_shifted"
 
 
 def check_names(
@@ -25,9 +29,10 @@ def check_names(
     """Refuse names that would collide in the graph or the posterior, naming the fix.
 
     Every variable (response, coefficients, the family's ``aux`` parameters (``sigma``, ...),
-    ``sd_/b_/u_/z_/cpc_/corr_<f>``,
-    ``marginal_<response>``) needs a name of its own, and every dimension (each factor,
-    ``<f>_term``, ``<f>_term2``, ``<f>_centered``, ``<f>_noncentered``, and
+    ``sd_/b_/u_/z_/cpc_/corr_/zbar_<f>``, the intercept shear's ``Intercept_shifted``,
+    ``b_<f>_shifted`` and ``b_/z_<f>_contrast``, ``marginal_<response>``) needs a name of its
+    own, and every dimension (each factor, ``<f>_term``, ``<f>_term2``, ``<f>_centered``,
+    ``<f>_noncentered``, ``<f>_contrast``, and
     :data:`RESERVED_DIMS`) too.
 
     Examples
@@ -41,8 +46,13 @@ def check_names(
     names = [response, *fixed_names, *aux]
     if "cutpoints" in aux:
         names.append("cutpoints_centered")  # what the graph samples (backend.graph)
-    kinds = ("sd", "b", "u", "z", "cpc", "corr")
+    kinds = ("sd", "b", "u", "z", "cpc", "corr", "zbar")
     names += [f"{kind}_{f}" for f in factors for kind in kinds]
+    # what the intercept shear samples (backend.graph)
+    names += [f"b_{f}{tag}" for f in factors for tag in ("_shifted", "_centered_shifted")]
+    names += [f"{kind}_{f}_contrast" for f in factors for kind in ("b", "z")]
+    if "Intercept" in fixed_names:
+        names += [SHIFTED_INTERCEPT, "Intercept_prior"]
     names.append(f"marginal_{response}")
     keys = sorted({"sd", "corr"} & set(fixed_names))
     if keys:
@@ -73,7 +83,7 @@ def check_names(
                 "are the posterior's own dimensions. Rename it, e.g. "
                 f"data.rename(columns={{{f!r}: {f + '_id'!r}}})"
             )
-        for suffix in ("", "_term", "_term2", "_centered", "_noncentered"):
+        for suffix in ("", "_term", "_term2", "_centered", "_noncentered", "_contrast"):
             dim = f"{f}{suffix}"
             if dim in dims and dims[dim] != f:
                 raise SpecError(
