@@ -4,6 +4,7 @@ agreement of the sampled posterior with the non-centered one."""
 
 import warnings
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,17 +163,16 @@ def test_a_column_cannot_take_the_shears_names():
 
 @pytest.mark.slow
 def test_sheared_and_non_centered_posteriors_agree():
-    """auto (item sheared) against the non-centered graph, 4 x 1000 draws each: each scalar's
-    means differ by less than 4 MCSE, and both cover the simulation's truth."""
+    """auto (item sheared) against the non-centered graph, 4 x 500 draws each: each scalar's
+    posterior means differ by less than 4 MCSE, the item effects' by less than 0.05."""
     df = crossed_bernoulli(11, n_subject=60, n_item=12)
     fits = {}
     for p in ("auto", "non-centered"):
         m = hb.Model(FORMULA, df, family="bernoulli", parameterization=p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", hb.SamplingWarning)
-            fits[p] = m.fit(draws=1000, tune=1000, chains=4, random_seed=4, progressbar=False)
+            fits[p] = m.fit(draws=500, tune=500, chains=4, random_seed=4, progressbar=False)
     assert fits["auto"].model.plan.shear == ("item",)
-    import arviz as az
 
     names = ["Intercept", "anger", "mode", "sd_subject", "sd_item"]
     for name in names:
