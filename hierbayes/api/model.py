@@ -186,7 +186,9 @@ class Model:
     parameterization : {"auto", "marginal", "centered", "non-centered"}
         The graph form of the group-level terms; all give the same posterior quantities.
         ``"marginal"`` (Gaussian) integrates the group effects out (one factor, two nested
-        factors) or the largest factor's (crossed factors, the others sampled non-centered)
+        factors) or the largest factor's (crossed factors, the others sampled non-centered;
+        under ``"auto"``, centered or non-centered by group, a ``(1 | f)`` factor's mean
+        sampled with the intercept)
         and draws them exactly after sampling (:mod:`hierbayes.backend.marginal`,
         :mod:`hierbayes.backend.marginal_multi`). ``"auto"``, the
         default, takes marginal where it is available and otherwise chooses centered or
@@ -351,7 +353,11 @@ class Model:
         effects to the posterior.
         """
         return build_model(
-            self.design, self.priors, parameterization=self.plan.graph, shear=self.plan.shear
+            self.design,
+            self.priors,
+            parameterization=self.plan.graph,
+            shear=self.plan.shear,
+            centered=self.plan.sampled,
         )
 
     def fit(

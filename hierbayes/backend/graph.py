@@ -18,14 +18,14 @@ parameterisations differ only in what NUTS samples:
   group by group, when it cannot marginalise: :mod:`hierbayes.backend.plan`)
 * marginal:      the likelihood has the group effects integrated out (one factor, or two
   nested ones; with crossed factors, those of the factor with the most groups, the others
-  non-centered: :mod:`hierbayes.backend.marginal`, :mod:`hierbayes.backend.marginal_multi`),
-  and the integrated effects are drawn exactly after sampling.
-
-* intercept shear (what "auto" adds to the two above, for a crossed ``(1 | f)`` factor that
-  does not carry the intercept's level-2 mean, e.g. the items crossed with subjects of a
-  GLMM): the mean of f's effects and the intercept enter the likelihood only as their sum,
-  a ridge NUTS crawls along. With H the Householder reflection that maps the last unit
-  vector to 1/sqrt(J),
+  sampled, non-centered or, under "auto", as planned group by group:
+  :mod:`hierbayes.backend.marginal`, :mod:`hierbayes.backend.marginal_multi`), and the
+  integrated effects are drawn exactly after sampling.
+* intercept shear (what "auto" adds for a sampled, crossed ``(1 | f)`` factor that does not
+  carry the intercept's level-2 mean, e.g. the items crossed with subjects of a GLMM, or
+  Penicillin's samples beside its integrated plates): the mean of f's effects and the
+  intercept enter the likelihood only as their sum, a ridge NUTS crawls along. With H the
+  Householder reflection that maps the last unit vector to 1/sqrt(J),
 
       u = H [c; sd * zbar],   mean(u) = sd * zbar / sqrt(J),   zbar ~ Normal(0, 1)
       c ~ Normal(0, sd) (centered) or c = sd * z (non-centered),  J - 1 contrasts
@@ -295,15 +295,24 @@ def sheared_effects(
 
 
 def marginal_likelihood(
-    design: Design, beta: pt.TensorVariable, priors: Mapping[str, Prior]
+    design: Design,
+    beta: pt.TensorVariable,
+    priors: Mapping[str, Prior],
+    centered: Mapping[str, np.ndarray] | None = None,
+    sheared: Mapping[str, tuple[pt.TensorVariable, pt.TensorVariable]] | None = None,
+    report_beta: pt.TensorVariable | None = None,
 ) -> None:
     """Add the hyperparameters and the likelihood with the group effects integrated out.
 
     See :mod:`hierbayes.backend.marginal` (one factor) and
     :mod:`hierbayes.backend.marginal_multi` (nested: both factors integrated out; crossed: the
-    largest factor integrated out, the others sampled non-centered). ``u_<f>`` and ``b_<f>``
-    of the integrated factors are drawn after sampling.
+    largest factor integrated out, the others sampled, non-centered unless ``centered`` says
+    which groups are centered). ``sheared`` holds (sd, mean) of the sampled factors under the
+    intercept shear (:func:`sheared_mean`), with ``beta`` holding ``Intercept_shifted`` and
+    ``report_beta`` the coefficients. ``u_<f>`` and ``b_<f>`` of the integrated factors are
+    drawn after sampling.
     """
+    centered, sheared = centered or {}, sheared or {}
     layout = marginal_layout(design)
     factors = {f.name: f for f in design.factors}
 
@@ -328,9 +337,14 @@ def marginal_likelihood(
         effects, L = [], None
         for f in design.factors:  # in formula order, as the other parameterisations
             if f.name in layout.sampled:
+                mask = np.asarray(centered.get(f.name, np.zeros(f.n_groups, dtype=bool)))
+                if f.name in sheared:
+                    sd, mean = sheared[f.name]
+                    effects.append(sheared_effects(f, beta, sd, mean, bool(mask[0]))[:, None])
+                    continue
                 sd_prior, corr_prior = priors[f"sd_{f.name}"], priors.get(f"corr_{f.name}")
-                noncentered = np.zeros(f.n_groups, dtype=bool)
-                effects.append(varying_effects(f, beta, sd_prior, corr_prior, noncentered))
+                report = report_beta if sheared and _owns_intercept(design, f) else None
+                effects.append(varying_effects(f, beta, sd_prior, corr_prior, mask, report))
             else:
                 L = factor_L(f.name)
         sigma = prior_rv(priors["sigma"], "sigma") if design.estimates_sigma else None
@@ -344,17 +358,17 @@ def build_model(
     *,
     parameterization: str | Mapping[str, np.ndarray],
     shear: Sequence[str] = (),
+    centered: Mapping[str, np.ndarray] | None = None,
 ) -> pm.Model:
     """Emit the PyMC model for ``design`` (see the module docstring for the maths).
 
     ``parameterization`` is ``"centered"``, ``"non-centered"``, ``"marginal"``, or a mapping
     of factor name to a boolean array over its groups (True: that group is centered).
     ``shear`` names the ``(1 | f)`` factors sampled under the intercept shear (what
-    :func:`hierbayes.backend.plan.shear_factors` allows; not with ``"marginal"``).
+    :func:`hierbayes.backend.plan.shear_factors` allows). With ``"marginal"`` and crossed
+    factors, ``centered`` maps each sampled factor to its centered groups (default: none).
     """
     marginal = parameterization == "marginal" and design.factors
-    if shear and marginal:
-        raise ValueError("the intercept shear is for the sampled group effects, not marginal")
     coords = _coords(design, parameterization, shear)
     for d in design.dpars:
         coords.update(_coords(replace(design, factors=d.factors), "non-centered"))
@@ -363,8 +377,13 @@ def build_model(
         coords["cutpoint"] = [f"{a}|{b}" for a, b in zip(levels, levels[1:], strict=False)]
     with pm.Model(coords=coords) as model:
         if marginal:
-            coefs = [prior_rv(priors[name], name) for name in design.fixed_names]
-            marginal_likelihood(design, pt.stack(coefs) if coefs else pt.zeros(0), priors)
+            sheared = {
+                f.name: sheared_mean(f, priors[f"sd_{f.name}"])
+                for f in design.factors
+                if f.name in shear
+            }
+            beta, report_beta = coefficients(design, priors, [m for _, m in sheared.values()])
+            marginal_likelihood(design, beta, priors, centered, sheared, report_beta)
             return model
 
         def centered_groups(f: FactorDesign) -> np.ndarray:
@@ -392,7 +411,7 @@ def build_model(
                 priors[f"sd_{f.name}"],
                 priors.get(f"corr_{f.name}"),
                 centered_groups(f),
-                report_beta if shear and f.owns[design.fixed_names.index("Intercept")] else None,
+                report_beta if shear and _owns_intercept(design, f) else None,
             )
         likelihood(
             design.family,
@@ -405,6 +424,12 @@ def build_model(
             weights=design.weights,
         )
     return model
+
+
+def _owns_intercept(design: Design, f: FactorDesign) -> bool:
+    """Whether the intercept is in f's level-2 mean."""
+    names = design.fixed_names
+    return "Intercept" in names and bool(f.owns[names.index("Intercept")])
 
 
 def coefficients(

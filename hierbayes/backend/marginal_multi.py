@@ -31,7 +31,8 @@ Afterwards u_j | y ~ L1 N(C_j'^-1 a_j, M_j^-1) and v_k | u_j, y ~ L2 N(C_k'^-1 a
 ``a'_k = a_k - H_k u_j`` (u_j scaled by 1/sigma).
 
 **Crossed** (any other set of factors): the factor with the most groups, f, integrates out
-and the others are sampled non-centered; they enter f's one-factor marginal as an offset
+and the others are sampled (non-centered, or as auto plans them); they enter f's one-factor
+marginal as an offset
 ``eta_o = sum_o Z_o u_o``. Its statistics then need ``Z_f'eta_o`` per group of f and
 ``eta_o'eta_o``, ``(y - X beta)'eta_o``. They come from a list of cells, one per distinct
 combination of groups (at most N of them), holding ``Z_f'Z_o`` and ``Z_o'Z_o`` over the

@@ -2,9 +2,11 @@
 
 Marginal where the model allows it (a Gaussian model: the group effects of one factor, or
 of two nested factors, are integrated out; with crossed factors those of the factor with the
-most groups, the others non-centered; see :mod:`hierbayes.backend.marginal` and
-:mod:`hierbayes.backend.marginal_multi`). Otherwise, group by group:
-centered where the group's own data pin its effects down, non-centered elsewhere. A group
+most groups, the others sampled as below; see :mod:`hierbayes.backend.marginal` and
+:mod:`hierbayes.backend.marginal_multi`). Otherwise, and for those sampled factors, group by
+group: centered where the group's own data pin its effects down, non-centered elsewhere
+(with crossed factors, a ``(1 | f)`` factor's mean is sampled with the intercept:
+:func:`shear_factors`). A group
 is informative when its reliability
 
     lambda_jk = tau_k^2 I_jk / (1 + tau_k^2 I_jk)
@@ -48,13 +50,16 @@ class Plan:
     array over its groups (True: centered). ``forms`` describes each factor in words; with
     ``"marginal"`` it names the factors integrated out and those sampled
     (:func:`hierbayes.backend.marginal_multi.marginal_layout`). ``shear`` names the factors
-    whose mean is sampled with the intercept (:func:`shear_factors`).
+    whose mean is sampled with the intercept (:func:`shear_factors`). ``sampled``: with
+    ``"marginal"`` and crossed factors, the centered groups of each factor that is sampled
+    (empty: all non-centered).
     """
 
     requested: str
     graph: str | dict[str, np.ndarray]
     forms: dict[str, str] = field(default_factory=dict)
     shear: tuple[str, ...] = ()
+    sampled: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def marginal(self) -> bool:
@@ -128,7 +133,8 @@ def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray
 
 
 def shear_factors(design: Design, graph: dict[str, np.ndarray]) -> tuple[str, ...]:
-    """The factors "auto" samples under the intercept shear (:mod:`hierbayes.backend.graph`).
+    """The factors "auto" samples under the intercept shear (:mod:`hierbayes.backend.graph`),
+    among the sampled factors in ``graph`` (each one's centered groups).
 
     A factor qualifies when the intercept is a coefficient (a column of ones, with a prior on
     the real line: the caller checks the prior), there are two factors or more, and the
@@ -144,7 +150,8 @@ def shear_factors(design: Design, graph: dict[str, np.ndarray]) -> tuple[str, ..
     return tuple(
         f.name
         for f in design.factors
-        if f.terms == ("Intercept",)
+        if f.name in graph
+        and f.terms == ("Intercept",)
         and f.n_groups >= 2
         and not f.owns[k]
         and np.all(f.Z == 1.0)
@@ -180,22 +187,29 @@ def plan(design: Design, parameterization: str, *, shear: bool = True) -> Plan:
         return Plan("marginal", "marginal", forms)
     if parameterization != "auto":
         raise SpecError(f"unknown parameterization {parameterization!r}")
-    if reason is None and design.factors:
-        return Plan("auto", "marginal", marginal_layout(design).forms)
+    marginal = reason is None and bool(design.factors)
+    layout = marginal_layout(design) if marginal else None
+    forms = dict(layout.forms) if layout else {}
     graph: dict[str, np.ndarray] = {}
-    forms: dict[str, str] = {}
     for f in design.factors:
+        if layout and f.name not in layout.sampled:
+            continue
         lam, _ = reliability(design, f)
-        centered = lam.min(axis=1) > CENTERED_ABOVE
-        graph[f.name] = centered
-        if centered.all():
-            forms[f.name] = "centered"
-        elif not centered.any():
-            forms[f.name] = "non-centered"
-        else:
-            n_c = int(centered.sum())
-            forms[f.name] = f"mixed ({n_c} centered, {f.n_groups - n_c} non-centered)"
+        graph[f.name] = centered = lam.min(axis=1) > CENTERED_ABOVE
+        forms[f.name] = _form(centered)
     sheared = shear_factors(design, graph) if shear else ()
     for name in sheared:
         forms[name] += ", mean sampled with the intercept"
+    if marginal:
+        return Plan("auto", "marginal", forms, sheared, sampled=graph)
     return Plan("auto", graph, forms, sheared)
+
+
+def _form(centered: np.ndarray) -> str:
+    """A factor's plan in words: centered, non-centered, or mixed (how many of each)."""
+    if centered.all():
+        return "centered"
+    if not centered.any():
+        return "non-centered"
+    n_c = int(centered.sum())
+    return f"mixed ({n_c} centered, {centered.size - n_c} non-centered)"

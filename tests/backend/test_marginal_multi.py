@@ -386,7 +386,7 @@ def test_auto_fit_completes_the_posterior_as_non_centered(light_fits):
     marginal, other = fits["auto"], fits["non-centered"]
     expected = {
         "nested": "auto: batch marginal; batch:cask marginal",
-        "crossed": "auto: plate non-centered; sample marginal",
+        "crossed": "auto: plate centered; sample marginal",
     }[case]
     assert marginal.model.plan.describe() == expected
     assert marginal.idata.attrs["parameterization_used"] == expected

@@ -68,34 +68,59 @@ def plain_point(graph, rng) -> dict[str, np.ndarray]:
     return {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in graph.initial_point().items()}
 
 
-def sheared_point(design, p: dict, forms: dict[str, str]) -> dict[str, np.ndarray]:
-    """The point of the sheared graph that is ``p`` of the plain graph (graph docstring)."""
-    item = design.factors[1]
-    J = item.n_groups
-    sd = float(np.exp(p["sd_item_log__"])[0])
-    m = item.W[:, 0, item.owns] @ np.atleast_1d(p["mode"])  # item's level-2 mean, (J,)
-    u = p["b_item"][:, 0] - m if forms["item"] == "centered" else sd * p["z_item"][:, 0]
+def sheared_point(
+    design, p: dict, name: str, centered: bool, owner: str | None = None
+) -> dict[str, np.ndarray]:
+    """The point of the sheared graph that is ``p`` of the plain graph (graph docstring):
+    factor ``name`` sheared, ``owner`` the factor whose centered effects carry the intercept."""
+    f = next(f for f in design.factors if f.name == name)
+    J = f.n_groups
+    sd = float(np.exp(p[f"sd_{name}_log__"])[0])
+    beta = np.array([p[n] for n in design.fixed_names])
+    m = f.W[:, 0, f.owns] @ beta[f.owns] if f.owns.any() else np.zeros(J)  # level-2 mean
+    u = p[f"b_{name}"][:, 0] - m if centered else sd * p[f"z_{name}"][:, 0]
     H = np.eye(J) - 2 * np.outer(householder(J), householder(J))
-    q = {k: v for k, v in p.items() if k not in ("Intercept", "b_item", "z_item")}
-    if forms["item"] == "centered":
-        q["b_item_contrast"] = (H @ (m + u))[:-1]
+    q = {k: v for k, v in p.items() if k not in ("Intercept", f"b_{name}", f"z_{name}")}
+    if centered:
+        q[f"b_{name}_contrast"] = (H @ (m + u))[:-1]
     else:
-        q["z_item_contrast"] = (H @ u)[:-1] / sd
-    q["zbar_item"] = np.sqrt(J) * u.mean() / sd
+        q[f"z_{name}_contrast"] = (H @ u)[:-1] / sd
+    q[f"zbar_{name}"] = np.sqrt(J) * u.mean() / sd
     q["Intercept_shifted"] = p["Intercept"] + u.mean()
-    for name in ("b_subject", "b_subject_centered"):  # centered around the shifted intercept
-        if name in q:
-            q[f"{name}_shifted"] = q.pop(name) + u.mean()
+    for var in (f"b_{owner}", f"b_{owner}_centered"):  # centered around the shifted intercept
+        if var in q:
+            q[f"{var}_shifted"] = q.pop(var) + u.mean()
     return q
+
+
+def check_change_of_variables(plain, sheared, design, name, centered, owner, reported):
+    """At random points of ``plain``, ``sheared`` has the same log density (plus log sd when
+    ``name`` is centered: the Jacobian of u -> (contrasts, zbar); non-centered,
+    z -> (z contrasts, zbar) is a rotation) and the same ``reported`` variables."""
+
+    def values(g):
+        outputs = g.replace_rvs_by_values([g[n] for n in reported])
+        return g.compile_fn(outputs, inputs=g.value_vars, on_unused_input="ignore")
+
+    logp, logp_plain = sheared.compile_logp(), plain.compile_logp()
+    reported_values, reported_plain = values(sheared), values(plain)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        p = plain_point(plain, rng)
+        q = sheared_point(design, p, name, centered, owner)
+        assert sorted(q) == sorted(sheared.initial_point())
+        log_sd = p[f"sd_{name}_log__"][0] if centered else 0.0
+        np.testing.assert_allclose(logp(q), logp_plain(p) + log_sd, rtol=1e-12)
+        pairs = zip(reported, reported_values(q), reported_plain(p), strict=True)
+        for var, a, b in pairs:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=var)
 
 
 @pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 @pytest.mark.parametrize("subject", ["centered", "non-centered", "mixed"])
 @pytest.mark.parametrize("item", ["centered", "non-centered"])
 def test_shear_is_an_exact_change_of_variables(model, subject, item):
-    """At matching points the sheared graph's log density is the plain one's (plus log sd_item,
-    the Jacobian of u -> (contrasts, zbar), when centered), and every reported variable is
-    the same."""
+    """The sheared graph is the plain one in other coordinates (check_change_of_variables)."""
     d = model.design
     masks = {"centered": True, "non-centered": False}
     graph = {
@@ -105,25 +130,44 @@ def test_shear_is_an_exact_change_of_variables(model, subject, item):
     assert shear_factors(d, graph) == ("item",)
     plain = build_model(d, model.priors, parameterization=graph)
     sheared = build_model(d, model.priors, parameterization=graph, shear=("item",))
-    rng = np.random.default_rng(7)
-    for _ in range(3):
-        p = plain_point(plain, rng)
-        q = sheared_point(d, p, {"item": item})
-        assert sorted(q) == sorted(sheared.initial_point())
-        # u -> (contrasts, zbar) has Jacobian sd_item; z -> (z contrasts, zbar) is a rotation
-        log_sd = p["sd_item_log__"][0] if item == "centered" else 0.0
-        np.testing.assert_allclose(
-            sheared.compile_logp()(q), plain.compile_logp()(p) + log_sd, rtol=1e-12
-        )
-        reported = ["Intercept", "b_subject", "u_subject", "b_item", "u_item"]
+    reported = ["Intercept", "b_subject", "u_subject", "b_item", "u_item"]
+    check_change_of_variables(plain, sheared, d, "item", masks[item], "subject", reported)
 
-        def values(g, point, reported=reported):
-            outputs = g.replace_rvs_by_values([g[n] for n in reported])
-            fn = g.compile_fn(outputs, inputs=g.value_vars, on_unused_input="ignore")
-            return fn(point)
 
-        for name, a, b in zip(reported, values(sheared, q), values(plain, p), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+def crossed_gaussian(seed: int, n_plate: int = 12, n_sample: int = 6) -> pd.DataFrame:
+    """Penicillin's shape: plates crossed with samples, one row per pair; intercept 23,
+    plate SD 0.85, sample SD 1.9, residual SD 0.55."""
+    rng = np.random.default_rng(seed)
+    plate = np.repeat(np.arange(n_plate), n_sample)
+    sample = np.tile(np.arange(n_sample), n_plate)
+    u, v = rng.normal(0, 0.85, n_plate), rng.normal(0, 1.9, n_sample)
+    y = 23 + u[plate] + v[sample] + rng.normal(0, 0.55, plate.size)
+    return pd.DataFrame(
+        {"plate": [f"p{i:02d}" for i in plate], "sample": [f"s{i}" for i in sample], "y": y}
+    )
+
+
+@pytest.mark.usefixtures("python_graphs")
+@pytest.mark.parametrize("centered", [True, False])
+def test_marginal_crossed_shear_is_an_exact_change_of_variables(centered):
+    """Crossed Gaussian: the plates (the most groups, carrying the intercept) integrated
+    out, the samples sampled under the shear; auto samples them centered (informative)."""
+    m = hb.Model("y ~ 1 + (1 | plate) + (1 | sample)", crossed_gaussian(2))
+    assert m.plan.describe() == (
+        "auto: plate marginal; sample centered, mean sampled with the intercept"
+    )
+    assert m.plan.shear == ("sample",) and m.plan.sampled["sample"].all()
+    mask = {"sample": np.full(6, centered)}
+    d = m.design
+    plain = build_model(d, m.priors, parameterization="marginal", centered=mask)
+    sheared = build_model(
+        d, m.priors, parameterization="marginal", centered=mask, shear=("sample",)
+    )
+    reported = ["Intercept", "b_sample", "u_sample"]
+    check_change_of_variables(plain, sheared, d, "sample", centered, None, reported)
+    # explicit "marginal" keeps the sampled factors non-centered and unsheared
+    explicit = plan(d, "marginal")
+    assert explicit.shear == () and explicit.sampled == {}
 
 
 @pytest.mark.usefixtures("python_graphs")
@@ -161,26 +205,34 @@ def test_a_column_cannot_take_the_shears_names():
         hb.Model("y ~ Intercept_shifted + (1 | subject) + (1 | item)", df, family="bernoulli")
 
 
+CASES = {
+    "bernoulli": (FORMULA, lambda: crossed_bernoulli(11, n_subject=60, n_item=12), "item"),
+    "gaussian": ("y ~ 1 + (1 | plate) + (1 | sample)", lambda: crossed_gaussian(12), "sample"),
+}
+
+
 @pytest.mark.slow
-def test_sheared_and_non_centered_posteriors_agree():
-    """auto (item sheared) against the non-centered graph, 4 x 500 draws each: each scalar's
-    posterior means differ by less than 4 MCSE, the item effects' by less than 0.05."""
-    df = crossed_bernoulli(11, n_subject=60, n_item=12)
+@pytest.mark.parametrize("case", CASES)
+def test_sheared_and_non_centered_posteriors_agree(case):
+    """auto (one factor sheared; the Gaussian's other factor integrated out) against the
+    non-centered graph, 4 x 500 draws each: each scalar's posterior means differ by less
+    than 4 MCSE, the sheared factor's effects by less than 0.05."""
+    formula, simulate, name = CASES[case]
+    df = simulate()
+    family = "gaussian" if case == "gaussian" else "bernoulli"
     fits = {}
     for p in ("auto", "non-centered"):
-        m = hb.Model(FORMULA, df, family="bernoulli", parameterization=p)
+        m = hb.Model(formula, df, family=family, parameterization=p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", hb.SamplingWarning)
             fits[p] = m.fit(draws=500, tune=500, chains=4, random_seed=4, progressbar=False)
-    assert fits["auto"].model.plan.shear == ("item",)
-
-    names = ["Intercept", "anger", "mode", "sd_subject", "sd_item"]
-    for name in names:
-        a, b = (fits[p].idata for p in ("auto", "non-centered"))
-        mcse = np.hypot(*(az.mcse(x, var_names=[name])[name].item() for x in (a, b)))
-        diff = a.posterior[name].mean().item() - b.posterior[name].mean().item()
-        assert abs(diff) / mcse < 4.0, name
-    u = fits["auto"].idata.posterior["u_item"].mean(("chain", "draw"))
-    u_nc = fits["non-centered"].idata.posterior["u_item"].mean(("chain", "draw"))
+    assert fits["auto"].model.plan.shear == (name,)
+    a, b = (fits[p].idata for p in ("auto", "non-centered"))
+    scalars = [v for v in b.posterior.data_vars if b.posterior[v].ndim == 2]
+    for var in [*scalars, *(f"sd_{f.name}" for f in fits["auto"].model.design.factors)]:
+        mcse = np.hypot(*(az.mcse(x, var_names=[var])[var].item() for x in (a, b)))
+        diff = a.posterior[var].mean().item() - b.posterior[var].mean().item()
+        assert abs(diff) / mcse < 4.0, var
+    u, u_nc = (x.posterior[f"u_{name}"].mean(("chain", "draw")) for x in (a, b))
     np.testing.assert_allclose(u, u_nc, atol=0.05)
     assert fits["auto"].diagnostics.divergences == 0
