@@ -376,13 +376,13 @@ def build_model(
         levels = design.response_levels
         coords["cutpoint"] = [f"{a}|{b}" for a, b in zip(levels, levels[1:], strict=False)]
     with pm.Model(coords=coords) as model:
+        sheared = {
+            f.name: sheared_mean(f, priors[f"sd_{f.name}"])
+            for f in design.factors
+            if f.name in shear
+        }
+        beta, report_beta = coefficients(design, priors, [mean for _, mean in sheared.values()])
         if marginal:
-            sheared = {
-                f.name: sheared_mean(f, priors[f"sd_{f.name}"])
-                for f in design.factors
-                if f.name in shear
-            }
-            beta, report_beta = coefficients(design, priors, [m for _, m in sheared.values()])
             marginal_likelihood(design, beta, priors, centered, sheared, report_beta)
             return model
 
@@ -391,12 +391,6 @@ def build_model(
                 return np.asarray(parameterization[f.name], dtype=bool)
             return np.full(f.n_groups, parameterization == "centered")
 
-        sheared = {
-            f.name: sheared_mean(f, priors[f"sd_{f.name}"])
-            for f in design.factors
-            if f.name in shear
-        }
-        beta, report_beta = coefficients(design, priors, [mean for _, mean in sheared.values()])
         eta = pt.dot(design.X, beta) if design.fixed_names else pt.zeros(design.n_obs)
         if design.offset is not None:
             eta = eta + design.offset

@@ -104,6 +104,7 @@ def test_fit_repr_has_the_verdict(eight_fit):
     assert "4 chains x 2000 draws" in text and "verdict             ok" in text
 
 
+@pytest.mark.slow  # a graph of its own: about 34 s, mostly its cold C compile
 def test_correlated_and_crossed_models_sample(regression_data):
     """Structure in the posterior: correlations, and one row per group of each factor."""
     df = regression_data.assign(h=np.arange(len(regression_data)) % 6)

@@ -301,6 +301,7 @@ def test_multi_factor_marginal_refused_with_a_sigma_formula():
     assert "marginal" not in m.plan.describe()
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 def test_crossed_graph_samples_the_other_factors_non_centered():
     model = quiet_model("y ~ x + (1 | plate) + (x | sample)", crossed_data(5))
     pm_model = model.build()

@@ -57,6 +57,11 @@ def point_of(model, x: np.ndarray) -> dict[str, np.ndarray]:
     return point
 
 
+#: the pair's numba compile takes about 20 s from an empty cache: nutpie is opt-in, and
+#: the slow tier (which CI runs) checks its wrappers
+SLOW_COMPILE = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def compiled_pair():
     """Eight schools and the same with y + 10, each built and compiled by compile_model."""
@@ -67,6 +72,7 @@ def compiled_pair():
     return out
 
 
+@SLOW_COMPILE
 def test_the_wrappers_are_hierbayes_own_and_cached(compiled_pair):
     model, compiled = compiled_pair[0]
     assert compiled.compiled_logp_func._pyfunc.__name__ == "hierbayes_nutpie_logp"
@@ -78,6 +84,7 @@ def test_the_wrappers_are_hierbayes_own_and_cached(compiled_pair):
     assert again.compiled_expand_func._cache_hits == 1
 
 
+@SLOW_COMPILE
 def test_logp_and_gradient_equal_pymc_for_each_data_set(compiled_pair):
     rng = np.random.default_rng(1)
     values = []
@@ -99,6 +106,7 @@ def test_logp_and_gradient_equal_pymc_for_each_data_set(compiled_pair):
     assert abs(first - second) > 1.0
 
 
+@SLOW_COMPILE
 def test_a_non_finite_logp_is_reported_as_nutpie_expects(compiled_pair):
     _, compiled = compiled_pair[0]
     x = np.full(compiled.n_dim, np.nan)
