@@ -10,6 +10,9 @@ from hierbayes.spec import families
 J, PER = 6, 8
 FAST = "FAST_COMPILE"  # no C compile: each graph is checked once
 
+# structural checks: initial points too without a C compile (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("python_graphs")
+
 
 def data(family: str, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)

@@ -115,6 +115,7 @@ def test_marginal_with_a_sigma_per_group_equals_the_dense_likelihood(hetero, for
     np.testing.assert_allclose(value, dense_loglik(d, beta, L @ L.T, sigma_j), rtol=1e-12)
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 def test_marginal_graph_equals_non_centered_integrated(hetero):
     """At the same sigma regression, the marginal graph's density is the dense likelihood
     of the sigma_j its own sigma_Intercept, sigma_w and u_sigma_g make."""
@@ -149,6 +150,7 @@ def test_marginal_graph_equals_non_centered_integrated(hetero):
     np.testing.assert_allclose(loglik, expected, rtol=1e-10)
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 @pytest.mark.parametrize(
     ("family", "param"),
     [("student_t", "sigma"), ("lognormal", "sigma"), ("beta", "phi"), ("gamma", "alpha")],

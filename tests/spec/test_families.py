@@ -70,6 +70,7 @@ def _complete_pooling_poisson(df):
     return beta
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 def test_glm_logp_is_the_textbook_density():
     df = simulate("binomial", seed=3).iloc[: 3 * N_PER]
     with pytest.warns(hb.IdentifiabilityWarning, match="only 3 groups"):

@@ -35,6 +35,7 @@ def structural(model: hb.Model) -> None:
     assert all(np.isfinite(v).all() for v in graph.compile_dlogp()(point).ravel())
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 @pytest.mark.parametrize(
     ("formula", "rename"),
     [
@@ -54,6 +55,7 @@ def test_names_that_fit(base, formula, rename):
     assert list(data.columns) == [rename.get(c, c) for c in base.columns]  # not mutated
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 @pytest.mark.parametrize("labels", [["a:b", "c:d"], ["1", "2"], ["x[1]", "x[2]"], ["nan", "None"]])
 def test_level_names_that_fit(base, labels):
     data = base.assign(g=np.where(np.arange(len(base)) % 2 == 0, labels[0], labels[1]))

@@ -87,6 +87,7 @@ def test_complete_pooling_posterior_matches_statsmodels(counts):
     np.testing.assert_allclose(pred, np.exp(eta + counts["lt"].head(5)), rtol=0.05)
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 @pytest.mark.parametrize("parameterization", ["centered", "non-centered"])
 def test_graph_log_likelihood_includes_the_offset(counts, parameterization):
     model = hb.Model(
@@ -104,6 +105,7 @@ def test_graph_log_likelihood_includes_the_offset(counts, parameterization):
     )
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 def test_marginal_gaussian_with_offset_is_the_model_of_y_minus_offset(counts):
     priors = {
         "Intercept": "normal:0,5",

@@ -74,6 +74,7 @@ def test_from_value_table():
         P.from_value(5)
 
 
+@pytest.mark.usefixtures("python_graphs")  # structural: no C compile (tests/conftest.py)
 @pytest.mark.parametrize(
     "prior, logp_at_2",
     [
