@@ -61,7 +61,7 @@ from hierbayes.backend.marginal_multi import (
 )
 from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.dpars import DparDesign
-from hierbayes.spec.names import SHIFTED_INTERCEPT
+from hierbayes.spec.names import INTERCEPT_PRIOR, SHIFTED_INTERCEPT
 from hierbayes.spec.priors import Prior
 
 __all__ = ["build_model", "householder"]
@@ -444,7 +444,7 @@ def coefficients(
         if name == "Intercept":
             a = pm.Flat(SHIFTED_INTERCEPT)
             intercept = pm.Deterministic(name, a - sum(means))
-            pm.Potential(f"{name}_prior", prior_logp(priors[name], intercept))
+            pm.Potential(INTERCEPT_PRIOR, prior_logp(priors[name], intercept))
             coefs.append(intercept)
             shifted.append(a)
         else:

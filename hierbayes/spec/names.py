@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from hierbayes.errors import SpecError
 
-__all__ = ["RESERVED_DIMS", "SHIFTED_INTERCEPT", "check_names"]
+__all__ = ["INTERCEPT_PRIOR", "RESERVED_DIMS", "SHIFTED_INTERCEPT", "check_names"]
 
 
 #: Dimension names that belong to the posterior itself (ArviZ reserves chain, draw and
@@ -17,6 +17,8 @@ RESERVED_DIMS = ("chain", "draw", "__sample__", "obs")
 #: What the graph samples in the intercept's place under the intercept shear
 #: (:mod:`hierbayes.backend.graph`).
 SHIFTED_INTERCEPT = "Intercept_shifted"
+#: The Potential that carries the intercept's prior under the shear.
+INTERCEPT_PRIOR = "Intercept_prior"
 
 
 def check_names(
@@ -52,7 +54,7 @@ def check_names(
     names += [f"b_{f}{tag}" for f in factors for tag in ("_shifted", "_centered_shifted")]
     names += [f"{kind}_{f}_contrast" for f in factors for kind in ("b", "z")]
     if "Intercept" in fixed_names:
-        names += [SHIFTED_INTERCEPT, "Intercept_prior"]
+        names += [SHIFTED_INTERCEPT, INTERCEPT_PRIOR]
     names.append(f"marginal_{response}")
     keys = sorted({"sd", "corr"} & set(fixed_names))
     if keys:
