@@ -236,12 +236,6 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
-#: The sampler of SBC's fits unless ``fit_kwargs`` names one. Not the default sampler, nutpie:
-#: its compiled model holds the data as constants, so it compiles anew (8-16 s) for every
-#: simulated data set, where PyMC's sampler reuses its C code (1-5 s a fit).
-SBC_SAMPLER = "pymc"
-
-
 def _inner_fit_kwargs(fit_kwargs: Mapping[str, Any] | None, workers: int) -> dict[str, Any]:
     """The user's extra fit arguments, refused if they set sbc()'s own, with SBC's defaults."""
     fit_kwargs = dict(fit_kwargs or {})
@@ -249,7 +243,6 @@ def _inner_fit_kwargs(fit_kwargs: Mapping[str, Any] | None, workers: int) -> dic
     if reserved:
         raise SpecError(f"fit_kwargs must not set {reserved}: they are sbc()'s own arguments")
     fit_kwargs.setdefault("log_likelihood", False)  # SBC needs no LOO
-    fit_kwargs.setdefault("sampler", SBC_SAMPLER)
     if workers > 1:
         fit_kwargs.setdefault("cores", 1)
     return fit_kwargs
@@ -406,8 +399,6 @@ def sbc(
         chains one after another. With 1 (the default) everything runs in this process.
     fit_kwargs : dict, optional
         More arguments of :meth:`hierbayes.Model.fit`, e.g. ``{"target_accept": 0.99}``.
-        The fits use PyMC's sampler (:data:`SBC_SAMPLER`) unless this names another, e.g.
-        ``{"sampler": "nutpie"}``, which compiles anew for every simulated data set.
 
     Returns
     -------

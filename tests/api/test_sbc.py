@@ -260,12 +260,3 @@ def test_sbc_fails_when_the_simulator_prior_is_wrong():
     _, u = run_and_report("wrong simulator", vi_model(), 50, seed=7, simulator=wrong)
     assert not u.passed, u
     assert u.p_value < 1e-3 and u.worst == "sd_g[Intercept]"
-
-
-def test_sbc_fits_with_pymcs_sampler_unless_told_otherwise():
-    """nutpie, the default sampler, would compile anew for each simulated data set."""
-    from hierbayes.api.sbc import SBC_SAMPLER, _inner_fit_kwargs
-
-    assert SBC_SAMPLER == "pymc" != hb.samplers.DEFAULT_SAMPLER
-    assert _inner_fit_kwargs(None, 1) == {"log_likelihood": False, "sampler": "pymc"}
-    assert _inner_fit_kwargs({"sampler": "nutpie"}, 2)["sampler"] == "nutpie"
