@@ -357,6 +357,7 @@ class Model:
             self.priors,
             parameterization=self.plan.graph,
             shear=self.plan.shear,
+            nested=self.plan.nested,
             centered=self.plan.sampled,
         )
 

@@ -34,11 +34,19 @@ parameterisations differ only in what NUTS samples:
   intercept's place, with the intercept's prior on ``Intercept`` = ``Intercept_shifted`` -
   sum of means (a Potential; the change of variables has unit Jacobian). The likelihood sees
   only the contrasts and ``Intercept_shifted``; the means are left to their priors.
+* nested centering (what "auto" adds for a ``(1 | f)`` factor whose groups k lie inside the
+  groups P(k) of another factor with an intercept, e.g. broods inside locations): f's
+  centered groups are sampled around their enclosing group's coefficient,
+  ``b_<f>_nested`` = m_k + b_P(k) + u_k ~ Normal(m_k + b_P(k), sd), so the likelihood sees
+  that one variable where the crossed form adds u_P(k) + u_k, which only their sum pins down
+  (hierarchical centering: Gelfand, Sahu & Carlin 1995). The enclosing factor owns the
+  predictors that vary between its groups (:func:`hierbayes.spec.terms.build_factors`).
 
 All put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
 ``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
-column sits in ``m_j`` of the first factor it is level-2 for (``FactorDesign.owns``); in a
-crossed factor that comes later, ``b_j = u_j`` is a deviation.
+column sits in ``m_j`` of the first factor it is level-2 for, enclosing factors first
+(``FactorDesign.owns``, :func:`hierbayes.spec.terms.build_factors`); in a factor that comes
+later, ``b_j = u_j`` is a deviation.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.dpars import DparDesign
 from hierbayes.spec.names import INTERCEPT_PRIOR, SHIFTED_INTERCEPT
 from hierbayes.spec.priors import Prior
+from hierbayes.spec.terms import nesting
 
 __all__ = ["build_model", "householder"]
 
@@ -174,6 +183,11 @@ def group_effects(
     The effects u are those of :func:`varying_effects`, with the same arguments.
     """
     u = varying_effects(f, beta, sd_prior, corr_prior, centered, report_beta)
+    return _gather(f, u)
+
+
+def _gather(f: FactorDesign, u: pt.TensorVariable) -> pt.TensorVariable:
+    """Z_i . u_{g[i]}, (N,), from u (J, q)."""
     gathered = u[f.codes]  # (N, q): a gather by integer group code
     if np.all(f.Z == 1.0):
         return gathered.sum(axis=1)
@@ -187,6 +201,7 @@ def varying_effects(
     corr_prior: Prior | None,
     centered: np.ndarray,
     report_beta: pt.TensorVariable | None = None,
+    around: pt.TensorVariable | None = None,
 ) -> pt.TensorVariable:
     """Add one factor's varying effects to the model in context; return u, (J, q).
 
@@ -199,11 +214,17 @@ def varying_effects(
     Under the intercept shear, ``beta`` holds ``Intercept_shifted`` and ``report_beta`` the
     coefficients themselves: the centered effects sampled around the shifted mean are then
     ``b_<f>_shifted`` (``b_<f>_centered_shifted``), and ``b_<f>`` = W_j report_beta + u_j.
+    Under nested centering, ``around`` (J, q) holds each group's enclosing coefficient: the
+    centered effects are sampled around m_j + around_j as ``b_<f>_nested``
+    (``b_<f>_centered_nested``), and ``b_<f>`` = m_j + u_j.
     """
     dims = (f.name, f.term_dim)
-    m = level2_mean(f, beta)
-    m_report = m if report_beta is None else level2_mean(f, report_beta)
-    tag = "" if report_beta is None else "_shifted"
+    m = m_report = level2_mean(f, beta)
+    if report_beta is not None:
+        m_report = level2_mean(f, report_beta)
+    if around is not None:
+        m = m + around
+    tag = "_nested" if around is not None else "" if report_beta is None else "_shifted"
     sd, chol = covariance_factor(f, sd_prior, corr_prior)
 
     def centred(name: str, mean, sample_dims):
@@ -217,7 +238,7 @@ def varying_effects(
     if centered.all():
         b = centred(f"b_{f.name}{tag}", m, dims)
         u = pm.Deterministic(f"u_{f.name}", b - m, dims=dims)
-        if report_beta is not None:
+        if tag:
             pm.Deterministic(f"b_{f.name}", m_report + u, dims=dims)
     elif not centered.any():
         z = pm.Normal(f"z_{f.name}", 0.0, 1.0, dims=dims)
@@ -359,6 +380,7 @@ def build_model(
     parameterization: str | Mapping[str, np.ndarray],
     shear: Sequence[str] = (),
     centered: Mapping[str, np.ndarray] | None = None,
+    nested: Mapping[str, str] | None = None,
 ) -> pm.Model:
     """Emit the PyMC model for ``design`` (see the module docstring for the maths).
 
@@ -367,7 +389,10 @@ def build_model(
     ``shear`` names the ``(1 | f)`` factors sampled under the intercept shear (what
     :func:`hierbayes.backend.plan.shear_factors` allows). With ``"marginal"`` and crossed
     factors, ``centered`` maps each sampled factor to its centered groups (default: none).
+    ``nested`` maps the ``(1 | f)`` factors sampled under nested centering to their
+    enclosing factor (what :func:`hierbayes.backend.plan.nested_factors` allows).
     """
+    nested = nested or {}
     marginal = parameterization == "marginal" and design.factors
     coords = _coords(design, parameterization, shear)
     for d in design.dpars:
@@ -398,15 +423,27 @@ def build_model(
             sd, mean = sheared[f.name]
             deviation = sheared_effects(f, beta, sd, mean, centered_groups(f)[0])
             eta = eta + deviation[f.codes]
-        for f in (f for f in design.factors if f.name not in shear):
-            eta = eta + group_effects(
+        enclosing: dict[str, pt.TensorVariable] = {}  # b (J, q) of the factors in nested
+        for f in _outer_first(design, nested):
+            if f.name in shear:
+                continue
+            around = None
+            if f.name in nested:
+                outer = next(o for o in design.factors if o.name == nested[f.name])
+                b_outer = enclosing[outer.name][:, outer.terms.index("Intercept")]
+                around = b_outer[nesting(outer, f)][:, None]
+            u = varying_effects(
                 f,
                 beta,
                 priors[f"sd_{f.name}"],
                 priors.get(f"corr_{f.name}"),
                 centered_groups(f),
                 report_beta if shear and _owns_intercept(design, f) else None,
+                around,
             )
+            if f.name in nested.values():
+                enclosing[f.name] = level2_mean(f, beta) + (0.0 if around is None else around) + u
+            eta = eta + _gather(f, u)
         likelihood(
             design.family,
             design.response,
@@ -418,6 +455,19 @@ def build_model(
             weights=design.weights,
         )
     return model
+
+
+def _outer_first(design: Design, nested: Mapping[str, str]) -> list[FactorDesign]:
+    """The factors in formula order, except that an enclosing factor in ``nested`` comes
+    before the factors it encloses (it is unchanged without nesting)."""
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            depth[name] = 0 if name not in nested else 1 + level(nested[name])
+        return depth[name]
+
+    return sorted(design.factors, key=lambda f: level(f.name))
 
 
 def _owns_intercept(design: Design, f: FactorDesign) -> bool:

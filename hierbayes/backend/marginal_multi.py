@@ -70,13 +70,13 @@ from hierbayes.errors import SpecError
 from hierbayes.spec.design import Design, FactorDesign, build_design
 from hierbayes.spec.families import GAUSSIAN
 from hierbayes.spec.formula import parse
+from hierbayes.spec.terms import nesting
 
 __all__ = [
     "MarginalLayout",
     "NestedStats",
     "CrossedStats",
     "marginal_layout",
-    "nesting",
     "nested_stats",
     "crossed_stats",
     "nested_loglik",
@@ -100,23 +100,6 @@ class MarginalLayout:
     marginal: tuple[str, ...]
     sampled: tuple[str, ...]
     forms: dict[str, str]
-
-
-def nesting(outer: FactorDesign, inner: FactorDesign) -> np.ndarray | None:
-    """The outer group of each inner group, (K,), when every group of ``inner`` lies inside
-    one group of ``outer``; else None.
-
-    Examples
-    --------
-    >>> outer, inner = _example_design("y ~ (1 | b/c)", "aaaabbbb", "xxyyxxyy").factors
-    >>> nesting(outer, inner).tolist(), nesting(inner, outer)
-    ([0, 0, 1, 1], None)
-    """
-    parent = np.full(inner.n_groups, -1)
-    parent[inner.codes] = outer.codes
-    if (parent < 0).any() or not np.array_equal(parent[inner.codes], outer.codes):
-        return None
-    return parent
 
 
 def marginal_layout(design: Design) -> MarginalLayout:

@@ -6,7 +6,8 @@ most groups, the others sampled as below; see :mod:`hierbayes.backend.marginal` 
 :mod:`hierbayes.backend.marginal_multi`). Otherwise, and for those sampled factors, group by
 group: centered where the group's own data pin its effects down, non-centered elsewhere
 (with crossed factors, a ``(1 | f)`` factor's mean is sampled with the intercept:
-:func:`shear_factors`). A group
+:func:`shear_factors`; with nested ones, a ``(1 | f)`` factor's centered groups are sampled
+around their enclosing group's coefficient: :func:`nested_factors`). A group
 is informative when its reliability
 
     lambda_jk = tau_k^2 I_jk / (1 + tau_k^2 I_jk)
@@ -35,8 +36,9 @@ from hierbayes.backend.marginal_multi import marginal_layout
 from hierbayes.errors import SpecError
 from hierbayes.spec.baselines import complete_pooling_fit
 from hierbayes.spec.design import Design, FactorDesign
+from hierbayes.spec.terms import nesting
 
-__all__ = ["Plan", "plan", "reliability", "shear_factors"]
+__all__ = ["Plan", "nested_factors", "plan", "reliability", "shear_factors"]
 
 #: A group is sampled centered when every coefficient's reliability exceeds this.
 CENTERED_ABOVE = 0.5
@@ -50,9 +52,11 @@ class Plan:
     array over its groups (True: centered). ``forms`` describes each factor in words; with
     ``"marginal"`` it names the factors integrated out and those sampled
     (:func:`hierbayes.backend.marginal_multi.marginal_layout`). ``shear`` names the factors
-    whose mean is sampled with the intercept (:func:`shear_factors`). ``sampled``: with
-    ``"marginal"`` and crossed factors, the centered groups of each factor that is sampled
-    (empty: all non-centered).
+    whose mean is sampled with the intercept (:func:`shear_factors`); ``nested`` maps a
+    factor whose centered groups are sampled around their enclosing group's coefficient to
+    the enclosing factor (:func:`nested_factors`). ``sampled``: with ``"marginal"`` and
+    crossed factors, the centered groups of each factor that is sampled (empty: all
+    non-centered).
     """
 
     requested: str
@@ -60,6 +64,7 @@ class Plan:
     forms: dict[str, str] = field(default_factory=dict)
     shear: tuple[str, ...] = ()
     sampled: dict[str, np.ndarray] = field(default_factory=dict)
+    nested: dict[str, str] = field(default_factory=dict)
 
     @property
     def marginal(self) -> bool:
@@ -159,6 +164,45 @@ def shear_factors(design: Design, graph: dict[str, np.ndarray]) -> tuple[str, ..
     )
 
 
+def nested_factors(design: Design, graph: dict[str, np.ndarray]) -> dict[str, str]:
+    """The factors "auto" samples around an enclosing factor (:mod:`hierbayes.backend.graph`),
+    each mapped to that factor, among the sampled factors in ``graph`` (each one's centered
+    groups).
+
+    A ``(1 | f)`` factor with a centered group qualifies when another factor of ``graph``
+    with an intercept encloses it (:func:`hierbayes.spec.terms.nesting`; the one with the
+    most groups, the nearest, if several do) and does not share its groups. Its centered
+    groups are then sampled around the enclosing group's intercept, b_k ~ Normal(m_k +
+    b_P(k), sd): hierarchical centering, which leaves the likelihood with b_k alone where
+    the crossed form adds two effects that only their sum pins down.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, hierbayes as hb
+    >>> df = pd.DataFrame({"y": np.arange(24) % 3, "brood": np.arange(24) // 2,
+    ...                    "location": np.arange(24) // 4})  # 12 broods in 6 locations
+    >>> d = hb.Model("y ~ (1 | brood) + (1 | location)", df, family="poisson").design
+    >>> nested_factors(d, {"brood": np.ones(12, bool), "location": np.ones(6, bool)})
+    {'brood': 'location'}
+    """
+    factors = {f.name: f for f in design.factors if f.name in graph}
+    found = {}
+    for f in factors.values():
+        if f.terms != ("Intercept",) or not np.all(f.Z == 1.0) or not graph[f.name].any():
+            continue
+        outers = [
+            o
+            for o in factors.values()
+            if o is not f
+            and "Intercept" in o.terms
+            and o.n_groups < f.n_groups
+            and nesting(o, f) is not None
+        ]
+        if outers:
+            found[f.name] = max(outers, key=lambda o: o.n_groups).name
+    return found
+
+
 def plan(design: Design, parameterization: str, *, shear: bool = True) -> Plan:
     """Resolve a requested parameterisation against the data.
 
@@ -197,12 +241,15 @@ def plan(design: Design, parameterization: str, *, shear: bool = True) -> Plan:
         lam, _ = reliability(design, f)
         graph[f.name] = centered = lam.min(axis=1) > CENTERED_ABOVE
         forms[f.name] = _form(centered)
-    sheared = shear_factors(design, graph) if shear else ()
+    nested = {} if marginal else nested_factors(design, graph)
+    sheared = tuple(n for n in shear_factors(design, graph) if n not in nested) if shear else ()
     for name in sheared:
         forms[name] += ", mean sampled with the intercept"
+    for name, outer in nested.items():
+        forms[name] += f" within {outer}"
     if marginal:
         return Plan("auto", "marginal", forms, sheared, sampled=graph)
-    return Plan("auto", graph, forms, sheared)
+    return Plan("auto", graph, forms, sheared, nested=nested)
 
 
 def _form(centered: np.ndarray) -> str:

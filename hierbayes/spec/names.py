@@ -32,7 +32,8 @@ def check_names(
 
     Every variable (response, coefficients, the family's ``aux`` parameters (``sigma``, ...),
     ``sd_/b_/u_/z_/cpc_/corr_/zbar_<f>``, the intercept shear's ``Intercept_shifted``,
-    ``b_<f>_shifted`` and ``b_/z_<f>_contrast``, ``marginal_<response>``) needs a name of its
+    ``b_<f>_shifted`` and ``b_/z_<f>_contrast``, nested centering's ``b_<f>_nested`` and
+    ``b_<f>_centered_nested``, ``marginal_<response>``) needs a name of its
     own, and every dimension (each factor, ``<f>_term``, ``<f>_term2``, ``<f>_centered``,
     ``<f>_noncentered``, ``<f>_contrast``, and
     :data:`RESERVED_DIMS`) too.
@@ -52,6 +53,8 @@ def check_names(
     names += [f"{kind}_{f}" for f in factors for kind in kinds]
     # what the intercept shear samples (backend.graph)
     names += [f"b_{f}{tag}" for f in factors for tag in ("_shifted", "_centered_shifted")]
+    # what nested centering samples (backend.graph)
+    names += [f"b_{f}{tag}" for f in factors for tag in ("_nested", "_centered_nested")]
     names += [f"{kind}_{f}_contrast" for f in factors for kind in ("b", "z")]
     if "Intercept" in fixed_names:
         names += [SHIFTED_INTERCEPT, INTERCEPT_PRIOR]

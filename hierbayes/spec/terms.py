@@ -9,7 +9,7 @@ level-2 map. Used by :mod:`hierbayes.spec.design` for the model's linear predict
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import formulae as fm
@@ -28,6 +28,7 @@ __all__ = [
     "evaluate_new",
     "evaluate_terms",
     "group_labels",
+    "nesting",
 ]
 
 
@@ -54,7 +55,8 @@ class FactorDesign:
         are centred on ``W[j][:, owns] @ beta[owns]``.
     owns : ndarray of bool, shape (p,)
         Population columns this factor's coefficients are centred on: the level-2 columns
-        of the factor not already taken by an earlier factor (crossed designs).
+        of the factor not already taken by a factor that encloses it (nested designs) or
+        comes before it in the formula (crossed designs); see :func:`build_factors`.
     level2 : ndarray of bool, shape (p,)
         All population columns that are level-2 for this factor, owned or not.
     """
@@ -174,7 +176,6 @@ def _factor_design(
     terms: list[GroupTerm],
     data: pd.DataFrame,
     X: np.ndarray,
-    taken: np.ndarray,
     namespace: Namespace,
 ) -> FactorDesign:
     labels = group_labels(data, terms[0].factor_columns)
@@ -221,7 +222,6 @@ def _factor_design(
     check_predictors(Z, tuple(names), f"group-level terms of {name!r}")
     codes = codes.astype(np.int64)
     W, level2 = level2_map(X, Z, codes, len(levels))
-    owns = level2 & ~taken
     return FactorDesign(
         name=name,
         codes=codes,
@@ -230,7 +230,7 @@ def _factor_design(
         terms=tuple(names),
         blocks=tuple(blocks),
         W=W,
-        owns=owns,
+        owns=level2,  # until build_factors hands out the columns
         level2=level2,
         columns=terms[0].factor_columns,
         matrices=tuple(matrices),
@@ -241,13 +241,45 @@ def build_factors(
     groups: tuple[GroupTerm, ...], data: pd.DataFrame, X: np.ndarray, namespace: Namespace
 ) -> list[FactorDesign]:
     """One FactorDesign per grouping factor, in formula order; each owns the population
-    columns that are its level-2 predictors (and no later factor takes them again)."""
+    columns that are its level-2 predictors and that no factor before it took.
+
+    "Before" is formula order, except that a factor comes after every factor that encloses
+    it (:func:`nesting`): in ``(1 | brood) + (1 | location)`` with broods inside locations, a
+    location-level predictor belongs to the locations' level-2 model, where hierarchical
+    centering puts it (Gelfand, Sahu & Carlin 1995), as in ``(1 | location/brood)``.
+    """
     by_factor: dict[str, list[GroupTerm]] = {}
     for term in groups:
         by_factor.setdefault(term.factor, []).append(term)
+    factors = [_factor_design(name, terms, data, X, namespace) for name, terms in by_factor.items()]
+    depth = [
+        sum(nesting(outer, f) is not None for outer in factors if outer is not f) for f in factors
+    ]
     taken = np.zeros(X.shape[1], dtype=bool)
-    factors: list[FactorDesign] = []
-    for name, terms in by_factor.items():
-        factors.append(_factor_design(name, terms, data, X, taken, namespace))
-        taken |= factors[-1].owns
-    return factors
+    owners: dict[int, FactorDesign] = {}
+    for i in sorted(range(len(factors)), key=lambda i: depth[i]):  # stable: formula order
+        owners[i] = replace(factors[i], owns=factors[i].level2 & ~taken)
+        taken |= owners[i].owns
+    return [owners[i] for i in range(len(factors))]
+
+
+def nesting(outer: FactorDesign, inner: FactorDesign) -> np.ndarray | None:
+    """The outer group of each inner group, (K,), when every group of ``inner`` lies inside
+    one group of ``outer``; else None.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hierbayes.spec.formula import parse
+    >>> from hierbayes.spec.namespace import resolve
+    >>> data = pd.DataFrame({"b": [*"aaaabbbb"], "c": [*"xxyyxxyy"]})
+    >>> groups = parse("y ~ (1 | b/c)").groups
+    >>> outer, inner = build_factors(groups, data, np.ones((8, 1)), resolve("safe"))
+    >>> nesting(outer, inner).tolist(), nesting(inner, outer)
+    ([0, 0, 1, 1], None)
+    """
+    parent = np.full(inner.n_groups, -1)
+    parent[inner.codes] = outer.codes
+    if (parent < 0).any() or not np.array_equal(parent[inner.codes], outer.codes):
+        return None
+    return parent
