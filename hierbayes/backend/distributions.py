@@ -12,7 +12,15 @@ import pytensor.tensor as pt
 from hierbayes.spec.families import Family
 from hierbayes.spec.priors import LKJ, InverseGamma, OrderedNormal, Prior, StudentT
 
-__all__ = ["INVERSE_LINKS", "aux_rv", "likelihood", "prior_logp", "prior_rv", "response_dist"]
+__all__ = [
+    "INVERSE_LINKS",
+    "aux_rv",
+    "canonical_dist",
+    "likelihood",
+    "prior_logp",
+    "prior_rv",
+    "response_dist",
+]
 
 
 def prior_rv(prior: Prior, name: str, **kwargs: Any) -> pt.TensorVariable:
@@ -88,8 +96,49 @@ def aux_rv(prior: Prior, name: str, n_levels: int | None = None) -> pt.TensorVar
     return pm.Normal(name, mu=mu, sigma=sigma, dims="cutpoint", transform=ordered, initval=start)
 
 
+def canonical_dist(family: Family, eta: Any, trials: Any):
+    """Bernoulli and binomial under the logit link, Poisson under the log link: PyMC's
+    distribution for draws, with the log density written in the exponential family's form,
+    ``y eta - b(eta) + c(y)``; else None.
+
+    PyMC's own logp evaluates both branches of a switch on y and checks its bounds row by
+    row; this one costs one softplus (or exp) a row and its gradient one sigmoid: on the
+    Bernoulli GLMM of ``benchmarks/`` (2,000 rows) it took the log density and gradient from
+    123 to 96 microseconds. The value is PyMC's (a test compares them, to 1e-12).
+    """
+    key = (family.name, family.link)
+    if key == ("bernoulli", "logit"):
+        return pm.CustomDist.dist(
+            eta,
+            dist=lambda e, size: pm.Bernoulli.dist(logit_p=e, size=size),
+            logp=lambda y, e: y * e - pt.softplus(e),
+        )
+    if key == ("binomial", "logit"):
+
+        def binomial_logp(y, e, n):
+            log_choose = pt.gammaln(n + 1.0) - pt.gammaln(y + 1.0) - pt.gammaln(n - y + 1.0)
+            return log_choose + y * e - n * pt.softplus(e)
+
+        return pm.CustomDist.dist(
+            eta,
+            trials,
+            dist=lambda e, n, size: pm.Binomial.dist(n=pt.cast(n, "int64"), logit_p=e, size=size),
+            logp=binomial_logp,
+        )
+    if key == ("poisson", "log"):
+        return pm.CustomDist.dist(
+            eta,
+            dist=lambda e, size: pm.Poisson.dist(mu=pt.exp(e), size=size),
+            logp=lambda y, e: y * e - pt.exp(e) - pt.gammaln(y + 1.0),
+        )
+    return None
+
+
 def response_dist(family: Family, eta: Any, aux: Mapping[str, Any], trials: Any):
     """The family's PyMC distribution (unnamed, ``.dist``) given the linear predictor."""
+    canonical = canonical_dist(family, eta, trials)
+    if canonical is not None:
+        return canonical
     mu = INVERSE_LINKS[family.link](eta)
     name = family.name
     if name == "gaussian":
@@ -103,10 +152,8 @@ def response_dist(family: Family, eta: Any, aux: Mapping[str, Any], trials: Any)
     if name == "beta":
         return pm.Beta.dist(alpha=mu * aux["phi"], beta=(1.0 - mu) * aux["phi"])
     if name == "bernoulli":
-        return pm.Bernoulli.dist(logit_p=eta) if family.link == "logit" else pm.Bernoulli.dist(p=mu)
+        return pm.Bernoulli.dist(p=mu)
     if name == "binomial":
-        if family.link == "logit":
-            return pm.Binomial.dist(n=trials, logit_p=eta)
         return pm.Binomial.dist(n=trials, p=mu)
     if name == "poisson":
         return pm.Poisson.dist(mu=mu)
