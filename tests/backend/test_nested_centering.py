@@ -4,6 +4,7 @@ predictors, what auto plans, an exact change of variables) and, in the slow tier
 of the sampled posterior with the non-centered one."""
 
 import warnings
+from functools import partial
 
 import arviz as az
 import numpy as np
@@ -14,6 +15,8 @@ import hierbayes as hb
 from hierbayes.backend.graph import build_model
 from hierbayes.backend.plan import nested_factors, plan
 from hierbayes.spec.terms import nesting
+
+from .conftest import assert_change_of_variables
 
 FORMULA = "y ~ x + (1 | brood) + (1 | location)"
 
@@ -70,7 +73,7 @@ def test_auto_samples_the_broods_around_their_location(model):
 
 
 def nested_point(
-    design, p: dict, inner: str, outer: str, centered: np.ndarray
+    design, p: dict, *, inner: str, outer: str, centered: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The point of the nested graph that is ``p`` of the plain graph (graph docstring): the
     ``centered`` groups of ``inner`` shifted by their enclosing group's coefficient."""
@@ -103,21 +106,8 @@ def test_nested_centering_is_an_exact_change_of_variables(model, brood, location
     plain = build_model(d, model.priors, parameterization=graph)
     nested = build_model(d, model.priors, parameterization=graph, nested={"brood": "location"})
     reported = ["Intercept", "x", "b_brood", "u_brood", "b_location", "u_location"]
-
-    def values(g):
-        outputs = g.replace_rvs_by_values([g[n] for n in reported])
-        return g.compile_fn(outputs, inputs=g.value_vars, on_unused_input="ignore")
-
-    logp, logp_plain = nested.compile_logp(), plain.compile_logp()
-    got, want = values(nested), values(plain)
-    rng = np.random.default_rng(7)
-    for _ in range(3):
-        p = {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in plain.initial_point().items()}
-        q = nested_point(d, p, "brood", "location", graph["brood"])
-        assert sorted(q) == sorted(nested.initial_point())
-        np.testing.assert_allclose(logp(q), logp_plain(p), rtol=1e-12)
-        for var, a, b in zip(reported, got(q), want(p), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=var)
+    to_nested = partial(nested_point, d, inner="brood", outer="location", centered=graph["brood"])
+    assert_change_of_variables(plain, nested, to_nested, reported)
 
 
 def test_a_column_cannot_take_the_nested_names():
