@@ -40,7 +40,9 @@ parameterisations differ only in what NUTS samples:
   ``b_<f>_nested`` = m_k + b_P(k) + u_k ~ Normal(m_k + b_P(k), sd), so the likelihood sees
   that one variable where the crossed form adds u_P(k) + u_k, which only their sum pins down
   (hierarchical centering: Gelfand, Sahu & Carlin 1995). The enclosing factor owns the
-  predictors that vary between its groups (:func:`hierbayes.spec.terms.build_factors`).
+  predictors that vary between its groups (:func:`hierbayes.spec.terms.build_factors`);
+  nesting goes as deep as the factors do, and a sheared enclosing factor gives what it adds
+  to eta (its mean is with the intercept).
 
 All put ``b_<factor>``, ``u_<factor>`` and ``sd_<factor>`` in the posterior, with dims
 ``(<factor>, <factor>_term)``, so reports never care which was sampled. A population
@@ -422,11 +424,15 @@ def build_model(
         eta = pt.dot(design.X, beta) if design.fixed_names else pt.zeros(design.n_obs)
         if design.offset is not None:
             eta = eta + design.offset
+        # the coefficients (J, q) of the enclosing factors of ``nested``, as the likelihood
+        # sees them: level-2 mean plus effects (under the shear: what the factor adds to
+        # eta) plus, for a factor nested itself, its own enclosing coefficient
+        enclosing: dict[str, pt.TensorVariable] = {}
         for f in (f for f in design.factors if f.name in shear):
             sd, mean = sheared[f.name]
             deviation = sheared_effects(f, beta, sd, mean, centered_groups(f)[0])
             eta = eta + deviation[f.codes]
-        enclosing: dict[str, pt.TensorVariable] = {}  # b (J, q) of the factors in nested
+            enclosing[f.name] = level2_mean(f, beta) + deviation[:, None]
         for f in _outer_first(design, nested):
             if f.name in shear:
                 continue

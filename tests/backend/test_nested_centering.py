@@ -110,6 +110,74 @@ def test_nested_centering_is_an_exact_change_of_variables(model, brood, location
     assert_change_of_variables(plain, nested, to_nested, reported)
 
 
+def regions(seed: int) -> pd.DataFrame:
+    """Pupils' counts in 72 classes inside 24 schools inside 6 regions; each pupil answers
+    one of 8 items (crossed with the rest)."""
+    rng = np.random.default_rng(seed)
+    cls = np.repeat(np.arange(72), 5)
+    school, region = cls // 3, cls // 12
+    eta = 0.3 + sum(rng.normal(0, 0.5, k.max() + 1)[k] for k in (cls, school, region))
+    return pd.DataFrame(
+        {
+            "cls": [f"c{i}" for i in cls],
+            "school": [f"s{i}" for i in school],
+            "region": [f"r{i}" for i in region],
+            "item": [f"i{i}" for i in rng.integers(0, 8, size=cls.size)],
+            "y": rng.poisson(np.exp(eta)),
+        }
+    )
+
+
+@pytest.mark.usefixtures("python_graphs")
+def test_three_levels_nest_class_in_school_in_region():
+    """Each level sampled around the one enclosing it: b_cls_nested = b_cls + b_school_nested
+    of its school, b_school_nested = b_school + b_region of its region."""
+    m = hb.Model("y ~ 1 + (1 | cls) + (1 | school) + (1 | region)", regions(1), family="poisson")
+    assert m.plan.nested == {"cls": "school", "school": "region"}
+    assert m.plan.describe() == (
+        "auto: cls centered within school; school centered within region; region centered"
+    )
+    d, graph = m.design, m.plan.graph
+    assert all(mask.all() for mask in graph.values())  # the mapping below: all centered
+    cls, school, region = d.factors
+
+    def to_nested(p):
+        q = dict(p)
+        q["b_school_nested"] = q.pop("b_school") + p["b_region"][nesting(region, school)]
+        q["b_cls_nested"] = q.pop("b_cls") + q["b_school_nested"][nesting(school, cls)]
+        return q
+
+    plain = build_model(d, m.priors, parameterization=graph)
+    reported = ["Intercept", *(f"{k}_{f.name}" for f in d.factors for k in ("b", "u"))]
+    assert_change_of_variables(plain, m.build(), to_nested, reported)
+
+
+@pytest.mark.usefixtures("python_graphs")
+def test_classes_nest_in_a_sheared_school():
+    """A school factor crossed with items and sheared (items carry the intercept) still
+    encloses the classes: they are sampled around what the school adds to eta."""
+    m = hb.Model("y ~ 1 + (1 | item) + (1 | cls) + (1 | school)", regions(2), family="poisson")
+    assert m.plan.shear == ("school",) and m.plan.nested == {"cls": "school"}
+    d, graph = m.design, m.plan.graph
+    assert graph["cls"].all()
+    cls, school = d.factors[1:]
+    sheared = build_model(d, m.priors, parameterization=graph, shear=("school",))
+    u_school = sheared.compile_fn(
+        sheared.replace_rvs_by_values([sheared["u_school"]])[0],
+        inputs=sheared.value_vars,
+        on_unused_input="ignore",
+    )
+
+    def to_nested(p):
+        u = u_school(p)[:, 0]
+        q = dict(p)
+        q["b_cls_nested"] = q.pop("b_cls") + (u - u.mean())[nesting(school, cls), None]
+        return q
+
+    reported = ["Intercept", *(f"{k}_{f.name}" for f in d.factors for k in ("b", "u"))]
+    assert_change_of_variables(sheared, m.build(), to_nested, reported)
+
+
 def test_a_column_cannot_take_the_nested_names():
     df = broods(1).rename(columns={"x": "b_brood_nested"})
     with pytest.raises(hb.SpecError, match="b_brood_nested"):
