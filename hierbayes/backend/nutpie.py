@@ -214,9 +214,14 @@ def compile_model(
 
     # PyMC cannot turn a model with initial values into a graph (an ordinal model's cutpoints
     # start strictly increasing): take them off the model and give them to the start instead.
-    initvals = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
-    model.rvs_to_initial_values = dict.fromkeys(model.rvs_to_initial_values)
-    frozen = freeze_shared(model)
+    # (The caller's model keeps its own: it is only lent to freeze_shared without them.)
+    given = model.rvs_to_initial_values
+    initvals = {rv.name: v for rv, v in given.items() if v is not None}
+    model.rvs_to_initial_values = dict.fromkeys(given)
+    try:
+        frozen = freeze_shared(model)
+    finally:
+        model.rvs_to_initial_values = given
     # As nutpie.compile_pymc_model does by default: start at the support point, jittered
     # (large-scale predictors' coefficients less: hierbayes.backend.initial).
     initial_point = with_lock(

@@ -166,3 +166,22 @@ def test_another_nutpie_series_compiles_as_usual(version):
     calls: list[str] = []
     compiled = nutpie_model.compile_model(eight_schools().build(), fake_nutpie(version, calls))
     assert (compiled, calls) == ("compiled by nutpie", ["numba"])
+
+
+def test_the_callers_model_keeps_its_initial_values(monkeypatch):
+    """compile_model lends the model to freeze_shared without its initial values (PyMC
+    cannot freeze them) and gives them back, even when freezing fails."""
+    model = eight_schools().build()
+    model.set_initval(model["Intercept"], 3.0)
+    given = dict(model.rvs_to_initial_values)
+    seen = {}
+
+    def failing_freeze(m):
+        seen.update(m.rvs_to_initial_values)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(nutpie_model, "freeze_shared", failing_freeze)
+    with pytest.raises(RuntimeError, match="stop here"):
+        nutpie_model.compile_model(model, nutpie)
+    assert set(seen.values()) == {None}
+    assert model.rvs_to_initial_values == given and given[model["Intercept"]] == 3.0
