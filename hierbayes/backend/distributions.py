@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from hierbayes.spec.families import Family
@@ -42,9 +43,20 @@ def prior_rv(prior: Prior, name: str, **kwargs: Any) -> pt.TensorVariable:
     if isinstance(prior, LKJ):
         raise TypeError("an LKJ prior is on a correlation matrix: see graph.covariance_factor")
     if isinstance(prior, InverseGamma):
-        variance = pm.InverseGamma(f"{name}_variance", **prior.args(), **kwargs)
+        variance = pm.InverseGamma(f"{name}_variance", **_args(prior), **kwargs)
         return pm.Deterministic(name, pt.sqrt(variance), dims=kwargs.get("dims"))
-    return getattr(pm, type(prior).__name__)(name, **prior.args(), **kwargs)
+    return getattr(pm, type(prior).__name__)(name, **_args(prior), **kwargs)
+
+
+def _args(prior: Prior) -> dict[str, Any]:
+    """``prior``'s arguments, its location and scale as shared variables: default priors
+    take them from the data, and nutpie's compiled model (:mod:`hierbayes.backend.nutpie`)
+    then serves every data set alike. A shape argument (a Student-t's nu) stays a constant,
+    whose log-gamma terms PyTensor computes once."""
+    return {
+        k: pytensor.shared(np.float64(v)) if k in prior.location_scale else v
+        for k, v in prior.args().items()
+    }
 
 
 def prior_logp(prior: Prior, value: pt.TensorVariable) -> pt.TensorVariable:
@@ -58,7 +70,7 @@ def prior_logp(prior: Prior, value: pt.TensorVariable) -> pt.TensorVariable:
     """
     if prior.support != "real":
         raise TypeError(f"a Potential prior needs a prior on the real line, not {prior!r}")
-    return pm.logp(getattr(pm, type(prior).__name__).dist(**prior.args()), value)
+    return pm.logp(getattr(pm, type(prior).__name__).dist(**_args(prior)), value)
 
 
 #: Each link's inverse in PyTensor (the NumPy forms: :mod:`hierbayes.spec.links`).

@@ -66,6 +66,9 @@ class Prior:
     support: ClassVar[str] = "real"
     _positive: ClassVar[tuple[str, ...]] = ()
     warning: ClassVar[str | None] = None
+    #: The arguments that set a location or a scale, which default priors take from the
+    #: data (the others set a shape: a Student-t's nu, a Beta's alpha and beta).
+    location_scale: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -98,6 +101,7 @@ class Normal(Prior):
     mu: float = 0.0
     sigma: float = 1.0
     _positive: ClassVar[tuple[str, ...]] = ("sigma",)
+    location_scale: ClassVar[tuple[str, ...]] = ("mu", "sigma")
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class StudentT(Prior):
     mu: float = 0.0
     sigma: float = 1.0
     _positive: ClassVar[tuple[str, ...]] = ("nu", "sigma")
+    location_scale: ClassVar[tuple[str, ...]] = ("mu", "sigma")
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class HalfCauchy(Prior):
     beta: float = 1.0
     support: ClassVar[str] = "positive"
     _positive: ClassVar[tuple[str, ...]] = ("beta",)
+    location_scale: ClassVar[tuple[str, ...]] = ("beta",)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class HalfStudentT(Prior):
     sigma: float = 1.0
     support: ClassVar[str] = "positive"
     _positive: ClassVar[tuple[str, ...]] = ("nu", "sigma")
+    location_scale: ClassVar[tuple[str, ...]] = ("sigma",)
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ class HalfNormal(Prior):
     sigma: float = 1.0
     support: ClassVar[str] = "positive"
     _positive: ClassVar[tuple[str, ...]] = ("sigma",)
+    location_scale: ClassVar[tuple[str, ...]] = ("sigma",)
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ class Exponential(Prior):
     lam: float = 1.0
     support: ClassVar[str] = "positive"
     _positive: ClassVar[tuple[str, ...]] = ("lam",)
+    location_scale: ClassVar[tuple[str, ...]] = ("lam",)
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,7 @@ class InverseGamma(Prior):
     beta: float = 1.0
     support: ClassVar[str] = "positive"
     _positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+    location_scale: ClassVar[tuple[str, ...]] = ("beta",)
     warning: ClassVar[str | None] = (
         "an InverseGamma prior on a variance can pull a group SD towards zero when "
         "groups are few (Gelman 2006; BDA3 5.7); consider HalfCauchy or HalfStudentT"
@@ -253,6 +263,7 @@ class Gamma(Prior):
     beta: float = 0.1
     support: ClassVar[str] = "positive"
     _positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+    location_scale: ClassVar[tuple[str, ...]] = ("beta",)
 
 
 @dataclass(frozen=True)

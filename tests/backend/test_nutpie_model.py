@@ -50,7 +50,7 @@ def point_of(model, x: np.ndarray) -> dict[str, np.ndarray]:
     That order is the frozen model's, which need not be the model's own.
     """
     start, point = 0, {}
-    for name, value in nutpie_model.freeze_shared(model).initial_point().items():
+    for name, value in nutpie_model.lift_data(model).initial_point().items():
         point[name] = x[start : start + value.size].reshape(value.shape)
         start += value.size
     assert start == x.size
@@ -96,7 +96,7 @@ def test_logp_and_gradient_equal_pymc_for_each_data_set(compiled_pair):
         assert status == 0
         np.testing.assert_allclose(logp, pymc_logp(point), rtol=1e-10)
         # the gradient in the frozen model's order of the value variables
-        frozen_dlogp = nutpie_model.freeze_shared(model).compile_dlogp()
+        frozen_dlogp = nutpie_model.lift_data(model).compile_dlogp()
         np.testing.assert_allclose(grad, frozen_dlogp(point), rtol=1e-8, atol=1e-12)
         values.append(pymc_logp(point_of(model, np.zeros(x.size))))
     # the two data sets give different densities at the same point: no wrapper was reused
@@ -117,7 +117,7 @@ def test_a_non_finite_logp_is_reported_as_nutpie_expects(compiled_pair):
 @pytest.mark.slow  # nutpie compiles its own wrappers anew (about 14 s)
 def test_draws_are_identical_to_nutpies_own_compile():
     """Sampling the compiled model equals sampling nutpie.compile_pymc_model's, seed for seed."""
-    model = nutpie_model.freeze_shared(eight_schools(parameterization="marginal").build())
+    model = nutpie_model.lift_data(eight_schools(parameterization="marginal").build())
     run = {"draws": 150, "tune": 150, "chains": 2, "cores": 2, "seed": 3, "progress_bar": False}
     ours = nutpie.sample(nutpie_model.compile_model(model, nutpie), **run)
     theirs = nutpie.sample(nutpie.compile_pymc_model(model, backend="numba"), **run)
@@ -125,17 +125,29 @@ def test_draws_are_identical_to_nutpies_own_compile():
         np.testing.assert_array_equal(ours.posterior[name].values, theirs.posterior[name].values)
 
 
-def test_freeze_shared_keeps_the_density():
+def test_lift_data_keeps_the_density_and_holds_no_data():
     model = eight_schools(parameterization="marginal").build()
-    frozen = nutpie_model.freeze_shared(model)
-    shared = [
-        v.name
-        for v in pytensor.graph.traversal.graph_inputs([frozen.logp()])
-        if isinstance(v, pytensor.compile.SharedVariable)
-    ]
-    assert shared == []
+    lifted = nutpie_model.lift_data(model)
+    inputs = list(pytensor.graph.traversal.graph_inputs([lifted.logp()]))
+    shared = [v for v in inputs if isinstance(v, pytensor.compile.SharedVariable)]
+    arrays = [v for v in inputs if isinstance(v, pytensor.graph.basic.Constant) and v.ndim > 0]
+    assert shared and all(v.name.startswith("hierbayes_data_") for v in shared)
+    # y, sigma and the prior's scales are all shared: what is left is PyTensor's own
+    assert all(v.data.dtype.kind != "f" for v in arrays)
     point = model.initial_point()
-    np.testing.assert_allclose(frozen.compile_logp()(point), model.compile_logp()(point), rtol=0)
+    np.testing.assert_allclose(lifted.compile_logp()(point), model.compile_logp()(point), rtol=0)
+
+
+@SLOW_COMPILE
+def test_another_data_set_of_the_same_shapes_reuses_the_compiled_code(compiled_pair):
+    """The pair differ only in y: the second compile of either loads its wrappers from the
+    cache (one hit each), and each still computes its own density (the test above)."""
+    model, _ = compiled_pair[1]
+    again = nutpie_model.compile_model(eight_schools(20.0).build(), nutpie)
+    assert again.compiled_logp_func._cache_hits == 1
+    zeros = np.zeros(again.n_dim)
+    third, second = call_logp(again, zeros)[1], call_logp(compiled_pair[1][1], zeros)[1]
+    assert abs(third - second) > 1.0
 
 
 def fake_nutpie(version: str, calls: list[str]):
@@ -169,8 +181,8 @@ def test_another_nutpie_series_compiles_as_usual(version):
 
 
 def test_the_callers_model_keeps_its_initial_values(monkeypatch):
-    """compile_model lends the model to freeze_shared without its initial values (PyMC
-    cannot freeze them) and gives them back, even when freezing fails."""
+    """compile_model lends the model to lift_data without its initial values (PyMC
+    cannot rebuild a model with them) and gives them back, even when lifting fails."""
     model = eight_schools().build()
     model.set_initval(model["Intercept"], 3.0)
     given = dict(model.rvs_to_initial_values)
@@ -180,7 +192,7 @@ def test_the_callers_model_keeps_its_initial_values(monkeypatch):
         seen.update(m.rvs_to_initial_values)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(nutpie_model, "freeze_shared", failing_freeze)
+    monkeypatch.setattr(nutpie_model, "lift_data", failing_freeze)
     with pytest.raises(RuntimeError, match="stop here"):
         nutpie_model.compile_model(model, nutpie)
     assert set(seen.values()) == {None}
