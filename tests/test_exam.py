@@ -60,12 +60,24 @@ def test_compare_ranks_the_hlm_first(exam_fits):
 def test_noncentered_hlm_converges_across_seeds(seed):
     """The non-centered HLM under PyMC's NUTS once left a chain stuck (step size 2e-9, sd 0,
     R-hat 2.25): now no chain is stuck and R-hat <= 1.01 for seeds 1 to 5, 4 x 1000 draws,
-    and the school SDs lie within two posterior SDs of REML's."""
+    and the school SDs lie within two posterior SDs of REML's.
+
+    PyMC's sampler by name: the regression is its own. (nutpie, the default, mixes this
+    parameterisation's Intercept more slowly: bulk ESS 360-430 of 4 x 1000 draws against
+    PyMC's 710-1020, R-hat up to 1.023; the default parameterisation does not sample it.)"""
     data = hb.datasets.load("exam")
     model = hb.Model(
         "normexam ~ standLRT + (standLRT | school)", data, parameterization="non-centered"
     )
-    fit = model.fit(draws=1000, tune=1000, chains=4, cores=2, random_seed=seed, progressbar=False)
+    fit = model.fit(
+        draws=1000,
+        tune=1000,
+        chains=4,
+        cores=2,
+        random_seed=seed,
+        progressbar=False,
+        sampler="pymc",
+    )
     d = fit.diagnostics
     assert d.stuck == {} and d.divergences == 0 and d.max_rhat <= 1.01
     reml = np.sqrt(np.diag(hb.empirical_bayes(model).cov_re))

@@ -397,9 +397,9 @@ class Model:
             Raise :class:`~hierbayes.errors.SamplingError`, listing every failed check and
             what to try, instead of warning.
         sampler : {"pymc", "nutpie", "numpyro"}
-            The NUTS implementation (:mod:`hierbayes.backend.samplers`): PyMC's by default,
-            nutpie, or numpyro (``pip install "hierbayes[numpyro]"``). Every sampler
-            gives the same InferenceData.
+            The NUTS implementation (:mod:`hierbayes.backend.samplers`): nutpie's by
+            default, PyMC's, or numpyro (``pip install "hierbayes[numpyro]"``). Every
+            sampler gives the same InferenceData.
         log_likelihood : bool, optional
             Store the pointwise log-likelihood (for :func:`hierbayes.compare`). By default it
             is stored unless draws x observations exceeds

@@ -19,11 +19,11 @@ are strings and numbers only, so the result can be written to netCDF as it is.
 
 The samplers:
 
-``"nutpie"``
+``"nutpie"`` (the default, :data:`DEFAULT_SAMPLER`)
     nutpie's Rust NUTS on the model compiled by numba, chains on ``cores`` threads: a few
     seconds of compiling (less once :mod:`hierbayes.backend.nutpie` has cached nutpie's
     wrappers), then fast sampling (eight schools, 4 x 1000 draws: 0.5 s against PyMC's 9 s).
-``"pymc"`` (the default, :data:`DEFAULT_SAMPLER`)
+``"pymc"``
     PyMC's NUTS (:func:`pymc.sample`), one process per chain. Once
     JAX has started in the process (the numpyro sampler ran), forking could deadlock, so
     the chains then run in the process itself, one after another, with the same draws.
@@ -66,10 +66,9 @@ __all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "sample"]
 #: The names :func:`sample` accepts.
 SAMPLERS: tuple[str, ...] = ("pymc", "nutpie", "numpyro")
 
-#: The sampler used when none is named, by :func:`sample`, ``Model.fit`` and the CLI.
-#: (nutpie is not the default yet: simulation-based calibration recompiles it for every
-#: simulated data set, as its compiled model holds the data as constants.)
-DEFAULT_SAMPLER = "pymc"
+#: The sampler used when none is named, by :func:`sample`, ``Model.fit``, simulation-based
+#: calibration and the CLI.
+DEFAULT_SAMPLER = "nutpie"
 
 #: The optional-dependency group that installs numpyro and JAX.
 EXTRA = "hierbayes[numpyro]"
@@ -121,7 +120,7 @@ def sample(
     model : pymc.Model
         A built model (e.g. ``hierbayes.Model.build()``) with continuous free variables.
     sampler : {"nutpie", "pymc", "numpyro"}
-        The NUTS implementation, PyMC's by default; see the module docstring for how they
+        The NUTS implementation, nutpie's by default; see the module docstring for how they
         differ.
     draws, tune, chains : int
         Kept draws and tuning steps per chain, and the number of chains.

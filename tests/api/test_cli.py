@@ -223,12 +223,12 @@ def command(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["eight-schools", "fit"])
 def test_sampler_and_parameterization_reach_model_and_fit(tmp_path, recorded, name):
-    options = ["--sampler", "nutpie", "--parameterization", "marginal", "--draws", "10"]
+    options = ["--sampler", "pymc", "--parameterization", "marginal", "--draws", "10"]
     with pytest.raises(Stop):
         main([*command(name, tmp_path), *options, "--seed", "3", "--no-progress"])
     (call,) = recorded
     assert call["parameterization"] == "marginal"
-    assert call["sampler"] == "nutpie"
+    assert call["sampler"] == "pymc"
     assert (call["draws"], call["random_seed"], call["progressbar"]) == (10, 3, False)
     assert not (tmp_path / "out").exists()
 
@@ -243,7 +243,7 @@ def test_defaults_the_default_sampler_the_specs_parameterization_and_a_terminal_
     with pytest.raises(Stop):
         main(command("fit", tmp_path))  # write_spec gives no parameterization
     eight, spec = recorded
-    assert eight["sampler"] == spec["sampler"] == samplers.DEFAULT_SAMPLER == "pymc"
+    assert eight["sampler"] == spec["sampler"] == samplers.DEFAULT_SAMPLER == "nutpie"
     assert eight["progressbar"] is spec["progressbar"] is None
     assert eight["parameterization"] == "non-centered"  # models/eight_schools.toml
     default = inspect.signature(hb.Model).parameters["parameterization"].default
@@ -252,11 +252,11 @@ def test_defaults_the_default_sampler_the_specs_parameterization_and_a_terminal_
 
 
 def test_sampler_choices_are_the_three_samplers():
-    """The choices the CLI offers are the samplers Model.fit knows; PyMC's is the default of
+    """The choices the CLI offers are the samplers Model.fit knows; nutpie's is the default of
     both (and of the backend's sample)."""
     assert SAMPLERS == ("pymc", "nutpie", "numpyro")
-    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "pymc"
-    assert inspect.signature(samplers.sample).parameters["sampler"].default == "pymc"
+    assert inspect.signature(hb.Model.fit).parameters["sampler"].default == "nutpie"
+    assert inspect.signature(samplers.sample).parameters["sampler"].default == "nutpie"
 
 
 @pytest.mark.parametrize(
