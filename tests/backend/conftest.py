@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Sequence
 
+import arviz as az
 import numpy as np
 
 
@@ -30,3 +31,14 @@ def assert_change_of_variables(
         np.testing.assert_allclose(logp(q), logp_plain(p) + log_jacobian(p), rtol=1e-12)
         for var, a, b in zip(reported, got(q), want(p), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=var)
+
+
+def assert_posteriors_agree(a, b, names: Sequence[str], k: float = 4.0) -> None:
+    """Two independent fits of one posterior: for every element of each of ``names``, the
+    posterior means differ by less than ``k`` of their combined Monte Carlo standard errors
+    (a group effect as a scalar: its error includes the intercept's, which it shares)."""
+    for var in names:
+        mean_a, mean_b = (x.posterior[var].mean(("chain", "draw")) for x in (a, b))
+        mcse = np.hypot(*(az.mcse(x, var_names=[var])[var] for x in (a, b)))
+        z = np.abs(mean_a - mean_b) / mcse
+        assert float(z.max()) < k, f"{var}: {float(z.max()):.2f} MCSE apart"

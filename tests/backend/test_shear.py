@@ -4,7 +4,6 @@ agreement of the sampled posterior with the non-centered one."""
 
 import warnings
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +13,7 @@ from hierbayes.backend.graph import build_model, householder
 from hierbayes.backend.initial import jitter_scales
 from hierbayes.backend.plan import plan, shear_factors
 
-from .conftest import assert_change_of_variables
+from .conftest import assert_change_of_variables, assert_posteriors_agree
 
 FORMULA = "y ~ anger + mode + (1 | subject) + (1 | item)"
 
@@ -214,8 +213,11 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_sheared_and_non_centered_posteriors_agree(case):
     """auto (one factor sheared; the Gaussian's other factor integrated out) against the
-    non-centered graph, 4 x 500 draws each: each scalar's posterior means differ by less
-    than 4 MCSE, the sheared factor's effects by less than 0.05."""
+    non-centered graph, 4 x 500 draws each: each scalar's and each of the sheared factor's
+    effects' posterior means differ by less than 4 MCSE.
+
+    (The Gaussian's six sample effects once differed by 0.09 each, all alike: they share
+    the intercept's uncertainty, so a fixed 0.05 was tighter than Monte Carlo error.)"""
     formula, simulate, name = CASES[case]
     df = simulate()
     family = "gaussian" if case == "gaussian" else "bernoulli"
@@ -228,10 +230,6 @@ def test_sheared_and_non_centered_posteriors_agree(case):
     assert fits["auto"].model.plan.shear == (name,)
     a, b = (fits[p].idata for p in ("auto", "non-centered"))
     scalars = [v for v in b.posterior.data_vars if b.posterior[v].ndim == 2]
-    for var in [*scalars, *(f"sd_{f.name}" for f in fits["auto"].model.design.factors)]:
-        mcse = np.hypot(*(az.mcse(x, var_names=[var])[var].item() for x in (a, b)))
-        diff = a.posterior[var].mean().item() - b.posterior[var].mean().item()
-        assert abs(diff) / mcse < 4.0, var
-    u, u_nc = (x.posterior[f"u_{name}"].mean(("chain", "draw")) for x in (a, b))
-    np.testing.assert_allclose(u, u_nc, atol=0.05)
+    sds = [f"sd_{f.name}" for f in fits["auto"].model.design.factors]
+    assert_posteriors_agree(a, b, [*scalars, *sds, f"u_{name}"])
     assert fits["auto"].diagnostics.divergences == 0
