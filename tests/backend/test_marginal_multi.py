@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytensor
@@ -29,6 +28,8 @@ from hierbayes.backend.marginal_multi import (
     nested_stats,
 )
 from hierbayes.backend.plan import plan
+
+from .conftest import mcse_distance
 
 #: The log-likelihoods agree with the dense multivariate normal to this (relative).
 RTOL = 1e-10
@@ -411,20 +412,9 @@ def test_auto_fit_completes_the_posterior_as_non_centered(light_fits):
     )
 
 
-def mcse_agreement(fits: dict[str, hb.Fit], names: list[str]) -> dict[str, float]:
-    """|mean_a - mean_b| / sqrt(mcse_a^2 + mcse_b^2) for each scalar parameter."""
-    out = {}
-    for name in names:
-        a, b = (fits[p].idata for p in ("auto", "non-centered"))
-        mcse = [az.mcse(x, var_names=[name])[name].item() for x in (a, b)]  # one number
-        diff = a.posterior[name].mean().item() - b.posterior[name].mean().item()
-        out[name] = abs(diff) / np.hypot(*mcse)
-    return out
-
-
 def test_marginal_and_non_centered_agree_light(light_fits):
     case, fits = light_fits
-    z = mcse_agreement(fits, CASES[case][2])
+    z = mcse_distance(fits["auto"].idata, fits["non-centered"].idata, CASES[case][2])
     print(f"{case} (2 x 400): |diff| / MCSE", {k: round(float(v), 2) for k, v in z.items()})
     assert max(z.values()) < 4.0
 
@@ -433,6 +423,6 @@ def test_marginal_and_non_centered_agree_light(light_fits):
 @pytest.mark.parametrize("case", ["nested", "crossed"])
 def test_marginal_and_non_centered_agree(case):
     fits = fit_pair(case, draws=1500, chains=4, seed=6)
-    z = mcse_agreement(fits, CASES[case][2])
+    z = mcse_distance(fits["auto"].idata, fits["non-centered"].idata, CASES[case][2])
     print(f"{case} (4 x 1500): |diff| / MCSE", {k: round(float(v), 2) for k, v in z.items()})
     assert max(z.values()) < 4.0
