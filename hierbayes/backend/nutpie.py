@@ -19,8 +19,8 @@ The data do not enter the key: :func:`lift_data` makes them shared variables fir
 wrappers read their values from nutpie's user data at run time. So another data set of the
 same shapes (a simulation-based calibration's, a simulation study's, the same model refitted
 to new responses) reuses the compiled code: 1.1 to 1.5 s a fit of ``y ~ x + (1 | g)`` on 200
-rows, against 9 to 12 s when each compiled anew. Where this route is not available (a nutpie
-outside :data:`NUTPIE_SERIES`, whose wrappers may differ, or a PyTensor whose numba cache is
+rows, against 9.6 to 10.7 s when each compiled anew. Where this route is not available (a
+nutpie outside :data:`NUTPIE_SERIES`, whose wrappers may differ, or a PyTensor whose numba cache is
 off) the model is compiled by ``nutpie.compile_pymc_model`` as it is: the same draws, only
 slower to start.
 """
@@ -105,10 +105,10 @@ def lift_data(model: pm.Model) -> pm.Model:
     becomes a shared variable named ``hierbayes_data_<i>`` with the value's static shape,
     so the compiled code keeps its shapes but no longer holds the values: another data set
     of the same shapes reuses it from PyTensor's numba cache instead of compiling anew
-    (about 1.5 s against 9 s for ``y ~ x + (1 | g)``). Scalar constants stay: PyTensor folds
-    them (a Student-t's log-gamma terms) and rewrites on them. The price is what PyTensor
-    can no longer fold, expressions of the data alone and checks of the priors' scales:
-    on the Exam HLM, 12.1 to 12.7 microseconds a gradient against 10.8.
+    (1.1 to 1.5 s against 9.6 to 10.7 s for ``y ~ x + (1 | g)``). Scalar constants stay:
+    PyTensor folds them (a Student-t's log-gamma terms) and rewrites on them. The price is
+    what PyTensor can no longer fold, expressions of the data alone and checks of the
+    priors' scales: on the Exam HLM, 12.1 to 12.7 microseconds a gradient against 10.8.
 
     Examples
     --------
