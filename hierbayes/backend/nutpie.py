@@ -280,6 +280,7 @@ def compile_model(
         )
     except (ImportError, AttributeError):
         return _compile_uncached(model, nutpie, jitter_scales)
+    # (address_as_void_pointer is only looked for here: _cfunc's wrappers need it)
     make_functions, dims_and_coords, with_lock, compiled_model, _ = parts
     # the wrappers copy nutpie's C interface, which is nutpie's own to change
     same_interface = str(nutpie.__version__).startswith(NUTPIE_SERIES)
