@@ -1,4 +1,5 @@
-"""Where the time of one nutpie fit goes: ``python benchmarks/profile.py eight_schools|sim_1e6``.
+"""Where the time of one nutpie fit goes: ``python benchmarks/profile.py <model>``,
+with <model> one of eight_schools, exam and sim_1e6.
 
 Times, in one process: the import of hierbayes, the model (design, plan, sufficient
 statistics), the graph, then the phases of ``Model.fit(sampler="nutpie")``, otherwise with
@@ -59,8 +60,12 @@ def main(which: str) -> dict[str, object]:
         df = hb.datasets.simulate_hierarchical(10_000, 100, seed=20261122).data
         start = time.perf_counter()
         model = hb.Model("y ~ x + (x | group)", df)
+    elif which == "exam":
+        df = hb.datasets.load("exam")
+        start = time.perf_counter()
+        model = hb.Model("normexam ~ standLRT + (standLRT || school)", df)
     else:
-        raise SystemExit(f"unknown model {which!r}: eight_schools or sim_1e6")
+        raise SystemExit(f"unknown model {which!r}: eight_schools, exam or sim_1e6")
     PHASES["model"] = time.perf_counter() - start
     start = time.perf_counter()
     model.build()

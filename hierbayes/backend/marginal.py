@@ -44,6 +44,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from hierbayes.backend.collapse import (
+    conditional_draws_kernel,
+    group_collapse,
+    one_factor_marginal,
+)
 from hierbayes.core.parallel import run_chunks
 from hierbayes.core.pooling import group_crossprod
 from hierbayes.errors import SpecError
@@ -247,6 +252,37 @@ def _collapsed_loglik(
     return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
 
 
+def _fused_loglik(
+    n_obs: Any, log_det_r: Any, s: Any, B: Any, w: Any, J: int, q: int
+) -> pt.TensorVariable:
+    """:func:`_collapsed_loglik` with every M_j = I + B_j (B (J, q^2), row-major) and w (J, q)
+    given whole to one fused kernel (:mod:`hierbayes.backend.collapse`)."""
+    log_det_m, quad = group_collapse(B.reshape((J, q, q)) + pt.eye(q), w)
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+
+
+def _one_factor_loglik(
+    stats: GroupStats, beta: Any, chol: Any, sigma: Any, yty: Any, n_obs: Any, log_det_r: Any
+) -> pt.TensorVariable:
+    """:func:`marginal_loglik` for q <= 2, every group term in one fused kernel
+    (:class:`hierbayes.backend.collapse.OneFactorMarginal`); q = 1 enters padded to q = 2
+    with a second coefficient that no row has (M_j's second diagonal entry is 1, w_j's 0)."""
+    J, q = stats.Zty.shape
+    p = stats.XtX.shape[0]
+    ZtZ, Zty, ZtX = stats.ZtZ, stats.Zty, stats.ZtX
+    if q == 1:
+        ZtZ = np.pad(ZtZ, ((0, 0), (0, 1), (0, 1)))
+        Zty, ZtX = np.pad(Zty, ((0, 0), (0, 1))), np.pad(ZtX, ((0, 0), (0, 1), (0, 0)))
+        chol = pt.stack([chol[0, 0], 0.0, 0.0, 1.0]).reshape((2, 2))
+    beta = beta if p else pt.zeros(0)
+    scale = pt.ones(()) if sigma is None else sigma
+    log_det_m, quad = one_factor_marginal(ZtZ, Zty, ZtX, beta, chol, scale)
+    s = yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta)) if p else yty
+    if sigma is not None:
+        s, log_det_r = s / sigma**2, 2.0 * n_obs * pt.log(sigma)
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+
+
 def marginal_loglik(
     stats: GroupStats,
     beta: pt.TensorVariable,
@@ -268,6 +304,8 @@ def marginal_loglik(
         np.array([stats.yty, stats.n_obs, stats.log_det_r]), name="marginal_scalars"
     )
     yty, n_obs, log_det_r = scalars[0], scalars[1], scalars[2]
+    if q <= 2:
+        return _one_factor_loglik(stats, beta, chol, sigma, yty, n_obs, log_det_r)
     if p:
         r = stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
         s = yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
@@ -283,10 +321,7 @@ def marginal_loglik(
     K = (L[:, None, :, None] * L[None, :, None, :]).reshape((q * q, q * q))
     B = pt.dot(stats.ZtZ.reshape(J, q * q), K)
     w = pt.dot(r, L)  # (J, q): L'c per group
-    M = [[B[:, i * q + k] + float(i == k) for k in range(q)] for i in range(q)]
-    C = _cholesky(M, pt.sqrt)
-    v = _forward(C, [w[:, i] for i in range(q)])
-    return _collapsed_loglik(n_obs, log_det_r, s, [C], v)
+    return _fused_loglik(n_obs, log_det_r, s, B, w, J, q)
 
 
 def _marginal_loglik_by_group(
@@ -306,11 +341,8 @@ def _marginal_loglik_by_group(
     K = (chol[:, None, :, None] * chol[None, :, None, :]).reshape((q * q, q * q))
     B = pt.dot(stats.ZtZ.reshape(J, q * q), K) * prec[:, None]
     w = pt.dot(r, chol) * prec[:, None]
-    M = [[B[:, i * q + k] + float(i == k) for k in range(q)] for i in range(q)]
-    C = _cholesky(M, pt.sqrt)
-    v = _forward(C, [w[:, i] for i in range(q)])
     log_det_r = 2.0 * pt.sum(n * pt.log(sigma))
-    return _collapsed_loglik(stats.n_obs, log_det_r, pt.sum(prec * s), [C], v)
+    return _fused_loglik(stats.n_obs, log_det_r, pt.sum(prec * s), B, w, J, q)
 
 
 def draw_group_effects(
@@ -355,33 +387,23 @@ def draw_group_effects(
     (1.0, 0.5)
     """
     S, (J, q) = beta.shape[0], stats.Zty.shape
-    out = np.empty((q, S, J))
-    ZtZ = stats.ZtZ.reshape(J, q * q).T
+    out = np.empty((S, J, q))
     starts = range(0, S, chunk)
     # one random stream per chunk, so the draws do not depend on how many threads run
     streams = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(starts))
+    ZtZ, Zty, ZtX = (
+        np.ascontiguousarray(a, dtype=float) for a in (stats.ZtZ, stats.Zty, stats.ZtX)
+    )
 
     def fill(start: int, stream: np.random.SeedSequence) -> None:
         sl = slice(start, min(start + chunk, S))
         n = sl.stop - sl.start
-        # precision of each group's rows, (n, J): 1 (known SEs, already in the statistics),
-        # 1 / sigma^2, or 1 / sigma_j^2
+        # precision of each group's rows, (n, 1) or (n, J): 1 (known SEs, already in the
+        # statistics), 1 / sigma^2, or 1 / sigma_j^2
         precision = np.ones((n, 1)) if sigma is None else sigma[sl].reshape(n, -1) ** -2.0
-        L = chol[sl]
-        c = [(stats.Zty[:, k] - beta[sl] @ stats.ZtX[:, k, :].T) * precision for k in range(q)]
-        # M = I + prec L'(Z'Z)L and w = L'c entry by entry, each an (n, J) array
-        M: list[list[Any]] = [[None] * q for _ in range(q)]
-        for a in range(q):
-            for b in range(a + 1):
-                coef = (L[:, :, a, None] * L[:, None, :, b]).reshape(n, q * q)
-                M[a][b] = (coef @ ZtZ) * precision + float(a == b)  # sum_km L_ka L_mb (Z'Z)_km
-        w = [sum(c[k] * L[:, k, a, None] for k in range(q)) for a in range(q)]
-        C = _cholesky(M, np.sqrt)
-        mean_part = _forward(C, w)
         noise = np.random.default_rng(stream).standard_normal((q, n, J))
-        v = _backward(C, [mean_part[i] + noise[i] for i in range(q)])
-        for a in range(q):  # u = L v with the unscaled L
-            out[a, sl] = sum(chol[sl, a, k, None] * v[k] for k in range(q))
+        beta_, chol_ = (np.ascontiguousarray(a[sl], dtype=float) for a in (beta, chol))
+        conditional_draws_kernel(ZtZ, Zty, ZtX, beta_, chol_, precision, noise, out[sl])
 
     run_chunks(fill, starts, streams)
-    return np.moveaxis(out, 0, -1).copy()
+    return out

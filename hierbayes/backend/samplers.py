@@ -57,6 +57,7 @@ import xarray as xr
 from arviz.data.base import dict_to_dataset, make_attrs
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 
+from hierbayes.backend.collapse import register_jax
 from hierbayes.backend.initial import initial_values
 from hierbayes.backend.nutpie import compile_model
 from hierbayes.errors import MissingDependencyError, SpecError, unknown_name
@@ -275,6 +276,7 @@ def _sample_numpyro(model: pm.Model, run: Settings) -> tuple[ModuleType, az.Infe
     # Importing pymc.sampling.jax asks XLA for 100 CPU devices, which takes effect only if
     # JAX has not started yet; count the devices after it.
     _require("pymc.sampling.jax", "numpyro")
+    register_jax()  # the marginal models' fused kernel, as JAX code
     # "parallel" (pmap) compiles once and runs every chain at once, one device each;
     # "vectorized" (vmap) compiles once and steps all chains in lockstep on one device;
     # "sequential" compiles once per chain, and "parallel" with too few devices warns and
