@@ -28,6 +28,7 @@ class HbVariant:
     se: str | None = None
     priors: dict[str, str] = field(default_factory=dict)
     family: str = "gaussian"
+    trials: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class BambiSpec:
     ``formula`` is the mean model; ``extra`` holds distributional formulas (``"sigma ~ ..."``),
     ``link`` the links of a distributional model, and ``rename`` renames data columns for
     Bambi only (a column named ``sigma`` would collide with the parameter of that name).
-    ``family`` is Bambi's family name (its default link: logit, log).
+    ``family`` is Bambi's family name (its default link: logit, log). ``prior_names`` maps a
+    hierbayes auxiliary parameter to Bambi's name for it (beta's ``phi`` is Bambi's ``kappa``).
     """
 
     key: str
@@ -47,6 +49,7 @@ class BambiSpec:
     link: dict[str, str] = field(default_factory=dict)
     rename: dict[str, str] = field(default_factory=dict)
     family: str = "gaussian"
+    prior_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,29 @@ def _one(
     bambi_formula: str,
     groups: tuple[str, ...],
     family: str = "gaussian",
+    *,
+    trials: str | None = None,
+    bambi_family: str | None = None,
+    bambi_link: dict[str, str] | None = None,
+    prior_names: dict[str, str] | None = None,
 ) -> Benchmark:
-    """A simulated benchmark (:mod:`simulate`) with one hierbayes model and its Bambi twin."""
+    """A simulated benchmark (:mod:`simulate`) with one hierbayes model and its Bambi twin
+    (Bambi's family name, links and auxiliary parameters' names where they differ)."""
     label = formula.split("~", 1)[1].strip()
     bambi_label = bambi_formula.split("~", 1)[1].strip()
+    bambi = BambiSpec(
+        "model",
+        bambi_label,
+        bambi_formula,
+        link=bambi_link or {},
+        family=bambi_family or family,
+        prior_names=prior_names or {},
+    )
     return Benchmark(
         name=name,
         title=title,
-        hb=(HbVariant("model", label, formula, family=family),),
-        bambi=BambiSpec("model", bambi_label, bambi_formula, family=family),
+        hb=(HbVariant("model", label, formula, family=family, trials=trials),),
+        bambi=bambi,
         compare_with="model",
         simulator=name,
         dtype=dict.fromkeys(groups, "str"),
@@ -221,6 +238,50 @@ BENCHMARKS: dict[str, Benchmark] = {
             "y ~ x + (1|brood) + (1|location)",
             ("brood", "location"),
             family="poisson",
+        ),
+        _one(
+            "glmm_binomial",
+            "binomial GLMM, like cbpp: 80 herds x 8 periods, 2 to 30 trials a row",
+            "y ~ x + (1 | herd)",
+            "p(y, n) ~ x + (1|herd)",
+            ("herd",),
+            family="binomial",
+            trials="n",
+        ),
+        _one(
+            "glmm_negbin",
+            "negative binomial GLMM: 800 counts in 50 groups",
+            "y ~ x + (1 | group)",
+            "y ~ x + (1|group)",
+            ("group",),
+            family="negativebinomial",
+        ),
+        _one(
+            "glmm_gamma",
+            "gamma GLMM (log link): 800 rows in 40 groups",
+            "y ~ x + (1 | group)",
+            "y ~ x + (1|group)",
+            ("group",),
+            family="gamma",
+            bambi_link={"mu": "log"},
+        ),
+        _one(
+            "glmm_beta",
+            "beta GLMM (logit link): 800 proportions in 40 groups",
+            "y ~ x + (1 | group)",
+            "y ~ x + (1|group)",
+            ("group",),
+            family="beta",
+            prior_names={"phi": "kappa"},
+        ),
+        _one(
+            "glmm_student_t",
+            "Student-t GLMM: 800 rows in 40 groups",
+            "y ~ x + (1 | group)",
+            "y ~ x + (1|group)",
+            ("group",),
+            family="student_t",
+            bambi_family="t",
         ),
     )
 }

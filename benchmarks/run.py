@@ -104,7 +104,7 @@ def _prior_json(prior: Any) -> dict[str, Any]:
     from dataclasses import fields
 
     name = type(prior).__name__
-    if name not in {"Normal", "StudentT", "HalfNormal", "HalfCauchy", "HalfStudentT"}:
+    if name not in {"Normal", "StudentT", "HalfNormal", "HalfCauchy", "HalfStudentT", "Gamma"}:
         raise ValueError(f"no Bambi equivalent for the hierbayes prior {prior}")
     return {"dist": name, "args": {f.name: getattr(prior, f.name) for f in fields(prior)}}
 
@@ -114,7 +114,8 @@ def bambi_priors(benchmark: Benchmark, data: Path, dtype: dict | None) -> dict[s
 
     ``Intercept`` and each population-level term keep their names; the SD prior of factor
     ``g`` goes on every group-level term ``1|g``, ``x|g`` (a nested factor ``a/b`` is hierbayes'
-    factors ``a`` and ``a:b``, Bambi's terms ``1|a`` and ``1|a:b``); ``sigma`` stays ``sigma``.
+    factors ``a`` and ``a:b``, Bambi's terms ``1|a`` and ``1|a:b``); ``sigma`` stays ``sigma``,
+    and the other auxiliary parameters take Bambi's names (``BambiSpec.prior_names``).
     Families without one (bernoulli, poisson) have no ``sigma`` key to pass.
     """
     import pandas as pd
@@ -124,8 +125,14 @@ def bambi_priors(benchmark: Benchmark, data: Path, dtype: dict | None) -> dict[s
     variant = next(v for v in benchmark.hb if v.key == benchmark.compare_with)
     df = pd.read_csv(data, dtype=dtype)
     model = hb.Model(
-        variant.formula, df, se=variant.se, priors=variant.priors, family=variant.family
+        variant.formula,
+        df,
+        se=variant.se,
+        priors=variant.priors,
+        family=variant.family,
+        trials=variant.trials,
     )
+    names = benchmark.bambi.prior_names if benchmark.bambi else {}
     out: dict[str, Any] = {}
     for key, prior in model.priors.items():
         if key.startswith("corr_"):
@@ -136,7 +143,7 @@ def bambi_priors(benchmark: Benchmark, data: Path, dtype: dict | None) -> dict[s
                 name = f"{'1' if term == 'Intercept' else term}|{factor.name}"
                 out[name] = {"dist": "Normal", "args": {"mu": 0.0, "sigma": _prior_json(prior)}}
         else:
-            out[key] = _prior_json(prior)
+            out[names.get(key, key)] = _prior_json(prior)
     return out
 
 
@@ -399,6 +406,7 @@ def plan_jobs(
             for passed, runs in hierbayes_samplers(args, default_sampler):
                 for v in b.hb:
                     spec = {"formula": v.formula, "se": v.se, "priors": v.priors, **hb_options}
+                    spec |= {"trials": v.trials}
                     spec |= {"family": v.family, "sampler": passed}
                     key = v.key if runs == "pymc" else f"{v.key}-{runs}"
                     timed.append(Job(b, "hierbayes", key, v.label, {**spec, **settings}))

@@ -19,8 +19,13 @@ __all__ = [
     "SIMULATORS",
     "crossed",
     "glmm_bernoulli",
+    "glmm_beta",
+    "glmm_binomial",
     "glmm_crossed",
+    "glmm_gamma",
+    "glmm_negbin",
     "glmm_poisson",
+    "glmm_student_t",
     "nested",
 ]
 
@@ -158,6 +163,69 @@ def glmm_poisson(seed: int, quick: bool = False) -> pd.DataFrame:
     )
 
 
+def _one_factor(
+    rng: np.random.Generator, n_groups: int, n_per_group: int, sd: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group codes, a centred predictor x and the group effects u[group] of a one-factor
+    design with ``n_per_group`` rows in each of ``n_groups`` groups."""
+    group = np.repeat(np.arange(n_groups), n_per_group)
+    return group, _centred(rng, group.size), rng.normal(0.0, sd, n_groups)[group]
+
+
+def glmm_binomial(seed: int, quick: bool = False) -> pd.DataFrame:
+    """``y ~ x + (1 | herd)``, binomial (logit) with ``n`` trials per row.
+
+    Like lme4's cbpp (cases out of herd sizes, by herd), larger: 80 herds x 8 periods (640
+    rows), 2 to 30 trials a row. Intercept -1, coefficient 0.5, herd SD 0.7.
+    """
+    rng = np.random.default_rng(seed)
+    herd, x, u = _one_factor(rng, 80, 8, 0.7)
+    n = rng.integers(2, 31, herd.size)
+    p = 1.0 / (1.0 + np.exp(-(-1.0 + 0.5 * x + u)))
+    return pd.DataFrame({"herd": _labels("h", 80)[herd], "x": x, "n": n, "y": rng.binomial(n, p)})
+
+
+def glmm_negbin(seed: int, quick: bool = False) -> pd.DataFrame:
+    """``y ~ x + (1 | group)``, negative binomial (log link, ``alpha`` 2): overdispersed
+    counts, 50 groups x 16 rows (800). Intercept log 4, coefficient 0.4, group SD 0.5."""
+    rng = np.random.default_rng(seed)
+    group, x, u = _one_factor(rng, 50, 16, 0.5)
+    mu, alpha = np.exp(np.log(4.0) + 0.4 * x + u), 2.0
+    y = rng.negative_binomial(alpha, alpha / (alpha + mu))
+    return pd.DataFrame({"group": _labels("g", 50)[group], "x": x, "y": y})
+
+
+def glmm_gamma(seed: int, quick: bool = False) -> pd.DataFrame:
+    """``y ~ x + (1 | group)``, gamma (log link, shape ``alpha`` 5): positive amounts, 40
+    groups x 20 rows (800). Intercept log 10, coefficient 0.3, group SD 0.4."""
+    rng = np.random.default_rng(seed)
+    group, x, u = _one_factor(rng, 40, 20, 0.4)
+    mu, alpha = np.exp(np.log(10.0) + 0.3 * x + u), 5.0
+    return pd.DataFrame(
+        {"group": _labels("g", 40)[group], "x": x, "y": rng.gamma(alpha, mu / alpha)}
+    )
+
+
+def glmm_beta(seed: int, quick: bool = False) -> pd.DataFrame:
+    """``y ~ x + (1 | group)``, beta (logit link, precision ``phi`` 20): proportions in
+    (0, 1), 40 groups x 20 rows (800). Intercept 0.3, coefficient 0.5, group SD 0.5."""
+    rng = np.random.default_rng(seed)
+    group, x, u = _one_factor(rng, 40, 20, 0.5)
+    mu, phi = 1.0 / (1.0 + np.exp(-(0.3 + 0.5 * x + u))), 20.0
+    return pd.DataFrame(
+        {"group": _labels("g", 40)[group], "x": x, "y": rng.beta(mu * phi, (1.0 - mu) * phi)}
+    )
+
+
+def glmm_student_t(seed: int, quick: bool = False) -> pd.DataFrame:
+    """``y ~ x + (1 | group)``, Student-t (identity link, ``sigma`` 1, ``nu`` 4): heavy-tailed
+    residuals, 40 groups x 20 rows (800). Intercept 1, coefficient 0.5, group SD 0.8."""
+    rng = np.random.default_rng(seed)
+    group, x, u = _one_factor(rng, 40, 20, 0.8)
+    y = 1.0 + 0.5 * x + u + rng.standard_t(4.0, group.size)
+    return pd.DataFrame({"group": _labels("g", 40)[group], "x": x, "y": y})
+
+
 #: Benchmark name -> its simulator.
 SIMULATORS: dict[str, Callable[..., pd.DataFrame]] = {
     "nested": nested,
@@ -166,4 +234,9 @@ SIMULATORS: dict[str, Callable[..., pd.DataFrame]] = {
     "glmm_bernoulli": glmm_bernoulli,
     "glmm_crossed": glmm_crossed,
     "glmm_poisson": glmm_poisson,
+    "glmm_binomial": glmm_binomial,
+    "glmm_negbin": glmm_negbin,
+    "glmm_gamma": glmm_gamma,
+    "glmm_beta": glmm_beta,
+    "glmm_student_t": glmm_student_t,
 }

@@ -40,6 +40,8 @@ def main(spec_path: str) -> None:
     options: dict[str, Any] = {"se": spec["se"], "priors": spec["priors"]}
     if spec.get("family", "gaussian") != "gaussian":
         options["family"] = spec["family"]
+    if spec.get("trials"):
+        options["trials"] = spec["trials"]
     if spec.get("parameterization"):
         options["parameterization"] = spec["parameterization"]
     model = hb.Model(spec["formula"], data, **options)
