@@ -9,6 +9,7 @@ import arviz as az
 import pandas as pd
 import xarray as xr
 
+from hierbayes.analysis import tidy, variance
 from hierbayes.analysis.eb import empirical_bayes as run_eb
 from hierbayes.analysis.eb import unavailable as eb_unavailable
 from hierbayes.analysis.predict import predict
@@ -205,6 +206,74 @@ class Fit:
             {k: v.drop_vars(list(v.coords.keys() - {"chain", "draw"})) for k, v in columns.items()}
         )
         return az.summary(table, hdi_prob=hdi_prob)
+
+    def fixef(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """The population-level coefficients (lme4's ``fixef``): posterior mean, SD and HDI,
+        indexed by term (:mod:`hierbayes.analysis.tidy`).
+
+        Examples
+        --------
+        >>> fit.fixef().columns.tolist()  # doctest: +SKIP
+        ['mean', 'sd', 'hdi_lower', 'hdi_upper']
+        """
+        return tidy.fixef(self.model.design, self.idata, hdi_prob)
+
+    def ranef(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Each group's deviations from the population, ``u_<factor>`` (lme4's ``ranef``):
+        one row per factor, group and term.
+
+        Examples
+        --------
+        >>> fit.ranef().columns.tolist()  # doctest: +SKIP
+        ['factor', 'group', 'term', 'mean', 'sd', 'hdi_lower', 'hdi_upper']
+        """
+        return tidy.ranef(self.model.design, self.idata, hdi_prob)
+
+    def coef(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Each group's own coefficients, ``b_<factor>`` (lme4's ``coef``), laid out as
+        :meth:`ranef`.
+
+        Examples
+        --------
+        >>> fit.coef().query("group == '1'")  # doctest: +SKIP
+        """
+        return tidy.coef(self.model.design, self.idata, hdi_prob)
+
+    def varcorr(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """SDs and correlations of the group-level effects and the residual SD (lme4's
+        ``VarCorr``), with the REML estimate in column ``reml`` where the model has one (one
+        grouping factor, Gaussian, residual SD estimated; NaN otherwise).
+
+        Examples
+        --------
+        >>> fit.varcorr()[["factor", "quantity", "term", "mean", "reml"]]  # doctest: +SKIP
+        """
+        design = self.model.design
+        eb = None
+        if len(design.factors) == 1 and eb_unavailable(design) is None:
+            eb = run_eb(design)
+        return tidy.varcorr(design, self.idata, hdi_prob, eb=eb)
+
+    def icc(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """The intraclass correlation of each grouping factor, per posterior draw summarised:
+        V_f / (sum of V_g + residual variance), on the latent scale for binary, binomial and
+        Poisson models (:mod:`hierbayes.analysis.variance` says how).
+
+        Examples
+        --------
+        >>> fit.icc()  # doctest: +SKIP
+        """
+        return variance.icc(self.model.design, self.idata, hdi_prob)
+
+    def r2(self, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Bayesian R² (Gelman et al. 2019), ``conditional`` (with the group effects) and
+        ``marginal`` (population-level terms only), summarised over the posterior draws.
+
+        Examples
+        --------
+        >>> fit.r2().loc["conditional", "mean"]  # doctest: +SKIP
+        """
+        return variance.r2(self.model.design, self.idata, hdi_prob)
 
     def __repr__(self) -> str:
         post = self.idata.posterior

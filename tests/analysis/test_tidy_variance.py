@@ -1,0 +1,190 @@
+"""fixef, ranef, coef, varcorr, ICC and R²: layout on fake posteriors, numbers against
+references (REML, a direct computation from predictions, OLS)."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierbayes as hb
+from hierbayes.analysis import tidy, variance
+from hierbayes.errors import SpecError
+from tests.conftest import quiet_fit
+
+
+@pytest.fixture(scope="module")
+def slopes_design():
+    df = hb.datasets.load("exam")
+    return hb.Model("normexam ~ standLRT + (standLRT | school)", df).design
+
+
+def fake_posterior(design, rng, S=(2, 50)):
+    """Draws of every variable a fit of ``design`` holds, with known values."""
+    f = design.factors[0]
+    J, q = f.n_groups, len(f.terms)
+    corr = np.broadcast_to(np.array([[1.0, 0.3], [0.3, 1.0]]), (*S, q, q))
+    return az.from_dict(
+        posterior={
+            **{n: rng.normal(k, 0.1, S) for k, n in enumerate(design.fixed_names)},
+            f"sd_{f.name}": np.abs(rng.normal([0.3, 0.1], 0.01, (*S, q))),
+            f"corr_{f.name}": corr,
+            f"u_{f.name}": rng.normal(size=(*S, J, q)),
+            f"b_{f.name}": rng.normal(size=(*S, J, q)),
+            "sigma": np.abs(rng.normal(0.75, 0.01, S)),
+        },
+        coords={f.name: list(f.levels), f.term_dim: list(f.terms), f"{f.term_dim}2": list(f.terms)},
+        dims={
+            f"sd_{f.name}": [f.term_dim],
+            f"corr_{f.name}": [f.term_dim, f"{f.term_dim}2"],
+            f"u_{f.name}": [f.name, f.term_dim],
+            f"b_{f.name}": [f.name, f.term_dim],
+        },
+    )
+
+
+def test_tables_lay_out_every_term_group_and_pair(slopes_design):
+    idata = fake_posterior(slopes_design, np.random.default_rng(1))
+    fixed = tidy.fixef(slopes_design, idata)
+    assert fixed.index.tolist() == ["Intercept", "standLRT"]
+    np.testing.assert_allclose(fixed["mean"], [0.0, 1.0], atol=0.05)
+    for table, name in (
+        (tidy.ranef(slopes_design, idata), "u"),
+        (tidy.coef(slopes_design, idata), "b"),
+    ):
+        assert table.columns.tolist() == [
+            "factor",
+            "group",
+            "term",
+            "mean",
+            "sd",
+            "hdi_lower",
+            "hdi_upper",
+        ]
+        assert len(table) == 65 * 2
+        # the row of school 48's slope holds the mean of that variable's draws
+        row = table[(table.group == 48) & (table.term == "standLRT")].iloc[0]
+        values = idata.posterior[f"{name}_school"].sel(school=48, school_term="standLRT")
+        np.testing.assert_allclose(row["mean"], float(values.mean()))
+        assert row.hdi_lower <= row["mean"] <= row.hdi_upper
+    vc = tidy.varcorr(slopes_design, idata)
+    assert vc[["factor", "quantity", "term"]].values.tolist() == [
+        ["school", "sd", "Intercept"],
+        ["school", "sd", "standLRT"],
+        ["school", "corr", "Intercept, standLRT"],
+        ["Residual", "sd", "sigma"],
+    ]
+    np.testing.assert_allclose(vc["mean"], [0.3, 0.1, 0.3, 0.75], atol=0.01)
+    assert vc["reml"].isna().all()  # no REML fit given
+
+
+def test_varcorr_puts_reml_beside_the_posterior(slopes_design):
+    """REML column: lme4's published VarCorr of the Exam random-slopes model."""
+    eb = hb.empirical_bayes(slopes_design)
+    idata = fake_posterior(slopes_design, np.random.default_rng(2))
+    reml = tidy.varcorr(slopes_design, idata, eb=eb).set_index(["factor", "term"])["reml"]
+    # lme4: school variances 0.092118 and 0.014967 (SDs 0.3035, 0.1223), corr 0.49,
+    # residual variance 0.553641 (SD 0.7441)
+    np.testing.assert_allclose(
+        reml.loc[[("school", "Intercept"), ("school", "standLRT"), ("Residual", "sigma")]],
+        [0.3035, 0.1223, 0.7441],
+        atol=0.0005,
+    )
+    np.testing.assert_allclose(reml.loc[("school", "Intercept, standLRT")], 0.49, atol=0.01)
+
+
+def test_icc_of_a_fake_posterior_is_the_variance_ratio(slopes_design):
+    """V_f = trace(T Z'Z / N): with sd (0.3, 0.1), corr 0.3 and Exam's standLRT column."""
+    idata = fake_posterior(slopes_design, np.random.default_rng(3))
+    draws = variance.icc_draws(slopes_design, idata)["school"]
+    z = slopes_design.factors[0].Z
+    sd = idata.posterior["sd_school"].values.reshape(-1, 2)
+    T = sd[:, :, None] * np.array([[1.0, 0.3], [0.3, 1.0]]) * sd[:, None, :]
+    V = np.einsum("ni,sij,nj->s", z, T, z) / len(z)
+    sigma2 = idata.posterior["sigma"].values.ravel() ** 2
+    np.testing.assert_allclose(draws, V / (V + sigma2), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"family": "gamma"}, "the gamma family with the log link has no residual variance"),
+        ({"se": "s"}, "known standard errors"),
+    ],
+)
+def test_icc_refused_where_it_is_not_defined(kwargs, message):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"y": rng.gamma(2.0, size=60), "g": np.repeat(list("abcdef"), 10), "s": 1.0})
+    design = hb.Model("y ~ 1 + (1 | g)", df, **kwargs).design
+    idata = az.from_dict(posterior={"Intercept": np.zeros((1, 5)), "sd_g": np.ones((1, 5, 1))})
+    with pytest.raises(SpecError, match=message):
+        variance.icc(design, idata)
+
+
+@pytest.fixture(scope="module")
+def exam_intercept_fit():
+    df = hb.datasets.load("exam")
+    return quiet_fit(hb.Model("normexam ~ standLRT + (1 | school)", df), random_seed=5)
+
+
+def test_r2_conditional_is_the_direct_computation_from_predictions(exam_intercept_fit):
+    fit = exam_intercept_fit
+    mu = fit.predict(fit.model.data).values.reshape(-1, fit.model.design.n_obs)
+    y = fit.model.design.y
+    direct = mu.var(axis=1, ddof=1) / (mu.var(axis=1, ddof=1) + (y - mu).var(axis=1, ddof=1))
+    np.testing.assert_allclose(
+        variance.r2_draws(fit.model.design, fit.idata)["conditional"], direct, rtol=1e-10
+    )
+    table = fit.r2()
+    assert table.index.tolist() == ["conditional", "marginal"]
+    assert table.loc["marginal", "mean"] < table.loc["conditional", "mean"]
+
+
+def test_r2_marginal_is_that_of_the_reml_population_line(exam_intercept_fit):
+    """The population line alone: at lme4's REML estimates (Intercept 0.002323, standLRT
+    0.563307) var(X beta) / (var(X beta) + var(y - X beta)) is 0.325 on the Exam data (OLS,
+    whose slope is steeper, gives 0.350); the posterior mean is within 0.01 of it."""
+    df = exam_intercept_fit.model.data
+    line = 0.002323 + 0.563307 * df["standLRT"].to_numpy()
+    fit_var, res_var = line.var(ddof=1), (df["normexam"].to_numpy() - line).var(ddof=1)
+    reference = fit_var / (fit_var + res_var)
+    np.testing.assert_allclose(reference, 0.325, atol=0.0005)
+    np.testing.assert_allclose(
+        exam_intercept_fit.r2().loc["marginal", "mean"], reference, atol=0.01
+    )
+
+
+def test_icc_of_exam_schools_matches_the_published_reml_figure(exam_intercept_fit):
+    """Exam ``normexam ~ standLRT + (1 | school)``: lme4's REML school variance 0.0938 and
+    residual variance 0.5659 give ICC 0.0938 / (0.0938 + 0.5659) = 0.142; the posterior
+    mean lies within one posterior SD of it."""
+    reference = 0.0938 / (0.0938 + 0.5659)
+    table = exam_intercept_fit.icc()
+    assert table.index.tolist() == ["school"]
+    assert abs(table.loc["school", "mean"] - reference) < table.loc["school", "sd"]
+    assert table.loc["school", "hdi_lower"] < reference < table.loc["school", "hdi_upper"]
+
+
+@pytest.mark.parametrize(
+    ("family", "link", "residual"),
+    [
+        ("bernoulli", "logit", lambda tau2, b0: np.pi**2 / 3),
+        ("bernoulli", "probit", lambda tau2, b0: 1.0),
+        ("bernoulli", "cloglog", lambda tau2, b0: np.pi**2 / 6),
+        # Nakagawa et al. (2017): log(1 + 1 / lambda), lambda = exp(b0 + tau^2 / 2)
+        ("poisson", "log", lambda tau2, b0: np.log1p(np.exp(-(b0 + tau2 / 2)))),
+    ],
+)
+def test_icc_of_glms_is_on_the_latent_scale(family, link, residual):
+    rng = np.random.default_rng(8)
+    g = np.repeat([f"g{k}" for k in range(8)], 12)
+    y = rng.integers(0, 2, g.size) if family == "bernoulli" else rng.poisson(3.0, g.size)
+    design = hb.Model(
+        "y ~ 1 + (1 | g)", pd.DataFrame({"y": y, "g": g}), family=family, link=link
+    ).design
+    sd, b0 = rng.uniform(0.2, 1.5, (1, 40)), rng.normal(1.0, 0.1, (1, 40))
+    idata = az.from_dict(posterior={"Intercept": b0, "sd_g": sd[..., None]})
+    tau2 = sd.ravel() ** 2
+    expected = tau2 / (tau2 + residual(tau2, b0.ravel()))
+    np.testing.assert_allclose(variance.icc_draws(design, idata)["g"], expected, rtol=1e-12)
