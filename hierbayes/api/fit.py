@@ -207,6 +207,39 @@ class Fit:
         )
         return az.summary(table, hdi_prob=hdi_prob)
 
+    def posterior_predictive(
+        self, random_seed: int | None = None, draws: int | None = None
+    ) -> az.InferenceData:
+        """Add the ``posterior_predictive`` group: a replicated data set per posterior draw.
+
+        Each draw's response comes from the family given that draw's parameters and the
+        group effects of the rows' own groups (:meth:`predict` with ``kind="response"`` on
+        the fitted rows), with the ``obs`` coordinate of ``observed_data``, so that ArviZ's
+        ``az.plot_ppc(fit.idata)`` and ``az.plot_bpv`` work on the fit directly. An existing
+        group is replaced. Returns ``fit.idata``.
+
+        Parameters
+        ----------
+        random_seed : int, optional
+            Seeds the replicated responses.
+        draws : int, optional
+            Only this many draws of each chain, evenly spaced (chains x draws x rows numbers).
+
+        Examples
+        --------
+        >>> idata = fit.posterior_predictive(random_seed=1, draws=100)  # doctest: +SKIP
+        >>> az.plot_ppc(idata)  # doctest: +SKIP
+        """
+        model = self.model
+        replicated = self.predict(model.data, kind="response", random_seed=random_seed, draws=draws)
+        observed = self.idata.observed_data[model.design.response]
+        replicated = replicated.assign_coords(obs=observed["obs"].values)
+        group = xr.Dataset({model.design.response: replicated})
+        if "posterior_predictive" in self.idata.groups():
+            del self.idata.posterior_predictive
+        self.idata.add_groups(posterior_predictive=group)
+        return self.idata
+
     def fixef(self, hdi_prob: float = 0.94) -> pd.DataFrame:
         """The population-level coefficients (lme4's ``fixef``): posterior mean, SD and HDI,
         indexed by term (:mod:`hierbayes.analysis.tidy`).

@@ -188,3 +188,21 @@ def test_icc_of_glms_is_on_the_latent_scale(family, link, residual):
     tau2 = sd.ravel() ** 2
     expected = tau2 / (tau2 + residual(tau2, b0.ravel()))
     np.testing.assert_allclose(variance.icc_draws(design, idata)["g"], expected, rtol=1e-12)
+
+
+def test_posterior_predictive_replicates_the_data(regression_fit):
+    """The replicated data sets have the data's mean and spread, and ArviZ reads the group."""
+    idata = regression_fit.posterior_predictive(random_seed=4)
+    y_rep = idata.posterior_predictive["y"]
+    assert y_rep.dims == ("chain", "draw", "obs")
+    np.testing.assert_array_equal(y_rep["obs"], idata.observed_data["obs"])
+    y = idata.observed_data["y"].values
+    reps = y_rep.values.reshape(-1, y.size)
+    # each replicated mean scatters about the data's mean by about sd(y) / sqrt(N)
+    np.testing.assert_allclose(reps.mean(), y.mean(), atol=2 * y.std() / np.sqrt(y.size))
+    np.testing.assert_allclose(reps.std(axis=1).mean(), y.std(), rtol=0.05)
+    # the Bayesian p-value of the mean is not extreme
+    p_mean = (reps.mean(axis=1) > y.mean()).mean()
+    assert 0.05 < p_mean < 0.95
+    again = regression_fit.posterior_predictive(random_seed=4)
+    np.testing.assert_array_equal(again.posterior_predictive["y"].values, y_rep.values)
