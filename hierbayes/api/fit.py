@@ -13,6 +13,7 @@ from hierbayes.analysis import tidy, variance
 from hierbayes.analysis.eb import empirical_bayes as run_eb
 from hierbayes.analysis.eb import unavailable as eb_unavailable
 from hierbayes.analysis.predict import predict
+from hierbayes.analysis.printout import lme4_summary
 from hierbayes.analysis.report import PoolingReport, pooling_report
 from hierbayes.backend.plan import Plan
 from hierbayes.posterior.diagnostics import Diagnostics, diagnose, warn_problems
@@ -309,8 +310,12 @@ class Fit:
         return variance.r2(self.model.design, self.idata, hdi_prob)
 
     def __repr__(self) -> str:
-        post = self.idata.posterior
-        return (
-            f"hierbayes.Fit: {self.model.spec.formula} ({self.model.plan.describe()}), "
-            f"{post.sizes['chain']} chains x {post.sizes['draw']} draws\n{self.diagnostics}"
+        """The fit laid out as lme4's ``summary()`` (:mod:`hierbayes.analysis.printout`)."""
+        sampler = self.idata.posterior.attrs.get("inference_library", "")
+        return lme4_summary(
+            self.model.design,
+            self.idata,
+            formula=str(self.model.spec.formula),
+            parameterization=self.model.plan.describe() + (f", {sampler}" if sampler else ""),
+            diagnostics=f"Diagnostics:\n{self.diagnostics}",
         )

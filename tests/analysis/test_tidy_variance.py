@@ -206,3 +206,20 @@ def test_posterior_predictive_replicates_the_data(regression_fit):
     assert 0.05 < p_mean < 0.95
     again = regression_fit.posterior_predictive(random_seed=4)
     np.testing.assert_array_equal(again.posterior_predictive["y"].values, y_rep.values)
+
+
+def test_printed_fit_follows_lme4s_summary_layout(regression_fit):
+    text = repr(regression_fit)
+    headings = ["Formula: y ~ x + (1 | g)", "Random effects:", "Number of obs: 413, groups: g, 30",
+                "Fixed effects:", "Diagnostics:"]  # fmt: skip
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions)
+    fixed = regression_fit.fixef()
+    vc = regression_fit.varcorr().set_index(["factor", "term"])
+    for line, value in [
+        (" x ", fixed.loc["x", "mean"]),
+        (" g ", vc.loc[("g", "Intercept"), "mean"]),
+        (" Residual ", vc.loc[("Residual", "sigma"), "mean"]),
+    ]:
+        row = next(r for r in text.splitlines() if r.startswith(line))
+        assert f"{value:.4g}" in row.split()
