@@ -15,7 +15,7 @@ from hierbayes.errors import SpecError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_pooling", "plot_sbc"]
+__all__ = ["PPC_VIEWS", "plot_pooling", "plot_ppc", "plot_sbc"]
 
 
 def plot_pooling(
@@ -148,4 +148,82 @@ def plot_sbc(
         ax.set_ylabel("ECDF difference")
     axes[0][0].legend(loc="lower center", fontsize="small")
     fig.suptitle(f"SBC: {len(ranks)} simulations, ranks 0..{n_draws}", fontsize="medium")
+    return fig
+
+
+#: The posterior predictive check's view per kind of response (:func:`plot_ppc`).
+PPC_VIEWS = ("density", "bars", "calibration")
+
+
+def plot_ppc(
+    observed: np.ndarray,
+    replicated: np.ndarray,
+    view: str,
+    *,
+    response: str = "y",
+    predicted: np.ndarray | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """A posterior predictive check: the data against replicated data sets.
+
+    ``replicated`` is (S, N), one replicated data set per row. ``view``:
+
+    * ``"density"`` (continuous responses): the data's histogram as a density, over those of
+      the replicated sets;
+    * ``"bars"`` (counts, ordinal levels): the data's frequency of each value as bars, with
+      the replicated sets' median frequency and 94% interval as points;
+    * ``"calibration"`` (0/1 responses): rows binned by ``predicted`` (each row's posterior
+      mean probability, (N,)), observed against predicted proportion per bin beside the
+      diagonal; and the replicated sets' proportion of ones against the data's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> fig = plot_ppc(rng.normal(size=50), rng.normal(size=(20, 50)), "density")
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['y']
+    """
+    if view not in PPC_VIEWS:
+        raise SpecError(f"view must be one of {PPC_VIEWS}, got {view!r}")
+    y, reps = np.asarray(observed, dtype=float), np.asarray(replicated, dtype=float)
+    if view == "calibration":
+        if predicted is None:
+            raise SpecError("the calibration view needs each row's predicted probability")
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=figsize or (9.0, 4.0))
+        order = np.argsort(predicted)
+        bins = np.array_split(order, min(10, len(y)))
+        x = [float(np.mean(predicted[b])) for b in bins]
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+        ax.plot(x, [float(np.mean(y[b])) for b in bins], "o-", color="C0", label="data")
+        ax.set(xlabel=f"predicted P({response} = 1)", ylabel="observed proportion",
+               title="calibration, rows in 10 bins")  # fmt: skip
+        ax2.hist(reps.mean(axis=1), bins=30, color="C1", alpha=0.6, label="replicated")
+        ax2.axvline(y.mean(), color="C0", lw=2, label="data")
+        ax2.set(xlabel=f"proportion of {response} = 1", title="replicated data sets")
+        ax2.legend(frameon=False)
+        fig.tight_layout()
+        return fig
+    fig, ax = plt.subplots(figsize=figsize or (6.0, 4.0))
+    if view == "density":
+        bins = int(np.clip(2 * np.sqrt(len(y)), 5, 40))
+        edges = np.histogram_bin_edges(np.concatenate([y, reps[:50].ravel()]), bins)
+        for rep in reps[:50]:
+            ax.stairs(np.histogram(rep, edges, density=True)[0], edges, color="C1", alpha=0.15)
+        ax.stairs(np.histogram(y, edges, density=True)[0], edges, color="C0", lw=2, label="data")
+        ax.set(ylabel="density")
+    else:
+        values = np.arange(int(np.floor(min(y.min(), np.quantile(reps, 0.005)))),
+                           int(np.ceil(max(y.max(), np.quantile(reps, 0.995)))) + 1)  # fmt: skip
+        counts = (reps[:, :, None] == values).mean(axis=1)  # (S, K) frequencies
+        ax.bar(values, (y[:, None] == values).mean(axis=0), color="C0", alpha=0.5, label="data")
+        low, mid, high = np.quantile(counts, [0.03, 0.5, 0.97], axis=0)
+        ax.errorbar(values, mid, yerr=[mid - low, high - mid], fmt="o", color="C1", ms=3)
+        ax.set(ylabel="frequency")
+    ax.plot(
+        [], [], color="C1", label="replicated (94% interval)" if view == "bars" else "replicated"
+    )
+    ax.set(xlabel=response, title="posterior predictive check")
+    ax.legend(frameon=False)
+    fig.tight_layout()
     return fig

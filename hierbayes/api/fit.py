@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import arviz as az
 import pandas as pd
@@ -12,6 +12,7 @@ import xarray as xr
 from hierbayes.analysis import tidy, variance
 from hierbayes.analysis.eb import empirical_bayes as run_eb
 from hierbayes.analysis.eb import unavailable as eb_unavailable
+from hierbayes.analysis.plots import plot_ppc
 from hierbayes.analysis.predict import predict
 from hierbayes.analysis.printout import lme4_summary
 from hierbayes.analysis.report import PoolingReport, pooling_report
@@ -20,6 +21,9 @@ from hierbayes.posterior.diagnostics import Diagnostics, diagnose, warn_problems
 from hierbayes.posterior.storage import atomic_write, write_fit
 from hierbayes.spec.design import Design
 from hierbayes.spec.modelspec import ModelSpec
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Fit", "FittedModel"]
 
@@ -240,6 +244,28 @@ class Fit:
             del self.idata.posterior_predictive
         self.idata.add_groups(posterior_predictive=group)
         return self.idata
+
+    def plot_ppc(self, draws: int = 100, random_seed: int | None = None) -> Figure:
+        """The posterior predictive check in the view that suits the response
+        (:func:`hierbayes.analysis.plots.plot_ppc`): densities for a continuous response, bars
+        for counts and ordinal levels, a calibration plot for 0/1 responses. Adds the
+        ``posterior_predictive`` group (:meth:`posterior_predictive`, ``draws`` per chain).
+
+        Examples
+        --------
+        >>> fig = fit.plot_ppc(random_seed=1)  # doctest: +SKIP
+        """
+        design = self.model.design
+        idata = self.posterior_predictive(random_seed=random_seed, draws=draws)
+        replicated = idata.posterior_predictive[design.response].values
+        replicated = replicated.reshape(-1, replicated.shape[-1])
+        observed = idata.observed_data[design.response].values
+        if design.family.name == "bernoulli":
+            predicted = self.predict(self.model.data, draws=draws).mean(("chain", "draw")).values
+            return plot_ppc(observed, replicated, "calibration", response=design.response,
+                            predicted=predicted)  # fmt: skip
+        view = "density" if design.family.support in ("real", "positive", "unit") else "bars"
+        return plot_ppc(observed, replicated, view, response=design.response)
 
     def fixef(self, hdi_prob: float = 0.94) -> pd.DataFrame:
         """The population-level coefficients (lme4's ``fixef``): posterior mean, SD and HDI,

@@ -4,6 +4,7 @@ references (REML, a direct computation from predictions, OLS)."""
 from __future__ import annotations
 
 import arviz as az
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -223,3 +224,32 @@ def test_printed_fit_follows_lme4s_summary_layout(regression_fit):
     ]:
         row = next(r for r in text.splitlines() if r.startswith(line))
         assert f"{value:.4g}" in row.split()
+
+
+def test_ppc_views_show_the_data_and_the_replicates():
+    from hierbayes.analysis.plots import plot_ppc
+
+    rng = np.random.default_rng(9)
+    counts = rng.poisson(3.0, 200).astype(float)
+    fig = plot_ppc(counts, rng.poisson(3.0, (50, 200)).astype(float), "bars", response="n")
+    (ax,) = fig.axes
+    heights = {round(p.get_x() + p.get_width() / 2): p.get_height() for p in ax.patches}
+    for value, height in heights.items():  # the bars are the data's frequencies
+        np.testing.assert_allclose(height, np.mean(counts == value))
+    y = rng.integers(0, 2, 300).astype(float)
+    p = np.clip(y * 0.6 + 0.2 + rng.normal(0, 0.05, 300), 0.01, 0.99)
+    fig = plot_ppc(y, rng.binomial(1, p, (40, 300)).astype(float), "calibration", predicted=p)
+    line = fig.axes[0].lines[1]  # observed proportion per bin of predicted probability
+    order = np.argsort(p)
+    expected = [y[b].mean() for b in np.array_split(order, 10)]
+    np.testing.assert_allclose(line.get_ydata(), expected)
+    with pytest.raises(SpecError, match="view must be one of"):
+        plot_ppc(y, y[None], "violin")
+    plt.close("all")
+
+
+def test_plot_ppc_of_a_fit_chooses_the_view_and_adds_the_group(regression_fit):
+    fig = regression_fit.plot_ppc(draws=20, random_seed=1)
+    assert fig.axes[0].get_ylabel() == "density"
+    assert regression_fit.idata.posterior_predictive.sizes["draw"] == 20
+    plt.close(fig)
