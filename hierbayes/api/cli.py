@@ -28,10 +28,17 @@ from hierbayes.api.datasets import resource_path
 from hierbayes.api.model import Model
 from hierbayes.backend.samplers import DEFAULT_SAMPLER, SAMPLERS
 from hierbayes.errors import DataError, MissingDependencyError, SpecError
-from hierbayes.posterior.storage import atomic_write_all
+from hierbayes.posterior.storage import atomic_write, atomic_write_all
 from hierbayes.spec.modelspec import PARAMETERIZATIONS
 from hierbayes.spec.priors import from_string
-from hierbayes.spec.specfile import RunSpec, read_csv, read_spec, sampler_problem
+from hierbayes.spec.specfile import (
+    RunSpec,
+    read_data,
+    read_spec,
+    sampler_problem,
+    spec_from_tables,
+    spec_text,
+)
 from hierbayes.version import __version__
 
 __all__ = ["main", "run", "EXIT_INTERRUPTED"]
@@ -88,7 +95,7 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
     >>> run(spec, Path("results/es"), {"draws": 500, "random_seed": 1}, written)  # doctest: +SKIP
     0
     >>> [p.name for p in written]  # doctest: +SKIP
-    ['pooling.png', 'pooling.csv', 'posterior.nc']
+    ['pooling.png', 'pooling.csv', 'ppc.png', 'summary.txt', 'posterior.nc']
     """
     import matplotlib
 
@@ -96,11 +103,10 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    model = Model.from_spec(spec.model, read_csv(spec.data))
+    model = Model.from_spec(spec.model, read_data(spec.data))
     print(model, end="\n\n")
     fit = model.fit(**settings)  # Ctrl-C raises KeyboardInterrupt (hierbayes.core.interrupts)
-    print(f"Diagnostics\n{fit.diagnostics}\n")
-    print(f"Population-level and group-SD parameters\n{fit.summary().to_string()}\n")
+    print(f"{fit!r}\n")
     writes, figure = [], None
     if model.design.factors:  # a model without group-level terms has no pooling to report
         report = fit.pooling()
@@ -117,12 +123,18 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
             (out / "pooling.png", lambda p: figure.savefig(p, dpi=120, format="png")),
             (out / "pooling.csv", lambda p: report.table.to_csv(p, index=False)),
         ]
-    writes.append((out / "posterior.nc", fit.write_netcdf))  # hb.load reads it
+    ppc = fit.plot_ppc(draws=100, random_seed=settings.get("random_seed"))
+    writes += [
+        (out / "ppc.png", lambda p: ppc.savefig(p, dpi=120, format="png")),
+        (out / "summary.txt", lambda p: p.write_text(f"{fit!r}\n", encoding="utf-8")),
+        (out / "posterior.nc", fit.write_netcdf),  # hb.load reads it
+    ]
     try:
         _write(out, writes, written)
     finally:
-        if figure is not None:
-            plt.close(figure)
+        for fig in (figure, ppc):
+            if fig is not None:
+                plt.close(fig)
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0 if fit.diagnostics.ok else 1
 
@@ -170,11 +182,62 @@ def _parser() -> argparse.ArgumentParser:
     eight.add_argument("--out", type=Path, default=Path("results/eight_schools"))
     common_options(eight)
 
-    fit = sub.add_parser("fit", help="fit a model described by a TOML spec (see models/)")
-    fit.add_argument("spec", type=Path)
+    fit = sub.add_parser(
+        "fit", help="fit a model: a TOML spec (see models/), or --formula and --data"
+    )
+    fit.add_argument("spec", type=Path, nargs="?", help="a TOML spec (or give --formula, --data)")
+    fit.add_argument("--formula", help='an lme4 formula, e.g. "y ~ x + (1 | g)"')
+    fit.add_argument("--data", type=Path, help="a CSV or Parquet file (with --formula)")
+    for option, what in OPTION_COLUMNS.items():
+        fit.add_argument(f"--{option}", metavar="COLUMN" if what == "column" else None, help=what)
+    fit.add_argument(
+        "--save-spec", type=Path, metavar="FILE.toml", help="also write the spec as TOML, to rerun"
+    )
     fit.add_argument("--out", type=Path, default=None, help="default: results/<spec name>")
     common_options(fit)
     return parser
+
+
+#: ``hierbayes fit``'s model options without a spec file: the [model] keys of a TOML spec.
+OPTION_COLUMNS = {
+    "family": "the response's family (gaussian, bernoulli, poisson, ...)",
+    "link": "the link function (default: the family's canonical link)",
+    "se": "column",
+    "trials": "column",
+    "offset": "column",
+    "weights": "column",
+}
+
+
+def _fit_spec(args: argparse.Namespace) -> RunSpec:
+    """``hierbayes fit``'s spec: the TOML file, or one made from --formula and --data (the same
+    checks as a spec file's [model] table; named after the data file)."""
+    given = [f"--{k}" for k in ("formula", "data", *OPTION_COLUMNS) if getattr(args, k)]
+    if args.spec is not None:
+        if given:
+            raise SpecError(f"give a spec file or {', '.join(given)}, not both")
+        return read_spec(args.spec)
+    if args.formula is None or args.data is None:
+        raise SpecError(
+            "give a spec file (hierbayes fit models/eight_schools.toml) or both --formula and "
+            '--data (hierbayes fit --formula "y ~ x + (1 | g)" --data data.csv)'
+        )
+    model = {"formula": args.formula, "data": str(args.data)}
+    model |= {k: getattr(args, k) for k in OPTION_COLUMNS if getattr(args, k) is not None}
+    return spec_from_tables(
+        {"model": model}, Path.cwd() / "command line", "command line", name=args.data.stem
+    )
+
+
+def _save_spec(spec: RunSpec, settings: dict[str, Any], path: Path) -> None:
+    """Write ``spec`` with the run's sampler settings as TOML, ``path`` relative to it."""
+    keep = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
+    run_spec = dataclasses.replace(
+        spec, sampler={k: settings[k] for k in keep if settings.get(k) is not None}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: p.write_text(spec_text(run_spec, path.parent), encoding="utf-8"))
+    print(f"wrote {path}")
 
 
 def _with_options(spec: RunSpec, args: argparse.Namespace) -> RunSpec:
@@ -232,11 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = read_spec(resource_path("models", "eight_schools.toml"))
             out = args.out
         else:
-            spec = read_spec(args.spec)
+            spec = _fit_spec(args)
             out = args.out or Path("results") / spec.name
         spec = _with_options(spec, args)
         settings = _settings(spec, args)
         _check_out(out)
+        if args.command == "fit" and args.save_spec is not None:
+            _save_spec(spec, settings, args.save_spec)
         return run(spec, out, settings, written)
     except (DataError, SpecError, MissingDependencyError) as exc:
         print(f"hierbayes: error: {exc}", file=sys.stderr)

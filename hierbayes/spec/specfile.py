@@ -48,9 +48,19 @@ from hierbayes.spec import families
 from hierbayes.spec.dpars import MODELLED, parse_dpar
 from hierbayes.spec.formula import parse
 from hierbayes.spec.modelspec import PARAMETERIZATIONS, ModelSpec
-from hierbayes.spec.priors import Prior, from_value
+from hierbayes.spec.priors import REGISTRY, Prior, from_value
 
-__all__ = ["RunSpec", "read_spec", "read_csv", "sampler_problem", "MAX_ITERATIONS", "MAX_CHAINS"]
+__all__ = [
+    "RunSpec",
+    "read_spec",
+    "spec_from_tables",
+    "spec_text",
+    "read_csv",
+    "read_data",
+    "sampler_problem",
+    "MAX_ITERATIONS",
+    "MAX_CHAINS",
+]
 
 _MODEL_KEYS = (
     "formula",
@@ -140,11 +150,12 @@ def _key(name: str) -> str:
 class _Reader:
     """Reads one spec file; every error names the file, the table and the key."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, label: str | None = None) -> None:
+        self.path = path  # data files resolve against its folder
+        self.label = label or str(path)
 
     def error(self, where: str, problem: str, kind: type[ValueError] = SpecError) -> ValueError:
-        return kind(f"{self.path} {where}: {problem}" if where else f"{self.path}: {problem}")
+        return kind(f"{self.label} {where}: {problem}" if where else f"{self.label}: {problem}")
 
     def table(self, raw: Mapping[str, Any], name: str, valid: tuple[str, ...] | None) -> dict:
         value = raw.get(name, {})
@@ -186,8 +197,8 @@ class _Reader:
             hint = f"; did you mean {close[0]!r}?" if close else ""
         raise self.error(
             "[model] data",
-            f"data file {name!r} does not exist (looked for {str(path)!r}, relative to the "
-            f"spec file){hint}",
+            f"data file {name!r} does not exist (looked for {str(path)!r}, relative to "
+            f"{'the spec file' if self.label == str(self.path) else 'the current folder'}){hint}",
             DataError,
         )
 
@@ -266,8 +277,26 @@ def read_spec(path: str | Path) -> RunSpec:
     ('y ~ 1 + (1 | school)', 'eight_schools.csv', 2000)
     """
     path = Path(path)
-    raw = _load_toml(path)
-    reader = _Reader(path)
+    return spec_from_tables(_load_toml(path), path)
+
+
+def spec_from_tables(
+    raw: Mapping[str, Any], path: Path, label: str | None = None, name: str | None = None
+) -> RunSpec:
+    """A :class:`RunSpec` from the tables of a spec (as :func:`read_spec` reads them), checked
+    the same way. A relative ``data`` resolves against ``path``'s folder; errors name
+    ``label`` (by default ``path``); the spec's name is ``name`` (by default ``path``'s stem).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from hierbayes.api.datasets import resource_path
+    >>> data = resource_path("data", "eight_schools.csv")
+    >>> raw = {"model": {"formula": "y ~ 1 + (1 | school)", "data": str(data), "se": "sigma"}}
+    >>> spec_from_tables(raw, Path("command line"), name="eight").model.se
+    'sigma'
+    """
+    reader = _Reader(path, label)
     for key in raw:
         if key not in _TABLES:
             raise reader.error("", unknown_name("key", key, _TABLES))
@@ -314,11 +343,36 @@ def read_spec(path: str | Path) -> RunSpec:
         **{key: value for key, value in options.items() if value is not None},
     )
     return RunSpec(
-        name=path.stem,
+        name=name or path.stem,
         model=spec,
         data=reader.data(model),
         sampler=reader.sampler(reader.table(raw, "sampler", _SAMPLER_KEYS)),
     )
+
+
+def read_data(path: str | Path) -> pd.DataFrame:
+    """Read a data file: Parquet (``.parquet``, ``.pq``) or else CSV (:func:`read_csv`); a
+    missing or unreadable file is a :class:`DataError`.
+
+    Examples
+    --------
+    >>> from hierbayes.api.datasets import resource_path
+    >>> read_data(resource_path("data", "eight_schools.csv")).shape
+    (8, 3)
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        return read_csv(path)
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist")
+    try:
+        return pd.read_parquet(path)
+    except ImportError as exc:
+        raise DataError(f"reading Parquet needs pyarrow: pip install pyarrow ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"data file {str(path)!r} cannot be read as Parquet: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -339,3 +393,57 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         raise DataError(
             f"data file {str(path)!r} cannot be read as CSV: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _prior_table(prior: Prior) -> str:
+    from dataclasses import fields
+
+    dist = next(k for k, cls in REGISTRY.items() if cls is type(prior))
+    args = [f"dist = {_toml_value(dist)}"]
+    args += [f"{f.name} = {_toml_value(getattr(prior, f.name))}" for f in fields(prior)]
+    return "{ " + ", ".join(args) + " }"
+
+
+def spec_text(spec: RunSpec, folder: Path) -> str:
+    """The TOML of ``spec``, to be written in ``folder`` (``data`` is written relative to it):
+    :func:`read_spec` reads it back to the same spec.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from hierbayes.api.datasets import resource_path
+    >>> spec = read_spec(resource_path("models", "eight_schools.toml"))
+    >>> print(spec_text(spec, resource_path("models")))  # doctest: +ELLIPSIS
+    [model]
+    formula = "y ~ 1 + (1 | school)"
+    data = "../data/eight_schools.csv"
+    se = "sigma"
+    ...
+    """
+    import os
+
+    model = spec.model
+    data = Path(os.path.relpath(spec.data, Path(folder).resolve())).as_posix()
+    entries: dict[str, Any] = {"formula": model.formula, "data": data}
+    for key in ("se", "family", "link", "trials", "offset", "weights", "parameterization"):
+        value = getattr(model, key)
+        if value is not None:
+            entries[key] = value
+    entries |= dict(model.dpars)
+    lines = ["[model]", *(f"{k} = {_toml_value(v)}" for k, v in entries.items())]
+    if model.priors:
+        lines += ["", "[priors]"]
+        lines += [f"{json.dumps(k)} = {_prior_table(p)}" for k, p in model.priors.items()]
+    if spec.sampler:
+        lines += ["", "[sampler]", *(f"{k} = {_toml_value(v)}" for k, v in spec.sampler.items())]
+    return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ import hierbayes.api.cli
 from hierbayes.api.cli import main
 from hierbayes.backend import samplers
 from hierbayes.backend.samplers import SAMPLERS
+from hierbayes.spec.specfile import read_spec
 
 from ..conftest import quiet_fit
 
@@ -52,7 +53,13 @@ def test_eight_schools_end_to_end(tmp_path, capsys, eight):
     assert idata.posterior["b_school"].shape == (4, 500, 8, 1)
     assert "log_likelihood" in idata.groups()
     assert (out / "pooling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == ["pooling.csv", "pooling.png", "posterior.nc"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "pooling.csv",
+        "pooling.png",
+        "posterior.nc",
+        "ppc.png",
+        "summary.txt",
+    ]
 
 
 def test_eight_schools_options_reach_the_model(tmp_path, capsys):
@@ -158,7 +165,6 @@ def test_spec_file_missing_data_and_bad_toml(tmp_path, capsys):
 
 def test_reference_specs_in_models_folder_read():
     from hierbayes.api.datasets import resource_path
-    from hierbayes.spec.specfile import read_spec
 
     specs = sorted(resource_path("models").glob("*.toml"))
     assert specs, "models/ holds the reference specs"
@@ -192,7 +198,11 @@ def test_fit_spec_without_group_terms_writes_the_posterior_only(tmp_path, capsys
         == 0
     )
     assert "Pooling" not in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["posterior.nc"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "posterior.nc",
+        "ppc.png",
+        "summary.txt",
+    ]
 
 
 # --- options, progress, interrupts and bad values; no sampling unless said ---------------
@@ -489,8 +499,15 @@ def test_results_written_together(tmp_path, capsys, monkeypatch, small_fit):
         status = main(command("fit", tmp_path))
     out = tmp_path / "out"
     assert status == (0 if small_fit.diagnostics.ok else 1)
-    assert sorted(p.name for p in out.iterdir()) == ["pooling.csv", "pooling.png", "posterior.nc"]
-    written = ", ".join(str(out / n) for n in ("pooling.png", "pooling.csv", "posterior.nc"))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "pooling.csv",
+        "pooling.png",
+        "posterior.nc",
+        "ppc.png",
+        "summary.txt",
+    ]
+    names = ("pooling.png", "pooling.csv", "ppc.png", "summary.txt", "posterior.nc")
+    written = ", ".join(str(out / n) for n in names)
     assert capsys.readouterr().out.endswith(f"\nwrote {written}\n")
 
 
@@ -616,3 +633,51 @@ def test_out_of_range_prior_arguments_name_the_key(tmp_path, capsys, recorded):
         "hierbayes: error: --hyperprior: HalfCauchy: beta must be a positive finite number, "
         "got 0.0\n"
     )
+
+
+# --- a model from --formula and --data, without a spec file ----------------------------
+
+
+def test_formula_and_data_fit_and_the_saved_spec_reruns_it(tmp_path, capsys, eight):
+    data = tmp_path / "eight.csv"
+    eight.to_csv(data, index=False)
+    saved = tmp_path / "specs" / "eight.toml"
+    first = ["fit", "--formula", "y ~ 1 + (1 | school)", "--data", str(data), "--se", "sigma"]
+    assert main([*first, "--out", str(tmp_path / "a"), "--save-spec", str(saved), *SMALL]) == 0
+    assert "Formula: y ~ 1 + (1 | school)" in (tmp_path / "a" / "summary.txt").read_text()
+    spec = read_spec(saved)
+    assert (spec.model.formula, spec.model.se, spec.data) == ("y ~ 1 + (1 | school)", "sigma", data)
+    assert spec.sampler == {"draws": 500, "tune": 500, "chains": 4, "cores": 2, "random_seed": 1}
+    assert main(["fit", str(saved), "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    a, b = (az.from_netcdf(tmp_path / d / "posterior.nc") for d in ("a", "b"))
+    np.testing.assert_array_equal(a.posterior["sd_school"], b.posterior["sd_school"])
+
+
+def test_parquet_data_reach_the_model(tmp_path, recorded, eight):
+    data = tmp_path / "eight.parquet"
+    eight.to_parquet(data)
+    with pytest.raises(Stop):
+        main(["fit", "--formula", "y ~ 1 + (1 | school)", "--data", str(data), "--se", "sigma"])
+    assert len(recorded) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--formula", "y ~ 1"], "give a spec file (hierbayes fit models/eight_schools.toml) or"),
+        (["SPEC", "--formula", "y ~ 1"], "give a spec file or --formula, not both"),
+        (["--formula", "y ~ 1", "--data", "DATA", "--family", "gausian"], "unknown family"),
+        (["--formula", "y ~ 1", "--data", "nope.csv"], "data file 'nope.csv' does not exist"),
+    ],
+)
+def test_formula_and_data_errors_exit_2_before_sampling(
+    tmp_path, capsys, recorded, eight, args, message
+):
+    data = tmp_path / "eight.csv"
+    eight.to_csv(data, index=False)
+    args = [
+        str(write_spec(tmp_path)) if a == "SPEC" else str(data) if a == "DATA" else a for a in args
+    ]
+    assert main(["fit", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert recorded == []
