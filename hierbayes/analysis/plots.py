@@ -15,7 +15,7 @@ from hierbayes.errors import SpecError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["PPC_VIEWS", "plot_pooling", "plot_ppc", "plot_sbc"]
+__all__ = ["PPC_VIEWS", "plot_effects", "plot_pooling", "plot_ppc", "plot_sbc"]
 
 
 def plot_pooling(
@@ -225,5 +225,57 @@ def plot_ppc(
     )
     ax.set(xlabel=response, title="posterior predictive check")
     ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_effects(
+    table: pd.DataFrame,
+    x: str,
+    by: str | None = None,
+    *,
+    response: str = "y",
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """A conditional-effects plot of ``table`` (:func:`hierbayes.analysis.effects.effects`):
+    the expected response over ``x`` with its HDI band (and the predictive band when the
+    table has one), one curve per value of ``by``; a categorical ``x`` as points with
+    intervals.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"x": [0.0, 1.0], "mean": [1.0, 2.0],
+    ...                       "hdi_lower": [0.5, 1.5], "hdi_upper": [1.5, 2.5]})
+    >>> fig = plot_effects(table, "x")
+    >>> fig.axes[0].lines[0].get_ydata().tolist()
+    [1.0, 2.0]
+    """
+    fig, ax = plt.subplots(figsize=figsize or (6.0, 4.0))
+    numeric = pd.api.types.is_numeric_dtype(table[x]) and not pd.api.types.is_bool_dtype(table[x])
+    curves = [(None, table)] if by is None else list(table.groupby(by, sort=False))
+    for k, (value, rows) in enumerate(curves):
+        color = f"C{k % 10}"
+        label = (
+            None
+            if by is None
+            else f"{by} = {value:.3g}"
+            if isinstance(value, float)
+            else f"{by} = {value}"
+        )
+        if numeric:
+            ax.plot(rows[x], rows["mean"], color=color, label=label)
+            ax.fill_between(rows[x], rows["hdi_lower"], rows["hdi_upper"], color=color, alpha=0.25)
+            if "predictive_lower" in rows:
+                ax.fill_between(rows[x], rows["predictive_lower"], rows["predictive_upper"],
+                                color=color, alpha=0.1)  # fmt: skip
+        else:
+            position = np.arange(len(rows)) + 0.15 * (k - (len(curves) - 1) / 2)
+            error = [rows["mean"] - rows["hdi_lower"], rows["hdi_upper"] - rows["mean"]]
+            ax.errorbar(position, rows["mean"], yerr=error, fmt="o", color=color, label=label)
+            ax.set_xticks(np.arange(len(rows)), [str(v) for v in rows[x]])
+    ax.set(xlabel=x, ylabel=f"expected {response}")
+    if by is not None:
+        ax.legend(frameon=False)
     fig.tight_layout()
     return fig

@@ -171,8 +171,12 @@ def predict(
     new_groups: str = "population",
     random_seed: int | None = None,
     draws: int | None = None,
+    group_effects: bool = True,
 ) -> xr.DataArray:
     """Posterior predictions for the rows of ``data``; see :meth:`hierbayes.Fit.predict`.
+
+    ``group_effects=False`` leaves every group effect out (lme4's ``re.form = NA``, brms'
+    ``re_formula = NA``): the population-level terms alone, group-level predictors included.
 
     ``idata`` holds the posterior, ``model_data`` the data the model was fitted to (for its
     column types), ``design`` and ``spec`` the model. The work goes a chunk of draws at a time
@@ -205,7 +209,8 @@ def predict(
     X = design.select_fixed(evaluate_new(design.fixed_matrix, data, 0, "population-level terms"))
     offset = new_offset(design, data)
     beta = fixed_draws(idata, design)  # (S, p); (S, 0) with no fixed terms
-    factors = [_group_effects(idata, f, data, new_groups, rng) for f in design.factors]
+    used = design.factors if group_effects else ()
+    factors = [_group_effects(idata, f, data, new_groups, rng) for f in used]
     S, rows = beta.shape[0], len(data)
     q = max([Z.shape[1] for _, _, Z in factors], default=1)
     chunk = max(1, CHUNK_CELLS // (rows * q))
@@ -216,7 +221,8 @@ def predict(
         if d.name in aux:
             where = f"terms of {d.name}={d.rhs!r}"
             Xd = evaluate_new(d.fixed_matrix, data, len(d.fixed_names), where)
-            effects = [_group_effects(idata, f, data, new_groups, rng) for f in d.factors]
+            used = d.factors if group_effects else ()
+            effects = [_group_effects(idata, f, data, new_groups, rng) for f in used]
             aux[d.name] = RowDraws(idata, d, Xd, effects)
     trials = data[spec.trials].to_numpy() if spec.trials else 1
     family = design.family

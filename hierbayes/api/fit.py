@@ -12,7 +12,8 @@ import xarray as xr
 from hierbayes.analysis import tidy, variance
 from hierbayes.analysis.eb import empirical_bayes as run_eb
 from hierbayes.analysis.eb import unavailable as eb_unavailable
-from hierbayes.analysis.plots import plot_ppc
+from hierbayes.analysis.effects import effects as effects_table
+from hierbayes.analysis.plots import plot_effects, plot_ppc
 from hierbayes.analysis.predict import predict
 from hierbayes.analysis.printout import lme4_summary
 from hierbayes.analysis.report import PoolingReport, pooling_report
@@ -130,6 +131,7 @@ class Fit:
         new_groups: str = "population",
         random_seed: int | None = None,
         draws: int | None = None,
+        group_effects: bool = True,
     ) -> xr.DataArray:
         """Posterior predictions for new rows: dims ``(chain, draw, obs)``.
 
@@ -152,6 +154,9 @@ class Fit:
             keeps their numbers). The result holds chains x draws x rows float64 numbers:
             for 10^6 rows and 4 chains, ``draws=100`` makes 3.2 GB, all 1,000 draws 32 GB.
             The work beside the result is done a chunk of draws at a time.
+        group_effects : bool
+            False: leave every group effect out, the population-level terms alone (lme4's
+            ``re.form = NA``, brms' ``re_formula = NA``).
 
         Examples
         --------
@@ -170,6 +175,7 @@ class Fit:
             new_groups=new_groups,
             random_seed=random_seed,
             draws=draws,
+            group_effects=group_effects,
         )
 
     def summary(self, hdi_prob: float = 0.94) -> pd.DataFrame:
@@ -266,6 +272,61 @@ class Fit:
                             predicted=predicted)  # fmt: skip
         view = "density" if design.family.support in ("real", "positive", "unit") else "bars"
         return plot_ppc(observed, replicated, view, response=design.response)
+
+    def effects(
+        self,
+        x: str,
+        by: str | None = None,
+        groups: list | None = None,
+        *,
+        predictive: bool = False,
+        hdi_prob: float = 0.94,
+        draws: int | None = None,
+        random_seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Conditional effects of ``x`` (brms' ``conditional_effects``): the expected response
+        over a grid of ``x``, the other predictors at reference values (mean, or the first
+        level), as a table (:mod:`hierbayes.analysis.effects`).
+
+        Parameters
+        ----------
+        x : str
+            The predictor to vary: a numeric column (50 points over its range) or a
+            categorical one (each level).
+        by : str, optional
+            A second column: a numeric one at its mean and mean +- 1 SD, a categorical one at
+            each level, or a grouping column, whose ``groups`` get their own curves; without a
+            grouping column the curve is the population line (no group effects).
+        groups : list, optional
+            The groups to draw when ``by`` is a grouping column.
+        predictive : bool
+            Also the HDI of a new observation (``predictive_lower``, ``predictive_upper``).
+        hdi_prob, draws, random_seed
+            The interval's probability; draws per chain (all by default); the seed of the
+            predictive draws.
+
+        Examples
+        --------
+        >>> fit.effects("standLRT").columns.tolist()  # doctest: +SKIP
+        ['standLRT', 'mean', 'hdi_lower', 'hdi_upper']
+        """
+        model = self.model
+        return effects_table(
+            self.idata, model.data, model.design, model.spec, x, by, groups,
+            predictive=predictive, hdi_prob=hdi_prob, draws=draws, random_seed=random_seed,
+        )  # fmt: skip
+
+    def plot_effects(self, x: str, by: str | None = None, groups: list | None = None,
+                     **options: object) -> Figure:  # fmt: skip
+        """The conditional-effects plot of :meth:`effects` (same arguments): the expected
+        response with its HDI band, one curve per ``by`` value.
+
+        Examples
+        --------
+        >>> fig = fit.plot_effects("standLRT", by="school", groups=[1, 2])  # doctest: +SKIP
+        """
+        table = self.effects(x, by, groups, **options)  # type: ignore[arg-type]
+        return plot_effects(table, x, by, response=self.model.design.response)
 
     def fixef(self, hdi_prob: float = 0.94) -> pd.DataFrame:
         """The population-level coefficients (lme4's ``fixef``): posterior mean, SD and HDI,

@@ -253,3 +253,61 @@ def test_plot_ppc_of_a_fit_chooses_the_view_and_adds_the_group(regression_fit):
     assert fig.axes[0].get_ylabel() == "density"
     assert regression_fit.idata.posterior_predictive.sizes["draw"] == 20
     plt.close(fig)
+
+
+def test_effects_population_line_and_group_curves_are_the_posterior_means(regression_fit):
+    """y ~ x + (1 | g): the population line is Intercept + beta x, a group's curve
+    b_g + beta x, per draw; the table holds their posterior means and HDIs."""
+    post = regression_fit.idata.posterior
+    intercept, slope = (post[n].values.ravel() for n in ("Intercept", "x"))
+    table = regression_fit.effects("x")
+    assert table.columns.tolist() == ["x", "mean", "hdi_lower", "hdi_upper"]
+    data = regression_fit.model.data
+    np.testing.assert_allclose(table["x"].iloc[[0, -1]], [data.x.min(), data.x.max()])
+    line = intercept[:, None] + slope[:, None] * table["x"].to_numpy()
+    np.testing.assert_allclose(table["mean"], line.mean(axis=0), rtol=1e-10)
+    assert (table.hdi_lower < table["mean"]).all() and (table["mean"] < table.hdi_upper).all()
+    groups = regression_fit.effects("x", by="g", groups=["g03", "g07"], predictive=True)
+    for label, rows in groups.groupby("g"):
+        b = post["b_g"].sel(g=label).values.reshape(-1)
+        curve = b[:, None] + slope[:, None] * rows["x"].to_numpy()
+        np.testing.assert_allclose(rows["mean"], curve.mean(axis=0), rtol=1e-10)
+        # a new observation's interval is wider than the expected response's
+        assert (
+            rows.predictive_upper - rows.predictive_lower > rows.hdi_upper - rows.hdi_lower
+        ).all()
+    fig = regression_fit.plot_effects("x", by="g", groups=["g03", "g07"])
+    assert [line.get_label() for line in fig.axes[0].lines] == ["g = g03", "g = g07"]
+    plt.close(fig)
+
+
+def test_effects_of_a_categorical_predictor_and_a_numeric_by(regression_data):
+    """On a fake posterior: a categorical x's levels, and by= a numeric column at its mean
+    and mean +- 1 SD."""
+    df = regression_data.assign(
+        k=np.where(regression_data.x > 0, "hi", "lo"), w=regression_data.x**2
+    )
+    model = hb.Model("y ~ k + w + (1 | g)", df)
+    d = model.design
+    rng = np.random.default_rng(0)
+    post = {n: rng.normal(k + 1.0, 0.01, (1, 40)) for k, n in enumerate(d.fixed_names)}
+    post |= {
+        "u_g": np.zeros((1, 40, 30, 1)),
+        "sd_g": np.ones((1, 40, 1)),
+        "sigma": np.ones((1, 40)),
+    }
+    idata = az.from_dict(posterior=post, dims={"u_g": ["g", "g_term"], "sd_g": ["g_term"]})
+    from hierbayes.analysis.effects import effects
+
+    table = effects(idata, df, d, model.spec, "k", by="w")
+    assert table["k"].tolist() == ["hi", "lo"] * 3
+    w = df.w.mean() + np.array([-1, 0, 1]) * df.w.std()
+    np.testing.assert_allclose(table["w"].unique(), w)
+    names = list(d.fixed_names)  # Intercept, k[lo], w: means 1, 2, 3
+    assert names == ["Intercept", "k[lo]", "w"]
+    expected = 1.0 + 2.0 * (table["k"] == "lo") + 3.0 * table["w"]
+    np.testing.assert_allclose(table["mean"], expected, atol=0.05)
+    with pytest.raises(SpecError, match="not a column the model reads"):
+        effects(idata, df, d, model.spec, "nope")
+    with pytest.raises(SpecError, match="name the groups"):
+        effects(idata, df, d, model.spec, "w", by="g")
