@@ -15,17 +15,69 @@ from hierbayes.errors import SpecError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["PPC_VIEWS", "plot_effects", "plot_pooling", "plot_ppc", "plot_sbc"]
+__all__ = [
+    "POOLING_ORDERS",
+    "POOLING_VIEWS",
+    "PPC_VIEWS",
+    "plot_effects",
+    "plot_pooling",
+    "plot_ppc",
+    "plot_sbc",
+]
+
+
+#: How :func:`plot_pooling` orders the groups, top to bottom.
+POOLING_ORDERS = ("size", "reliability", "table")
+#: Its two views.
+POOLING_VIEWS = ("arrows", "scatter")
+
+
+def _ordered(rows: pd.DataFrame, order: str) -> pd.DataFrame:
+    """Groups top to bottom: most rows first ("size"), most reliable first, or as given."""
+    if order == "table":
+        return rows
+    key = "n" if order == "size" else "reliability"
+    return rows.sort_values([key, "n"], ascending=False, kind="stable")
+
+
+def _bulk(rows: pd.DataFrame) -> tuple[float, float]:
+    """The axis range: the partial-pooling HDIs, complete pooling, and the no-pooling
+    estimates inside Tukey's far-out fences (quartiles -+ 3 IQR); a little room either side."""
+    no = rows["no_pooling"].to_numpy(dtype=float)
+    no = no[np.isfinite(no)]
+    values = [rows["hdi_lower"].min(), rows["hdi_upper"].max()]
+    values += [rows["complete_pooling"].min(), rows["complete_pooling"].max()]
+    if no.size:
+        q1, q3 = np.quantile(no, [0.25, 0.75])
+        inside = no[(no >= q1 - 3 * (q3 - q1)) & (no <= q3 + 3 * (q3 - q1))]
+        values += [inside.min(), inside.max()]
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    pad = 0.05 * (hi - lo or 1.0)
+    return lo - pad, hi + pad
 
 
 def plot_pooling(
-    table: pd.DataFrame, hdi_prob: float = 0.94, *, figsize: tuple[float, float] | None = None
+    table: pd.DataFrame,
+    hdi_prob: float = 0.94,
+    *,
+    order: str = "size",
+    view: str = "arrows",
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
-    """The shrinkage plot: for each group, an arrow from its no-pooling estimate to its
-    partial-pooling posterior mean, the HDI around that mean, and the complete-pooling line.
-
-    One panel per (factor, term) of ``table``, a pooling report's table
+    """The shrinkage plot, one panel per (factor, term) of ``table``, a pooling report's table
     (:attr:`hierbayes.PoolingReport.table`), whose HDIs have probability ``hdi_prob``.
+
+    ``view="arrows"``: for each group, an arrow from its no-pooling estimate to its
+    partial-pooling posterior mean, the HDI around that mean, and the complete-pooling line;
+    groups ordered by ``order`` (``"size"``: most rows on top; ``"reliability"``; ``"table"``).
+    The axis keeps to the bulk: the HDIs, complete pooling and the no-pooling estimates
+    inside Tukey's far-out fences (quartiles -+ 3 IQR); an estimate beyond is drawn at the
+    edge as a triangle pointing out, labelled with its value (a two-pupil school's OLS slope need not
+    squeeze the other 64 schools into a tenth of the width).
+
+    ``view="scatter"``: partial against no pooling, one point per group sized by its rows,
+    with the line y = x (no pooling) and the complete-pooling estimate (complete pooling):
+    the points lie between them.
 
     Examples
     --------
@@ -35,7 +87,19 @@ def plot_pooling(
     >>> [ax.get_title() for ax in fig.axes]
     ['school: Intercept']
     """
+    if order not in POOLING_ORDERS:
+        raise SpecError(f"order must be one of {POOLING_ORDERS}, got {order!r}")
+    if view not in POOLING_VIEWS:
+        raise SpecError(f"view must be one of {POOLING_VIEWS}, got {view!r}")
     panels = list(table.groupby(["factor", "term"], sort=False))
+    if view == "scatter":
+        fig, axes = plt.subplots(1, len(panels), squeeze=False, constrained_layout=True,
+                                 figsize=figsize or (4.5 * len(panels), 4.5))  # fmt: skip
+        for ax, ((factor, term), rows) in zip(axes[0], panels, strict=True):
+            _scatter_panel(ax, rows)
+            ax.set_title(f"{factor}: {term}")
+        axes[0][0].legend(loc="best", fontsize="small")
+        return fig
     height = max(2.5, 0.35 * max(len(rows) for _, rows in panels) + 1.2)
     fig, axes = plt.subplots(
         1,
@@ -45,8 +109,11 @@ def plot_pooling(
         constrained_layout=True,
     )
     for ax, ((factor, term), rows) in zip(axes[0], panels, strict=True):
+        rows = _ordered(rows, order)
         pos = np.arange(len(rows))[::-1]
-        no = rows["no_pooling"].to_numpy()
+        lo, hi = _bulk(rows)
+        no = rows["no_pooling"].to_numpy(dtype=float)
+        shown = np.clip(no, lo, hi)
         partial = rows["partial_pooling"].to_numpy()
         ax.hlines(
             pos,
@@ -57,7 +124,7 @@ def plot_pooling(
             alpha=0.6,
             label=f"{100 * hdi_prob:g}% HDI",
         )
-        for y, a, b in zip(pos, no, partial, strict=True):
+        for y, a, b in zip(pos, shown, partial, strict=True):
             if np.isfinite(a):
                 ax.annotate(
                     "",
@@ -65,7 +132,15 @@ def plot_pooling(
                     xytext=(a, y),
                     arrowprops={"arrowstyle": "->", "color": "0.45", "lw": 1},
                 )
-        ax.plot(no, pos, "o", mfc="white", mec="C3", label="no pooling")
+        inside = (no >= lo) & (no <= hi)
+        ax.plot(no[inside], pos[inside], "o", mfc="white", mec="C3", label="no pooling")
+        for side, marker in ((no < lo, "<"), (no > hi, ">")):
+            if side.any():
+                ax.plot(shown[side], pos[side], marker, color="C3", ms=7)
+            for y, value, x in zip(pos[side], no[side], shown[side], strict=True):
+                ax.annotate(f"{value:.3g}", (x, y), xytext=(0, 6), textcoords="offset points",
+                            ha="left" if marker == "<" else "right", fontsize="x-small",
+                            color="C3")  # fmt: skip
         ax.plot(partial, pos, "o", color="C0", label="partial pooling (posterior mean)")
         if "empirical_bayes" in rows:
             ax.plot(rows["empirical_bayes"], pos, "x", color="C2", label="empirical Bayes (REML)")
@@ -74,11 +149,27 @@ def plot_pooling(
             ax.axvline(complete[0], color="k", ls="--", lw=1, label="complete pooling")
         else:
             ax.plot(complete, pos, "|", color="k", ms=12, label="complete pooling")
+        ax.set_xlim(lo, hi)
         ax.set_yticks(pos, [str(g) for g in rows["group"]])
         ax.set_title(f"{factor}: {term}")
         ax.set_xlabel(term)
     axes[0][0].legend(loc="best", fontsize="small")
     return fig
+
+
+def _scatter_panel(ax: object, rows: pd.DataFrame) -> None:
+    """Partial against no pooling, sized by n, with y = x and the complete-pooling line."""
+    no = rows["no_pooling"].to_numpy(dtype=float)
+    partial = rows["partial_pooling"].to_numpy(dtype=float)
+    n = rows["n"].to_numpy(dtype=float)
+    lo, hi = _bulk(rows)
+    ax.scatter(np.clip(no, lo, hi), partial, s=15 + 60 * n / n.max(), color="C0", alpha=0.7,
+               label="groups (area: rows)")  # fmt: skip
+    ax.plot([lo, hi], [lo, hi], color="C3", ls="--", lw=1, label="no pooling (y = x)")
+    complete = rows["complete_pooling"].to_numpy(dtype=float)
+    if np.ptp(complete) == 0:
+        ax.axhline(complete[0], color="k", ls=":", lw=1, label="complete pooling")
+    ax.set(xlim=(lo, hi), xlabel="no pooling", ylabel="partial pooling")
 
 
 def plot_sbc(

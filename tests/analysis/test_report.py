@@ -1,12 +1,14 @@
 """The reporting layer on small fake InferenceData (no MCMC)."""
 
 import arviz as az
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 import hierbayes as hb
+from hierbayes.analysis.plots import plot_pooling
 from hierbayes.analysis.report import TABLE_COLUMNS, pooling_report
 from hierbayes.spec.design import build_design
 from hierbayes.spec.families import GAUSSIAN
@@ -155,3 +157,57 @@ def test_groups_without_their_own_fit_are_noted():
         "the term within the group): c, d; their no_pooling, se and shrinkage are NaN"
         for term in ("Intercept", "x")
     )
+
+
+def _table(no_pooling, n):
+    k = len(no_pooling)
+    partial = 0.5 * np.asarray(no_pooling, dtype=float).clip(-1, 1)
+    return pd.DataFrame(
+        {
+            "factor": "school",
+            "group": [f"s{j}" for j in range(k)],
+            "term": "standLRT",
+            "n": n,
+            "no_pooling": no_pooling,
+            "complete_pooling": 0.0,
+            "partial_pooling": partial,
+            "hdi_lower": partial - 0.2,
+            "hdi_upper": partial + 0.2,
+            "reliability": np.asarray(n) / (np.asarray(n) + 5.0),
+        }
+    )
+
+
+def test_shrinkage_plot_keeps_to_the_bulk_and_marks_a_far_estimate():
+    """Like Exam's two-pupil school 48 (OLS slope -6.9 among slopes within +-1): the axis
+    keeps to the others, the far estimate sits at the edge with its value."""
+    rng = np.random.default_rng(2)
+    no = np.append(rng.uniform(-1, 1, 30), -6.9)
+    fig = plot_pooling(_table(no, np.append(rng.integers(10, 200, 30), 2)))
+    (ax,) = fig.axes
+    lo, hi = ax.get_xlim()
+    assert lo > -1.5 and hi < 1.5
+    labels = [t.get_text() for t in ax.texts if t.get_text()]
+    assert labels == ["-6.9"]
+    (edge,) = [line for line in ax.lines if line.get_marker() == "<"]
+    np.testing.assert_allclose(edge.get_xdata(), [lo])
+    # groups by size, the largest on top, the two-row group at the bottom
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks[-1] == "s30"
+    plt.close(fig)
+    fig = plot_pooling(_table(no, np.append(rng.integers(10, 200, 30), 2)), order="table")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [f"s{j}" for j in range(31)]
+    plt.close(fig)
+
+
+def test_shrinkage_scatter_view():
+    table = _table(np.array([-0.8, 0.1, 0.6]), [5, 50, 500])
+    fig = plot_pooling(table, view="scatter")
+    (ax,) = fig.axes
+    (points,) = ax.collections
+    np.testing.assert_allclose(points.get_offsets()[:, 1], table["partial_pooling"])
+    assert points.get_sizes()[2] > points.get_sizes()[0]  # area grows with the rows
+    assert {line.get_label() for line in ax.lines} == {"no pooling (y = x)", "complete pooling"}
+    plt.close(fig)
+    with pytest.raises(hb.SpecError, match="view must be one of"):
+        plot_pooling(table, view="pie")
