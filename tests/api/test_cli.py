@@ -26,6 +26,9 @@ from hierbayes.spec.specfile import read_spec
 
 from ..conftest import quiet_fit
 
+#: What ``hierbayes fit`` writes for a model with grouping factors, sorted.
+WRITTEN = ["pooling.csv", "pooling.png", "posterior.nc", "ppc.png", "summary.txt"]
+
 SMALL = [
     "--draws",
     "500",
@@ -53,13 +56,7 @@ def test_eight_schools_end_to_end(tmp_path, capsys, eight):
     assert idata.posterior["b_school"].shape == (4, 500, 8, 1)
     assert "log_likelihood" in idata.groups()
     assert (out / "pooling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "pooling.csv",
-        "pooling.png",
-        "posterior.nc",
-        "ppc.png",
-        "summary.txt",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == WRITTEN
 
 
 def test_eight_schools_options_reach_the_model(tmp_path, capsys):
@@ -499,13 +496,7 @@ def test_results_written_together(tmp_path, capsys, monkeypatch, small_fit):
         status = main(command("fit", tmp_path))
     out = tmp_path / "out"
     assert status == (0 if small_fit.diagnostics.ok else 1)
-    assert sorted(p.name for p in out.iterdir()) == [
-        "pooling.csv",
-        "pooling.png",
-        "posterior.nc",
-        "ppc.png",
-        "summary.txt",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == WRITTEN
     names = ("pooling.png", "pooling.csv", "ppc.png", "summary.txt", "posterior.nc")
     written = ", ".join(str(out / n) for n in names)
     assert capsys.readouterr().out.endswith(f"\nwrote {written}\n")
