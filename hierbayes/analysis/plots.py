@@ -72,8 +72,8 @@ def plot_pooling(
     groups ordered by ``order`` (``"size"``: most rows on top; ``"reliability"``; ``"table"``).
     The axis keeps to the bulk: the HDIs, complete pooling and the no-pooling estimates
     inside Tukey's far-out fences (quartiles -+ 3 IQR); an estimate beyond is drawn at the
-    edge as a triangle pointing out, labelled with its value (a two-pupil school's OLS slope need not
-    squeeze the other 64 schools into a tenth of the width).
+    edge as a triangle pointing out, labelled with its value (a two-pupil school's OLS slope
+    need not squeeze the other 64 schools into a tenth of the width).
 
     ``view="scatter"``: partial against no pooling, one point per group sized by its rows,
     with the line y = x (no pooling) and the complete-pooling estimate (complete pooling):
@@ -253,6 +253,8 @@ def plot_ppc(
     *,
     response: str = "y",
     predicted: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    labels: Sequence | None = None,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """A posterior predictive check: the data against replicated data sets.
@@ -267,6 +269,10 @@ def plot_ppc(
       mean probability, (N,)), observed against predicted proportion per bin beside the
       diagonal; and the replicated sets' proportion of ones against the data's.
 
+    With ``groups`` (each row's group, (N,)) and ``labels`` (the groups to show), one panel
+    per group: its rows' data against their replicates (for 0/1 responses, the replicated
+    proportion of ones against the group's).
+
     Examples
     --------
     >>> import numpy as np
@@ -278,6 +284,22 @@ def plot_ppc(
     if view not in PPC_VIEWS:
         raise SpecError(f"view must be one of {PPC_VIEWS}, got {view!r}")
     y, reps = np.asarray(observed, dtype=float), np.asarray(replicated, dtype=float)
+    if groups is not None:
+        labels = list(labels if labels is not None else pd.unique(groups))
+        columns = min(len(labels), 3)
+        rows_ = -(-len(labels) // columns)
+        fig, axes = plt.subplots(rows_, columns, squeeze=False, constrained_layout=True,
+                                 figsize=figsize or (4.0 * columns, 3.2 * rows_))  # fmt: skip
+        for ax, label in zip(axes.ravel(), labels, strict=False):
+            rows = np.asarray(groups) == label
+            if not rows.any():
+                raise SpecError(f"no rows of group {label!r}")
+            panel = "proportion" if view == "calibration" else view
+            _ppc_panel(ax, y[rows], reps[:, rows], panel, response)
+            ax.set_title(f"{label} ({rows.sum()} rows)")
+        for ax in axes.ravel()[len(labels) :]:
+            ax.set_visible(False)
+        return fig
     if view == "calibration":
         if predicted is None:
             raise SpecError("the calibration view needs each row's predicted probability")
@@ -289,13 +311,24 @@ def plot_ppc(
         ax.plot(x, [float(np.mean(y[b])) for b in bins], "o-", color="C0", label="data")
         ax.set(xlabel=f"predicted P({response} = 1)", ylabel="observed proportion",
                title="calibration, rows in 10 bins")  # fmt: skip
-        ax2.hist(reps.mean(axis=1), bins=30, color="C1", alpha=0.6, label="replicated")
-        ax2.axvline(y.mean(), color="C0", lw=2, label="data")
-        ax2.set(xlabel=f"proportion of {response} = 1", title="replicated data sets")
-        ax2.legend(frameon=False)
+        _ppc_panel(ax2, y, reps, "proportion", response)
         fig.tight_layout()
         return fig
     fig, ax = plt.subplots(figsize=figsize or (6.0, 4.0))
+    _ppc_panel(ax, y, reps, view, response)
+    ax.set_title("posterior predictive check")
+    fig.tight_layout()
+    return fig
+
+
+def _ppc_panel(ax: object, y: np.ndarray, reps: np.ndarray, view: str, response: str) -> None:
+    """One panel of :func:`plot_ppc`: density, bars, or the proportion of ones."""
+    if view == "proportion":
+        ax.hist(reps.mean(axis=1), bins=30, color="C1", alpha=0.6, label="replicated")
+        ax.axvline(y.mean(), color="C0", lw=2, label="data")
+        ax.set(xlabel=f"proportion of {response} = 1", title="replicated data sets")
+        ax.legend(frameon=False)
+        return
     if view == "density":
         bins = int(np.clip(2 * np.sqrt(len(y)), 5, 40))
         edges = np.histogram_bin_edges(np.concatenate([y, reps[:50].ravel()]), bins)
@@ -311,13 +344,10 @@ def plot_ppc(
         low, mid, high = np.quantile(counts, [0.03, 0.5, 0.97], axis=0)
         ax.errorbar(values, mid, yerr=[mid - low, high - mid], fmt="o", color="C1", ms=3)
         ax.set(ylabel="frequency")
-    ax.plot(
-        [], [], color="C1", label="replicated (94% interval)" if view == "bars" else "replicated"
-    )
-    ax.set(xlabel=response, title="posterior predictive check")
+    label = "replicated (94% interval)" if view == "bars" else "replicated"
+    ax.plot([], [], color="C1", label=label)
+    ax.set(xlabel=response)
     ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 def plot_effects(

@@ -18,6 +18,7 @@ from hierbayes.analysis.predict import predict
 from hierbayes.analysis.printout import lme4_summary
 from hierbayes.analysis.report import PoolingReport, pooling_report
 from hierbayes.backend.plan import Plan
+from hierbayes.errors import SpecError
 from hierbayes.posterior.diagnostics import Diagnostics, diagnose, warn_problems
 from hierbayes.posterior.storage import atomic_write, write_fit
 from hierbayes.spec.design import Design
@@ -251,27 +252,45 @@ class Fit:
         self.idata.add_groups(posterior_predictive=group)
         return self.idata
 
-    def plot_ppc(self, draws: int = 100, random_seed: int | None = None) -> Figure:
+    def plot_ppc(
+        self,
+        group: str | None = None,
+        groups: list | None = None,
+        *,
+        draws: int = 100,
+        random_seed: int | None = None,
+    ) -> Figure:
         """The posterior predictive check in the view that suits the response
         (:func:`hierbayes.analysis.plots.plot_ppc`): densities for a continuous response, bars
         for counts and ordinal levels, a calibration plot for 0/1 responses. Adds the
         ``posterior_predictive`` group (:meth:`posterior_predictive`, ``draws`` per chain).
+        With ``group`` (a grouping column) and ``groups`` (its labels; by default its six
+        largest groups), one panel per group: its rows against their replicates.
 
         Examples
         --------
         >>> fig = fit.plot_ppc(random_seed=1)  # doctest: +SKIP
+        >>> fig = fit.plot_ppc(group="school", groups=[1, 48])  # doctest: +SKIP
         """
         design = self.model.design
         idata = self.posterior_predictive(random_seed=random_seed, draws=draws)
         replicated = idata.posterior_predictive[design.response].values
         replicated = replicated.reshape(-1, replicated.shape[-1])
         observed = idata.observed_data[design.response].values
-        if design.family.name == "bernoulli":
-            predicted = self.predict(self.model.data, draws=draws).mean(("chain", "draw")).values
-            return plot_ppc(observed, replicated, "calibration", response=design.response,
-                            predicted=predicted)  # fmt: skip
-        view = "density" if design.family.support in ("real", "positive", "unit") else "bars"
-        return plot_ppc(observed, replicated, view, response=design.response)
+        binary = design.family.name == "bernoulli"
+        continuous = design.family.support in ("real", "positive", "unit")
+        view = "calibration" if binary else "density" if continuous else "bars"
+        options: dict = {"response": design.response}
+        if group is not None:
+            if group not in self.model.data:
+                raise SpecError(f"group={group!r} is not a column of the model's data")
+            labels = self.model.data[group].to_numpy()
+            largest = list(pd.Series(labels).value_counts().index[:6])
+            options |= {"groups": labels, "labels": groups if groups is not None else largest}
+        elif binary:
+            mean = self.predict(self.model.data, draws=draws).mean(("chain", "draw"))
+            options["predicted"] = mean.values
+        return plot_ppc(observed, replicated, view, **options)
 
     def effects(
         self,

@@ -311,3 +311,18 @@ def test_effects_of_a_categorical_predictor_and_a_numeric_by(regression_data):
         effects(idata, df, d, model.spec, "nope")
     with pytest.raises(SpecError, match="name the groups"):
         effects(idata, df, d, model.spec, "w", by="g")
+
+
+def test_grouped_ppc_has_a_panel_per_group_with_its_rows(regression_fit):
+    fig = regression_fit.plot_ppc(group="g", groups=["g00", "g05"], draws=20, random_seed=2)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    data = regression_fit.model.data
+    sizes = data.groupby("g").size()
+    assert [ax.get_title() for ax in shown] == [f"{g} ({sizes[g]} rows)" for g in ("g00", "g05")]
+    plt.close(fig)
+    fig = regression_fit.plot_ppc(group="g", draws=20, random_seed=2)  # the six largest groups
+    titles = [ax.get_title().split(" ")[0] for ax in fig.axes if ax.get_visible()]
+    assert sorted(sizes[titles]) == sorted(sizes.nlargest(6))  # (ties may pick either)
+    plt.close(fig)
+    with pytest.raises(SpecError, match="not a column"):
+        regression_fit.plot_ppc(group="nope")
