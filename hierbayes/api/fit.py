@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -22,6 +23,7 @@ from hierbayes.errors import SpecError
 from hierbayes.posterior.diagnostics import Diagnostics, diagnose, warn_problems
 from hierbayes.posterior.storage import atomic_write, write_fit
 from hierbayes.spec.design import Design
+from hierbayes.spec.families import level_scores
 from hierbayes.spec.modelspec import ModelSpec
 
 if TYPE_CHECKING:
@@ -227,8 +229,9 @@ class Fit:
         Each draw's response comes from the family given that draw's parameters and the
         group effects of the rows' own groups (:meth:`predict` with ``kind="response"`` on
         the fitted rows), with the ``obs`` coordinate of ``observed_data``, so that ArviZ's
-        ``az.plot_ppc(fit.idata)`` and ``az.plot_bpv`` work on the fit directly. An existing
-        group is replaced. Returns ``fit.idata``.
+        ``az.plot_ppc(fit.idata)`` and ``az.plot_bpv`` work on the fit directly. An ordinal
+        response is replicated as its level codes 0..K-1, as ``observed_data`` holds it. An
+        existing group is replaced. Returns ``fit.idata``.
 
         Parameters
         ----------
@@ -246,6 +249,10 @@ class Fit:
         replicated = self.predict(model.data, kind="response", random_seed=random_seed, draws=draws)
         observed = self.idata.observed_data[model.design.response]
         replicated = replicated.assign_coords(obs=observed["obs"].values)
+        levels = model.design.response_levels
+        if levels is not None:  # predictions give the levels' values, observed_data their codes
+            codes = np.searchsorted(level_scores(levels), replicated.values)
+            replicated = replicated.copy(data=codes.astype(float))
         group = xr.Dataset({model.design.response: replicated})
         if "posterior_predictive" in self.idata.groups():
             del self.idata.posterior_predictive

@@ -664,3 +664,15 @@ def test_sbc_refuses_weights_before_sampling(no_fitting):
     # its prior predictive draws each row once, without a warning about the weights' term
     y = model.prior_predictive(draws=20, random_seed=1).prior_predictive["y"].values
     assert y.shape == (1, 20, J * PER) and (y > 0).all()
+
+
+def test_ordinal_replicates_are_level_codes_like_the_observed_data(fitted):
+    """An ordinal response's observed_data holds its level codes 0..K-1; its replicates too."""
+    fit = fitted("cumulative")
+    idata = fit.posterior_predictive(random_seed=SEED, draws=50)
+    y = idata.observed_data["y"].values
+    reps = idata.posterior_predictive["y"].values.reshape(-1, y.size)
+    codes = set(range(len(LEVELS)))  # the data's levels are LEVELS, not 0..K-1
+    assert set(np.unique(y)) <= codes and set(np.unique(reps)) <= codes
+    # each replicated mean code scatters about the data's by about sd / sqrt(N)
+    np.testing.assert_allclose(reps.mean(), y.mean(), atol=3 * y.std() / np.sqrt(y.size))
