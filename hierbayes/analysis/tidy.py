@@ -17,6 +17,8 @@ own terms are in :meth:`hierbayes.Fit.summary`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -26,7 +28,7 @@ from hierbayes.core.intervals import SUMMARY_COLUMNS, summarize
 from hierbayes.posterior.draws import posterior_draws
 from hierbayes.spec.design import Design
 
-__all__ = ["coef", "fixef", "ranef", "varcorr"]
+__all__ = ["coef", "fixef", "ranef", "summary_frame", "varcorr"]
 
 
 def fixef(design: Design, idata: az.InferenceData, hdi_prob: float = 0.94) -> pd.DataFrame:
@@ -40,10 +42,23 @@ def fixef(design: Design, idata: az.InferenceData, hdi_prob: float = 0.94) -> pd
     >>> fixef(d, idata, hdi_prob=0.5).round(2).to_dict("index")
     {'Intercept': {'mean': 2.0, 'sd': 1.0, 'hdi_lower': 1.0, 'hdi_upper': 2.0}}
     """
-    rows = [summarize(posterior_draws(idata, name), hdi_prob) for name in design.fixed_names]
-    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS), index=list(design.fixed_names))
-    table.index.name = "term"
-    return table
+    draws = {name: posterior_draws(idata, name) for name in design.fixed_names}
+    return summary_frame(draws, "term", hdi_prob)
+
+
+def summary_frame(draws: Mapping[str, np.ndarray], index: str, hdi_prob: float) -> pd.DataFrame:
+    """One row per entry of ``draws`` (name -> draws of a scalar): mean, SD and HDI, indexed
+    by the names under ``index``.
+
+    Examples
+    --------
+    >>> summary_frame({"a": np.array([1.0, 2.0, 3.0])}, "name", 0.5).round(1).to_dict("index")
+    {'a': {'mean': 2.0, 'sd': 1.0, 'hdi_lower': 1.0, 'hdi_upper': 2.0}}
+    """
+    rows = [summarize(values, hdi_prob) for values in draws.values()]
+    return pd.DataFrame(
+        rows, columns=list(SUMMARY_COLUMNS), index=pd.Index(list(draws), name=index)
+    )
 
 
 def _group_table(

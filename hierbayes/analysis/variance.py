@@ -31,7 +31,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from hierbayes.core.intervals import SUMMARY_COLUMNS, summarize
+from hierbayes.analysis.tidy import summary_frame
 from hierbayes.errors import SpecError
 from hierbayes.posterior.draws import (
     RowDraws,
@@ -122,13 +122,7 @@ def icc(design: Design, idata: az.InferenceData, hdi_prob: float = 0.94) -> pd.D
     factor
     school  0.1471  0.0264     0.0971      0.194
     """
-    draws = icc_draws(design, idata)
-    table = pd.DataFrame(
-        [summarize(v, hdi_prob) for v in draws.values()],
-        columns=list(SUMMARY_COLUMNS),
-        index=pd.Index(list(draws), name="factor"),
-    )
-    return table
+    return summary_frame(icc_draws(design, idata), "factor", hdi_prob)
 
 
 def _r2_unavailable(design: Design) -> str | None:
@@ -188,9 +182,4 @@ def r2(design: Design, idata: az.InferenceData, hdi_prob: float = 0.94) -> pd.Da
     conditional  0.4330  0.0089     0.4154     0.4483
     marginal     0.3249  0.0101     0.3053     0.3428
     """
-    draws = r2_draws(design, idata)
-    return pd.DataFrame(
-        [summarize(v, hdi_prob) for v in draws.values()],
-        columns=list(SUMMARY_COLUMNS),
-        index=pd.Index(list(draws), name="r2"),
-    )
+    return summary_frame(r2_draws(design, idata), "r2", hdi_prob)

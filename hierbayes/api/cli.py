@@ -32,6 +32,7 @@ from hierbayes.posterior.storage import atomic_write, atomic_write_all
 from hierbayes.spec.modelspec import PARAMETERIZATIONS
 from hierbayes.spec.priors import from_string
 from hierbayes.spec.specfile import (
+    SAMPLER_KEYS,
     RunSpec,
     read_data,
     read_spec,
@@ -106,7 +107,8 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
     model = Model.from_spec(spec.model, read_data(spec.data))
     print(model, end="\n\n")
     fit = model.fit(**settings)  # Ctrl-C raises KeyboardInterrupt (hierbayes.core.interrupts)
-    print(f"{fit!r}\n")
+    summary = repr(fit)  # lme4's layout, printed and written
+    print(f"{summary}\n")
     writes, figure = [], None
     if model.design.factors:  # a model without group-level terms has no pooling to report
         report = fit.pooling()
@@ -126,7 +128,7 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
     ppc = fit.plot_ppc(draws=100, random_seed=settings.get("random_seed"))
     writes += [
         (out / "ppc.png", lambda p: ppc.savefig(p, dpi=120, format="png")),
-        (out / "summary.txt", lambda p: p.write_text(f"{fit!r}\n", encoding="utf-8")),
+        (out / "summary.txt", lambda p: p.write_text(f"{summary}\n", encoding="utf-8")),
         (out / "posterior.nc", fit.write_netcdf),  # hb.load reads it
     ]
     try:
@@ -231,9 +233,8 @@ def _fit_spec(args: argparse.Namespace) -> RunSpec:
 
 def _save_spec(spec: RunSpec, settings: dict[str, Any], path: Path) -> None:
     """Write ``spec`` with the run's sampler settings as TOML, ``path`` relative to it."""
-    keep = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
     run_spec = dataclasses.replace(
-        spec, sampler={k: settings[k] for k in keep if settings.get(k) is not None}
+        spec, sampler={k: settings[k] for k in SAMPLER_KEYS if settings.get(k) is not None}
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: p.write_text(spec_text(run_spec, path.parent), encoding="utf-8"))

@@ -58,6 +58,7 @@ __all__ = [
     "read_csv",
     "read_data",
     "sampler_problem",
+    "SAMPLER_KEYS",
     "MAX_ITERATIONS",
     "MAX_CHAINS",
 ]
@@ -75,7 +76,8 @@ _MODEL_KEYS = (
     *MODELLED,
 )
 _REQUIRED = ("formula", "data")
-_SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
+#: The keys of a spec's [sampler] table: arguments of Model.fit.
+SAMPLER_KEYS = ("draws", "tune", "chains", "cores", "target_accept", "random_seed")
 _TABLES = ("model", "priors", "sampler")
 
 #: Most draws, or tuning steps, per chain a spec or the command line may ask for.
@@ -139,7 +141,7 @@ def sampler_problem(key: str, value: Any) -> str | None:
         if not number or not 0.5 <= value < 1:
             return f"must be a number in [0.5, 1), got {_brief(value)}"
         return None
-    return unknown_name("key", key, _SAMPLER_KEYS)
+    return unknown_name("key", key, SAMPLER_KEYS)
 
 
 def _key(name: str) -> str:
@@ -346,7 +348,7 @@ def spec_from_tables(
         name=name or path.stem,
         model=spec,
         data=reader.data(model),
-        sampler=reader.sampler(reader.table(raw, "sampler", _SAMPLER_KEYS)),
+        sampler=reader.sampler(reader.table(raw, "sampler", SAMPLER_KEYS)),
     )
 
 
@@ -435,7 +437,7 @@ def spec_text(spec: RunSpec, folder: Path) -> str:
     model = spec.model
     data = Path(os.path.relpath(spec.data, Path(folder).resolve())).as_posix()
     entries: dict[str, Any] = {"formula": model.formula, "data": data}
-    for key in ("se", "family", "link", "trials", "offset", "weights", "parameterization"):
+    for key in (k for k in _MODEL_KEYS if k not in ("formula", "data", *MODELLED)):
         value = getattr(model, key)
         if value is not None:
             entries[key] = value
