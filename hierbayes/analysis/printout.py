@@ -9,6 +9,8 @@ mean with its SD and highest-density interval (:mod:`hierbayes.analysis.tidy`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -18,7 +20,39 @@ from hierbayes.core.intervals import summarize
 from hierbayes.posterior.draws import posterior_draws
 from hierbayes.spec.design import Design
 
-__all__ = ["lme4_summary"]
+__all__ = ["Summary", "lme4_summary"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A fit's summary: shown as lme4's layout, with ArviZ's table behind it.
+
+    Attributes
+    ----------
+    text : str
+        The fit in the layout of lme4's ``summary()`` (:func:`lme4_summary`); ``print`` and
+        a notebook show it.
+    table : pandas.DataFrame
+        ArviZ's summary, one row per scalar quantity, with MCSE, ESS and R-hat
+        (:func:`hierbayes.analysis.tidy.arviz_table`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = Summary("Formula: y ~ 1", pd.DataFrame({"mean": [0.5]}, index=["Intercept"]))
+    >>> print(s)
+    Formula: y ~ 1
+    >>> float(s.table.loc["Intercept", "mean"])
+    0.5
+    """
+
+    text: str
+    table: pd.DataFrame
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
 
 
 def _number(x: float) -> str:

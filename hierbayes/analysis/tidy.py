@@ -10,6 +10,9 @@ own terms are in :meth:`hierbayes.Fit.summary`).
 * ``ranef``: each group's deviations ``u_<factor>`` from the population (``ranef``).
 * ``coef``: each group's own coefficients ``b_<factor>`` (``coef``): the population
   coefficients of the factor's terms, plus the group-level predictors' part, plus ``u``.
+* ``arviz_table``: ArviZ's summary (with MCSE, ESS and R-hat) of every quantity above the
+  group level, the distributional parameters' terms and the family's parameters included,
+  one row per scalar.
 * ``varcorr``: per factor the SD of each term and the correlation of each pair, and the
   residual SD (``VarCorr``), with the REML estimate beside them where one exists
   (:mod:`hierbayes.analysis.eb`: one grouping factor, Gaussian).
@@ -22,13 +25,14 @@ from collections.abc import Mapping
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from hierbayes.analysis.eb import EmpiricalBayes
 from hierbayes.core.intervals import SUMMARY_COLUMNS, summarize
 from hierbayes.posterior.draws import posterior_draws
 from hierbayes.spec.design import Design
 
-__all__ = ["coef", "fixef", "ranef", "summary_frame", "varcorr"]
+__all__ = ["arviz_table", "coef", "fixef", "ranef", "summary_frame", "varcorr"]
 
 
 def fixef(design: Design, idata: az.InferenceData, hdi_prob: float = 0.94) -> pd.DataFrame:
@@ -166,3 +170,50 @@ def varcorr(
     )
     table["reml"] = [reml.get((f, q, t), np.nan) for f, q, t, _ in rows]
     return table
+
+
+def arviz_table(design: Design, idata: az.InferenceData, hdi_prob: float = 0.94) -> pd.DataFrame:
+    """ArviZ's summary of the population-level terms, group SDs, correlations and the
+    family's parameters, one row per scalar.
+
+    Rows: the population-level terms (the distributional parameters' after the mean's), then
+    per factor ``sd_<factor>[term]`` and, if correlated, ``corr_<factor>[a, b]`` once per
+    pair (the lower triangle, as lme4 prints them), then the family's parameters
+    (``cutpoints[a|b]`` by level pair).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np, hierbayes as hb
+    >>> d = hb.Model("normexam ~ 1 + (1 | school)", hb.datasets.load("exam")).design
+    >>> rng = np.random.default_rng(0)
+    >>> idata = az.from_dict(posterior={"Intercept": rng.normal(size=(2, 50)),
+    ...     "sd_school": rng.gamma(9, 0.05, (2, 50, 1)), "sigma": rng.gamma(9, 0.1, (2, 50))},
+    ...     dims={"sd_school": ["school_term"]}, coords={"school_term": ["Intercept"]})
+    >>> arviz_table(d, idata).index.tolist()
+    ['Intercept', 'sd_school[Intercept]', 'sigma']
+    """
+    post = idata.posterior
+    columns: dict[str, xr.DataArray] = {}
+    dpar_names = tuple(n for d in design.dpars for n in d.fixed_names)
+    for name in design.fixed_names + dpar_names:
+        columns[name] = post[name]
+    for f in [*design.factors, *(f for d in design.dpars for f in d.factors)]:
+        for term in f.terms:
+            columns[f"sd_{f.name}[{term}]"] = post[f"sd_{f.name}"].sel({f.term_dim: term})
+        if f.correlated:
+            corr = post[f"corr_{f.name}"]
+            for j, a in enumerate(f.terms):
+                for b in f.terms[j + 1 :]:
+                    columns[f"corr_{f.name}[{a}, {b}]"] = corr.sel(
+                        {f.term_dim: a, f"{f.term_dim}2": b}
+                    )
+    for name in design.aux:
+        if name == "cutpoints":
+            for label in post["cutpoints"]["cutpoint"].values:
+                columns[f"cutpoints[{label}]"] = post["cutpoints"].sel(cutpoint=label)
+        else:
+            columns[name] = post[name]
+    table = xr.Dataset(
+        {k: v.drop_vars(list(v.coords.keys() - {"chain", "draw"})) for k, v in columns.items()}
+    )
+    return az.summary(table, hdi_prob=hdi_prob)

@@ -16,7 +16,7 @@ from hierbayes.analysis.eb import unavailable as eb_unavailable
 from hierbayes.analysis.effects import effects as effects_table
 from hierbayes.analysis.plots import plot_effects, plot_ppc
 from hierbayes.analysis.predict import predict
-from hierbayes.analysis.printout import lme4_summary
+from hierbayes.analysis.printout import Summary, lme4_summary
 from hierbayes.analysis.report import PoolingReport, pooling_report
 from hierbayes.backend.plan import Plan
 from hierbayes.errors import SpecError
@@ -181,45 +181,38 @@ class Fit:
             group_effects=group_effects,
         )
 
-    def summary(self, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """ArviZ summary of the population-level terms, group SDs, correlations and sigma.
+    def summary(self, hdi_prob: float = 0.94) -> Summary:
+        """The fit as lme4's ``summary()`` lays it out, with ArviZ's table behind it.
 
-        A correlated factor's correlations appear once per pair of terms, as
-        ``corr_<factor>[a, b]`` (the lower triangle, as lme4 prints them); the diagonal, 1 by
-        construction, is left out.
+        Printed (or shown in a notebook) it is the text of ``print(fit)``
+        (:mod:`hierbayes.analysis.printout`). Its ``table`` is ArviZ's summary of the
+        population-level terms, group SDs, correlations (``corr_<factor>[a, b]``, the lower
+        triangle, as lme4 prints them) and the family's parameters: mean, SD, HDI, MCSE, ESS
+        and R-hat per row (:func:`hierbayes.analysis.tidy.arviz_table`).
 
         Examples
         --------
-        >>> fit.summary().index.tolist()  # doctest: +SKIP
+        >>> print(fit.summary())  # doctest: +SKIP
+        Bayesian multilevel model (hierbayes): gaussian family, identity link
+        ...
+        >>> fit.summary().table.index.tolist()  # doctest: +SKIP
         ['Intercept', 'standLRT', 'sd_school[Intercept]', 'sd_school[standLRT]',
          'corr_school[Intercept, standLRT]', 'sigma']
         """
-        design = self.model.design
-        post = self.idata.posterior
-        columns: dict[str, xr.DataArray] = {}
-        dpar_names = tuple(n for d in design.dpars for n in d.fixed_names)
-        for name in design.fixed_names + dpar_names:
-            columns[name] = post[name]
-        for f in [*design.factors, *(f for d in design.dpars for f in d.factors)]:
-            for term in f.terms:
-                columns[f"sd_{f.name}[{term}]"] = post[f"sd_{f.name}"].sel({f.term_dim: term})
-            if f.correlated:
-                corr = post[f"corr_{f.name}"]
-                for j, a in enumerate(f.terms):
-                    for b in f.terms[j + 1 :]:
-                        columns[f"corr_{f.name}[{a}, {b}]"] = corr.sel(
-                            {f.term_dim: a, f"{f.term_dim}2": b}
-                        )
-        for name in design.aux:
-            if name == "cutpoints":
-                for label in post["cutpoints"]["cutpoint"].values:
-                    columns[f"cutpoints[{label}]"] = post["cutpoints"].sel(cutpoint=label)
-            else:
-                columns[name] = post[name]
-        table = xr.Dataset(
-            {k: v.drop_vars(list(v.coords.keys() - {"chain", "draw"})) for k, v in columns.items()}
+        return Summary(
+            self._lme4_text(hdi_prob), tidy.arviz_table(self.model.design, self.idata, hdi_prob)
         )
-        return az.summary(table, hdi_prob=hdi_prob)
+
+    def _lme4_text(self, hdi_prob: float = 0.94) -> str:
+        sampler = self.idata.posterior.attrs.get("inference_library", "")
+        return lme4_summary(
+            self.model.design,
+            self.idata,
+            formula=str(self.model.spec.formula),
+            parameterization=self.model.plan.describe() + (f", {sampler}" if sampler else ""),
+            diagnostics=f"Diagnostics:\n{self.diagnostics}",
+            hdi_prob=hdi_prob,
+        )
 
     def posterior_predictive(
         self, random_seed: int | None = None, draws: int | None = None
@@ -424,11 +417,4 @@ class Fit:
 
     def __repr__(self) -> str:
         """The fit laid out as lme4's ``summary()`` (:mod:`hierbayes.analysis.printout`)."""
-        sampler = self.idata.posterior.attrs.get("inference_library", "")
-        return lme4_summary(
-            self.model.design,
-            self.idata,
-            formula=str(self.model.spec.formula),
-            parameterization=self.model.plan.describe() + (f", {sampler}" if sampler else ""),
-            diagnostics=f"Diagnostics:\n{self.diagnostics}",
-        )
+        return self._lme4_text()

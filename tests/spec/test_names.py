@@ -120,7 +120,7 @@ def test_penicillin_with_a_factor_named_sample_runs_the_whole_path(
     np.testing.assert_allclose(float(post["sigma"].median()), 0.550, rtol=0.2)
     table = penicillin_fit.pooling().table
     assert set(table["factor"]) == {"plate", "sample"} and len(table) == 30
-    summary = penicillin_fit.summary()
+    summary = penicillin_fit.summary().table
     assert "sd_sample[Intercept]" in summary.index
     pred = penicillin_fit.predict(penicillin.head(3))
     again = hb.load(penicillin_fit.save(tmp_path / "penicillin.nc"))
