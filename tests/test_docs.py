@@ -60,6 +60,15 @@ def test_readme_python_example_runs():
     plt.close("all")
 
 
+def test_readme_engine_example_runs():
+    """The second python block: a DuckDB relation as the data."""
+    block = re.findall(r"```python\n(.*?)```", README, flags=re.S)[1]
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    exam = namespace["exam"]
+    assert namespace["model"].design.n_obs == (exam["sex"] == "F").sum() == 2436
+
+
 def quickstart_commands():
     section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)

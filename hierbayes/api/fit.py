@@ -25,6 +25,7 @@ from hierbayes.posterior.storage import atomic_write, write_fit
 from hierbayes.spec.design import Design
 from hierbayes.spec.families import level_scores
 from hierbayes.spec.modelspec import ModelSpec
+from hierbayes.spec.sources import to_pandas
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -140,9 +141,10 @@ class Fit:
 
         Parameters
         ----------
-        data : pandas.DataFrame
+        data : pandas.DataFrame, path, SQL text or another engine's frame
             Rows to predict, with the formula's predictor and grouping columns (and, for
-            ``kind="response"``, the ``se`` or ``trials`` column the model uses).
+            ``kind="response"``, the ``se`` or ``trials`` column the model uses); any input
+            :class:`~hierbayes.Model` takes (:mod:`hierbayes.spec.sources`), collected whole.
         kind : {"mean", "response"}
             ``"mean"``: the expected response (probability for bernoulli/binomial, rate for
             poisson) per draw; ``"response"``: a draw of the response itself.
@@ -173,7 +175,7 @@ class Fit:
             model.data,
             model.design,
             model.spec,
-            data,
+            to_pandas(data),
             kind=kind,
             new_groups=new_groups,
             random_seed=random_seed,

@@ -34,6 +34,7 @@ from hierbayes.spec.formula import parse
 from hierbayes.spec.modelspec import ModelSpec, check_design, describe, resolve_priors
 from hierbayes.spec.namespace import Namespace, resolve
 from hierbayes.spec.priors import Prior
+from hierbayes.spec.sources import column_names, to_pandas
 from hierbayes.spec.specfile import MAX_CHAINS, MAX_ITERATIONS, MAX_SEED
 from hierbayes.version import __version__
 
@@ -151,8 +152,11 @@ class Model:
         drops it), population-level predictors (anything formulae evaluates:
         ``x``, ``C(k)``, ``x:z``, ``log(x)``), and varying effects ``(1 | g)``,
         ``(x || g)`` (uncorrelated), ``(1 | a/b)`` (nested) and crossed ``(1 | a) + (1 | b)``.
-    data : pandas.DataFrame
-        One row per observation. Rows are never dropped: missing values are an error.
+    data : pandas.DataFrame, path, SQL text or another engine's frame
+        One row per observation. Rows are never dropped: missing values are an error. Besides
+        a pandas frame: a path or glob of Parquet or CSV files, SQL text for DuckDB, a polars,
+        pyarrow, DuckDB or Dask frame (:mod:`hierbayes.spec.sources`): the model's columns
+        are read in that engine and collected, with rows labelled 0..N-1 in its order.
     se : str, optional
         Column of known observation standard errors (brms' ``se()``, the meta-analysis form).
         Without it the residual SD ``sigma`` is estimated.
@@ -263,8 +267,12 @@ class Model:
         self.namespace: Namespace = resolve(namespace, depth=1)
         self.dropped = pd.Index([])
         self.family = families.get(family, link)
+        extra = [se, trials, offset, weights]
+        if not isinstance(data, pd.DataFrame):  # another engine: read the model's columns
+            schema = pd.DataFrame(columns=column_names(data))
+            data = to_pandas(data, self._used_columns(schema, extra))
         if dropna:
-            data = self._drop_incomplete(data, [se, trials, offset, weights])
+            data = self._drop_incomplete(data, extra)
         self.data = data
         self.design: Design = build_design(
             self.formula,
@@ -286,15 +294,17 @@ class Model:
             shear=intercept is not None and intercept.support == "real",
         )
 
-    def _drop_incomplete(self, data: pd.DataFrame, extra: list[str | None]):
-        """dropna=True: drop rows with a missing or infinite used value, and say which."""
-        if not isinstance(data, pd.DataFrame):
-            return data  # build_design names the problem
+    def _used_columns(self, data: pd.DataFrame, extra: list[str | None]) -> list[str]:
+        """The columns the model reads (``data`` may have no rows: only its names count)."""
         used = model_columns(self.formula, data, self.namespace, extra)
         for name, rhs in self.spec.dpars.items():
             dpar = parse_dpar(name, rhs, self.family, self.formula.response)
             used += [c for c in model_columns(dpar, data, self.namespace, []) if c not in used]
-        mask = incomplete_rows(data, used)
+        return used
+
+    def _drop_incomplete(self, data: pd.DataFrame, extra: list[str | None]):
+        """dropna=True: drop rows with a missing or infinite used value, and say which."""
+        mask = incomplete_rows(data, self._used_columns(data, extra))
         if not mask.any():
             return data
         self.dropped = data.index[mask]

@@ -1,0 +1,169 @@
+"""Data from any engine: what ``hb.Model(formula, data)`` and ``fit.predict(data)`` accept.
+
+* a pandas DataFrame, used as it is (never copied into, never modified);
+* a path, or a glob such as ``"visits/*.parquet"``, of Parquet (``.parquet``, ``.pq``) or CSV
+  (``.csv``, ``.tsv``) files, read by DuckDB, in process: only the model's columns are read;
+* SQL text (starting with ``SELECT``, ``WITH``, ``FROM`` or ``VALUES``), run by DuckDB's
+  default connection, so it may read files (``FROM 'visits/*.parquet'``) and the tables and
+  frames that connection knows;
+* any frame narwhals knows, eager or lazy: a polars DataFrame or LazyFrame, a pyarrow Table,
+  a DuckDB relation, a Dask DataFrame (computed by the active Dask client, if any), modin;
+  and a pyarrow Dataset. The model's columns are selected in the engine, then collected.
+
+The model is then built from those columns as a pandas frame, one row per observation,
+labelled 0..N-1 in the engine's order, so that an error names rows by their position.
+Today the rows are collected into memory; computing a marginal Gaussian model's per-group
+statistics in the engine is the next step (issue 14).
+
+Examples
+--------
+>>> import pyarrow as pa
+>>> table = pa.table({"y": [1.0, 2.0], "g": ["a", "b"], "unused": [0, 0]})
+>>> column_names(table)
+['y', 'g', 'unused']
+>>> to_pandas(table, ["y", "g"]).to_dict("list")
+{'y': [1.0, 2.0], 'g': ['a', 'b']}
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hierbayes.errors import DataError
+
+__all__ = ["FORMATS", "column_names", "to_pandas"]
+
+#: file suffix -> the DuckDB reader of that format
+FORMATS = {
+    ".parquet": "read_parquet",
+    ".pq": "read_parquet",
+    ".csv": "read_csv",
+    ".tsv": "read_csv",
+}
+#: the first word of the SQL text accepted as ``data``
+SQL_STARTS = ("select", "with", "from", "values")
+_ACCEPTED = (
+    "a pandas DataFrame; a path or glob of Parquet or CSV files; SQL text for DuckDB; or a "
+    "polars, pyarrow, DuckDB or Dask frame"
+)
+
+
+def _is_sql(text: str) -> bool:
+    words = text.split(None, 1)
+    return bool(words) and words[0].lower() in SQL_STARTS
+
+
+def _files(path: str | os.PathLike) -> list[str]:
+    """The files a path or glob names, all of one format; a DataError if there are none."""
+    text = os.fspath(path)
+    if glob.has_magic(text):
+        files = sorted(glob.glob(text, recursive=True))
+        if not files:
+            raise DataError(f"no file matches {text!r}")
+    elif Path(text).is_dir():
+        raise DataError(
+            f"data {text!r} is a directory: name its files with a glob, e.g. "
+            f"{os.path.join(text, '*.parquet')!r}"
+        )
+    elif not Path(text).is_file():
+        raise DataError(f"data file {text!r} does not exist")
+    else:
+        files = [text]
+    suffixes = {Path(f).suffix.lower() for f in files}
+    unknown = suffixes - FORMATS.keys()
+    if unknown:
+        raise DataError(
+            f"data {text!r}: files ending in {sorted(unknown)} cannot be read; the formats "
+            f"are Parquet and CSV ({', '.join(FORMATS)})"
+        )
+    if len({FORMATS[s] for s in suffixes}) > 1:
+        raise DataError(f"data {text!r} mixes Parquet and CSV files: name one format")
+    return files
+
+
+def _relation(data: str | os.PathLike) -> Any:
+    """A DuckDB relation over SQL text or over the files a path or glob names."""
+    import duckdb
+
+    try:
+        if isinstance(data, str) and _is_sql(data):
+            return duckdb.sql(data)
+        files = _files(data)
+        reader = FORMATS[Path(files[0]).suffix.lower()]
+        return getattr(duckdb.connect(), reader)(files)
+    except duckdb.Error as exc:
+        what = "SQL" if isinstance(data, str) and _is_sql(data) else f"data {os.fspath(data)!r}"
+        raise DataError(f"{what} cannot be read by DuckDB: {exc}") from None
+
+
+def _frame(data: Any) -> Any:
+    """``data`` as a narwhals DataFrame or LazyFrame, or a DataError saying what is accepted."""
+    import narwhals.stable.v2 as nw
+
+    if isinstance(data, str | os.PathLike):
+        data = _relation(data)
+    elif type(data).__module__.startswith("pyarrow") and hasattr(data, "to_batches"):
+        if not hasattr(data, "column"):  # a pyarrow Dataset: read lazily by DuckDB
+            import duckdb
+
+            data = duckdb.connect().from_arrow(data)
+    try:
+        return nw.from_native(data)
+    except TypeError:
+        raise DataError(f"data must be {_ACCEPTED}; got {type(data).__name__}") from None
+
+
+def _is_dask(data: Any) -> bool:
+    """A Dask DataFrame: computed by Dask itself (narwhals' Dask support is leaving it)."""
+    return type(data).__module__.startswith("dask") and hasattr(data, "compute")
+
+
+def column_names(data: Any) -> list[str]:
+    """The column names of ``data`` (module docstring), read from its schema, not its rows.
+
+    Examples
+    --------
+    >>> column_names(pd.DataFrame({"y": [1.0], "g": ["a"]}))
+    ['y', 'g']
+    """
+    if isinstance(data, pd.DataFrame) or _is_dask(data):
+        return [str(c) for c in data.columns]
+    return list(_frame(data).collect_schema().names())
+
+
+def to_pandas(data: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``data`` (module docstring) as a pandas frame of ``columns`` (all without them).
+
+    A pandas frame is returned as it is. Any other input is read in its engine, ``columns``
+    only (present in :func:`column_names`: the caller checks), and collected with a 0..N-1
+    index. No rows is a DataError.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> to_pandas(duckdb.sql("SELECT 1.5 AS y, 'a' AS g"), ["y"])
+         y
+    0  1.5
+    """
+    if isinstance(data, pd.DataFrame):
+        return data
+    what = type(data).__name__ if not isinstance(data, str | os.PathLike) else repr(str(data))
+    if _is_dask(data):
+        out = (data if columns is None else data[list(columns)]).compute()
+    else:
+        frame = _frame(data)
+        if columns is not None:
+            frame = frame.select(list(columns))
+        if hasattr(frame, "collect"):
+            frame = frame.collect()
+        out = frame.to_pandas()
+    out = out.reset_index(drop=True)
+    if len(out) == 0:
+        raise DataError(f"data {what} has no rows")
+    return out
