@@ -7,13 +7,15 @@
   default connection, so it may read files (``FROM 'visits/*.parquet'``) and the tables and
   frames that connection knows;
 * any frame narwhals knows, eager or lazy: a polars DataFrame or LazyFrame, a pyarrow Table,
-  a DuckDB relation, a Dask DataFrame (computed by the active Dask client, if any), modin;
-  and a pyarrow Dataset. The model's columns are selected in the engine, then collected.
+  a DuckDB relation, modin; a pyarrow Dataset (read by DuckDB); a Dask DataFrame (computed
+  by Dask, on the active Dask client if there is one). The model's columns are selected in
+  the engine, then collected.
 
 The model is then built from those columns as a pandas frame, one row per observation,
-labelled 0..N-1 in the engine's order, so that an error names rows by their position.
-Today the rows are collected into memory; computing a marginal Gaussian model's per-group
-statistics in the engine is the next step (issue 14).
+labelled 0..N-1 in the engine's order, so that an error names rows by their position. The
+rows are counted in the engine first, and rows too many for the memory available are
+refused before they are read (:func:`check_fits_in_memory`). The rows are collected into
+memory: a marginal Gaussian model's per-group statistics are not yet computed in the engine.
 
 Examples
 --------
@@ -37,7 +39,7 @@ import pandas as pd
 
 from hierbayes.errors import DataError
 
-__all__ = ["FORMATS", "column_names", "to_pandas"]
+__all__ = ["FORMATS", "available_memory", "check_fits_in_memory", "column_names", "to_pandas"]
 
 #: file suffix -> the DuckDB reader of that format
 FORMATS = {
@@ -46,6 +48,8 @@ FORMATS = {
     ".csv": "read_csv",
     ".tsv": "read_csv",
 }
+#: bytes per collected cell, in units of 8: the column, the design's arrays and working copies
+MEMORY_FACTOR = 4
 #: the first word of the SQL text accepted as ``data``
 SQL_STARTS = ("select", "with", "from", "values")
 _ACCEPTED = (
@@ -119,6 +123,42 @@ def _frame(data: Any) -> Any:
         raise DataError(f"data must be {_ACCEPTED}; got {type(data).__name__}") from None
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system has available now, or None where it does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(rows: int, columns: int, what: str, available: int | None = None) -> None:
+    """Refuse, before reading them, rows that cannot be held in memory with their design.
+
+    The estimate is ``MEMORY_FACTOR x 8 bytes`` per cell: the collected columns, the
+    design's arrays and the model's working copies. Refused when it exceeds the memory
+    available (``available``, by default the system's); the error gives the number of rows.
+
+    Examples
+    --------
+    >>> check_fits_in_memory(10**6, 3, "'big.parquet'", available=10**9)
+    >>> check_fits_in_memory(10**8, 3, "'big.parquet'", available=10**9)
+    Traceback (most recent call last):
+    ...
+    hierbayes.errors.DataError: data 'big.parquet' has 100,000,000 rows: ...
+    """
+    available = available_memory() if available is None else available
+    need = rows * columns * 8 * MEMORY_FACTOR
+    if available is None or need <= available:
+        return
+    raise DataError(
+        f"data {what} has {rows:,} rows: its {columns} model columns need about "
+        f"{need / 2**30:.1f} GiB in memory with the design, and {available / 2**30:.1f} GiB "
+        "is available. Read fewer rows in the engine (a SQL WHERE, a sample, or group-level "
+        "aggregates) or use a machine with more memory; the model's statistics are not yet "
+        "computed inside the engine"
+    )
+
+
 def _is_dask(data: Any) -> bool:
     """A Dask DataFrame: computed by Dask itself (narwhals' Dask support is leaving it)."""
     return type(data).__module__.startswith("dask") and hasattr(data, "compute")
@@ -155,11 +195,18 @@ def to_pandas(data: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return data
     what = type(data).__name__ if not isinstance(data, str | os.PathLike) else repr(str(data))
     if _is_dask(data):
-        out = (data if columns is None else data[list(columns)]).compute()
+        selected = data if columns is None else data[list(columns)]
+        check_fits_in_memory(int(selected.shape[0].compute()), len(selected.columns), what)
+        out = selected.compute()
     else:
+        import narwhals.stable.v2 as nw
+
         frame = _frame(data)
         if columns is not None:
             frame = frame.select(list(columns))
+        rows = frame.select(nw.len())
+        rows = rows.collect() if hasattr(rows, "collect") else rows
+        check_fits_in_memory(int(rows.item()), len(frame.collect_schema()), what)
         if hasattr(frame, "collect"):
             frame = frame.collect()
         out = frame.to_pandas()

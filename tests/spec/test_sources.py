@@ -16,6 +16,7 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.errors import DataError
+from hierbayes.spec import sources
 from hierbayes.spec.sources import column_names, to_pandas
 from tests.conftest import quiet_fit
 
@@ -152,3 +153,15 @@ def test_the_users_frames_are_not_changed(regression_data, files):
     pd.testing.assert_frame_equal(regression_data, before)
     pd.testing.assert_frame_equal(frame.to_pandas(), before)
     assert to_pandas(regression_data) is regression_data  # pandas is used as it is
+
+
+def test_rows_beyond_the_memory_available_are_refused_before_reading(monkeypatch):
+    """Counted in the engine (DuckDB, polars, Dask alike), refused with the number of rows."""
+    monkeypatch.setattr(sources, "available_memory", lambda: 2**20)  # 1 MiB
+    sql = "SELECT random() AS y, random() AS x, (range % 100)::VARCHAR AS g FROM range(100000)"
+    small = pd.DataFrame({"y": [1.0, 2.0], "x": [0.0, 1.0], "g": ["a", "b"]})
+    for data in (sql, pl.from_pandas(small).lazy(), dd.from_pandas(small, npartitions=1)):
+        rows = "100,000" if data is sql else "2"
+        monkeypatch.setattr(sources, "MEMORY_FACTOR", 4 if data is sql else 10**5)
+        with pytest.raises(DataError, match=rf"has {rows} rows: its 3 model columns need about"):
+            hb.Model(FORMULA, data)
