@@ -241,6 +241,28 @@ def _backward(C: list[list[Any]], v: list[Any]) -> list[Any]:
     return x
 
 
+def _residual_sq(yty: Any, Xty: Any, XtX: Any, beta: Any, p: int) -> Any:
+    """e'e = y'y - 2 beta'X'y + beta'X'X beta (tensors); per group with stacked (J, p) X'y
+    and (J, p, p) X'X."""
+    if not p:
+        return yty
+    return yty - 2.0 * pt.dot(Xty, beta) + pt.dot(pt.dot(XtX, beta), beta)
+
+
+def _total(n_obs: Any, log_det_r: Any, log_det_m: Any, s: Any, quad: Any) -> pt.TensorVariable:
+    """-1/2 [N log 2pi + log|R| + sum log|M| + s - sum w'M^-1 w] (module docstring)."""
+    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+
+
+def _residual_zy(stats: GroupStats, beta: Any) -> Any:
+    """Z_j'(y_j - X_j beta) for every group, (J, q)."""
+    J, q = stats.Zty.shape
+    p = stats.XtX.shape[0]
+    if not p:
+        return pt.as_tensor(stats.Zty)
+    return stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
+
+
 def _collapsed_loglik(
     n_obs: Any, log_det_r: Any, s: Any, factors: Sequence[list[list[Any]]], a: Sequence[Any]
 ) -> pt.TensorVariable:
@@ -248,8 +270,7 @@ def _collapsed_loglik(
     ``factors`` the Cholesky factors C of the M's (log|M| = 2 sum log C_ii) and ``a`` the
     entries of the vectors C^-1 w."""
     log_det_m = 2.0 * sum(pt.log(C[i][i]).sum() for C in factors for i in range(len(C)))
-    quad = sum((x**2).sum() for x in a)
-    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    return _total(n_obs, log_det_r, log_det_m, s, sum((x**2).sum() for x in a))
 
 
 def _fused_loglik(
@@ -258,7 +279,7 @@ def _fused_loglik(
     """:func:`_collapsed_loglik` with every M_j = I + B_j (B (J, q^2), row-major) and w (J, q)
     given whole to one fused kernel (:mod:`hierbayes.backend.collapse`)."""
     log_det_m, quad = group_collapse(B.reshape((J, q, q)) + pt.eye(q), w)
-    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    return _total(n_obs, log_det_r, log_det_m, s, quad)
 
 
 def _one_factor_loglik(
@@ -277,10 +298,10 @@ def _one_factor_loglik(
     beta = beta if p else pt.zeros(0)
     scale = pt.ones(()) if sigma is None else sigma
     log_det_m, quad = one_factor_marginal(ZtZ, Zty, ZtX, beta, chol, scale)
-    s = yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta)) if p else yty
+    s = _residual_sq(yty, stats.Xty, stats.XtX, beta, p)
     if sigma is not None:
         s, log_det_r = s / sigma**2, 2.0 * n_obs * pt.log(sigma)
-    return -0.5 * (n_obs * math.log(2.0 * math.pi) + log_det_r + log_det_m + s - quad)
+    return _total(n_obs, log_det_r, log_det_m, s, quad)
 
 
 def marginal_loglik(
@@ -306,11 +327,8 @@ def marginal_loglik(
     yty, n_obs, log_det_r = scalars[0], scalars[1], scalars[2]
     if q <= 2:
         return _one_factor_loglik(stats, beta, chol, sigma, yty, n_obs, log_det_r)
-    if p:
-        r = stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
-        s = yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
-    else:
-        r, s = pt.as_tensor(stats.Zty), yty
+    r = _residual_zy(stats, beta)
+    s = _residual_sq(yty, stats.Xty, stats.XtX, beta, p)
     if sigma is None:
         L = chol
     else:  # A = Z'Z / sigma^2 and c = r / sigma^2: fold one 1/sigma into L, one into r
@@ -333,11 +351,8 @@ def _marginal_loglik_by_group(
     p = stats.XtX.shape[0]
     n, yty, Xty, XtX = (pytensor.shared(a) for a in stats.by_group)
     prec = sigma**-2.0  # (J,)
-    if p:
-        r = stats.Zty - pt.dot(stats.ZtX.reshape(J * q, p), beta).reshape((J, q))
-        s = yty - 2.0 * pt.dot(Xty, beta) + pt.dot(pt.dot(XtX, beta), beta)
-    else:
-        r, s = pt.as_tensor(stats.Zty), yty
+    r = _residual_zy(stats, beta)
+    s = _residual_sq(yty, Xty, XtX, beta, p)
     K = (chol[:, None, :, None] * chol[None, :, None, :]).reshape((q * q, q * q))
     B = pt.dot(stats.ZtZ.reshape(J, q * q), K) * prec[:, None]
     w = pt.dot(r, chol) * prec[:, None]

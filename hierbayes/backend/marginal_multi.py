@@ -61,6 +61,7 @@ from hierbayes.backend.marginal import (
     _cholesky,
     _collapsed_loglik,
     _forward,
+    _residual_sq,
     _row_weights,
     marginal_unavailable,
     sufficient_stats,
@@ -309,13 +310,6 @@ def _outer_terms(Z1Z1: Matrix, z1e: Entries, a: Entries, H: Matrix) -> tuple[Mat
 def _matrix(A: np.ndarray, wrap: Callable = lambda x: x) -> Matrix:
     """Entries of a stack of matrices (G, a, b)."""
     return [[wrap(A[:, i, k]) for k in range(A.shape[2])] for i in range(A.shape[1])]
-
-
-def _residual_sq(yty, Xty, XtX, beta, p: int):
-    """e'e = y'y - 2 beta'X'y + beta'X'X beta (tensors)."""
-    if not p:
-        return yty
-    return yty - 2.0 * pt.dot(beta, Xty) + pt.dot(beta, pt.dot(XtX, beta))
 
 
 def _scalars(yty: float, n_obs: int, log_det_r: float) -> tuple:
