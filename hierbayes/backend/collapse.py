@@ -99,6 +99,16 @@ def _forward(C: np.ndarray, w: np.ndarray, j: int, v: np.ndarray) -> float:
 _FLUSH = 1e200
 
 
+@numba.njit(cache=True, inline="always")
+def _accumulate(product: float, log_det: float, det: float) -> tuple[float, float]:
+    """(product, log_det) with ``det`` multiplied in; the product moves into ``log_det``, one
+    log, once it leaves [1 / _FLUSH, _FLUSH] (a log per group was a third of the time)."""
+    product *= det
+    if not 1.0 / _FLUSH < product < _FLUSH:
+        return 1.0, log_det + np.log(product)
+    return product, log_det
+
+
 @numba.njit(cache=True)
 def _det_inverse_2(M: np.ndarray, j: int) -> tuple[float, float, float, float]:
     """|M_j| and the entries (00, 10, 11) of M_j^-1, for q = 2 (0 for all if not positive)."""
@@ -136,10 +146,7 @@ def collapse_kernel(M: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
             if det == 0.0:
                 return np.array(np.nan), np.array(np.nan)
             quad += _forward(C, w, j, v)
-        product *= det
-        if not 1.0 / _FLUSH < product < _FLUSH:
-            log_det += np.log(product)
-            product = 1.0
+        product, log_det = _accumulate(product, log_det, det)
     return np.array(log_det + np.log(product)), np.array(quad)
 
 
@@ -236,7 +243,7 @@ def conditional_draws_kernel(
     per_group = precision.shape[1] > 1
     for s in range(n):
         L = chol[s]
-        if q == 2 and p <= 2:
+        if q == 2:
             _draws_2(ZtZ, Zty, ZtX, beta[s], L, precision[s], noise[:, s], out[s])
             continue
         for j in range(J):
@@ -281,30 +288,14 @@ def _draws_2(
     noise: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """One posterior draw of :func:`conditional_draws_kernel` for q = 2 (and p <= 2),
-    written out."""
-    J, p = ZtX.shape[0], ZtX.shape[2]
-    b0 = beta[0] if p > 0 else 0.0
-    b1 = beta[1] if p > 1 else 0.0
-    l00, l01, l10, l11 = L[0, 0], L[0, 1], L[1, 0], L[1, 1]
+    """One posterior draw of :func:`conditional_draws_kernel` for q = 2: group j's w_j and
+    M_j from :func:`_terms_2` with Lt = L sqrt(precision_j), then M_j's Cholesky factor C
+    and u_j = L C'^-1 (C^-1 w_j + noise_j), written out."""
     per_group = precision.shape[0] > 1
-    for j in range(J):
-        prec = precision[j] if per_group else precision[0]
-        r0, r1 = Zty[j, 0], Zty[j, 1]
-        if p > 0:
-            r0 -= ZtX[j, 0, 0] * b0
-            r1 -= ZtX[j, 1, 0] * b0
-        if p > 1:
-            r0 -= ZtX[j, 0, 1] * b1
-            r1 -= ZtX[j, 1, 1] * b1
-        w0 = (r0 * l00 + r1 * l10) * prec
-        w1 = (r0 * l01 + r1 * l11) * prec
-        z00, z10, z11 = ZtZ[j, 0, 0], ZtZ[j, 1, 0], ZtZ[j, 1, 1]
-        a00, a01 = z00 * l00 + z10 * l10, z00 * l01 + z10 * l11  # (Z'Z) L
-        a10, a11 = z10 * l00 + z11 * l10, z10 * l01 + z11 * l11
-        m00 = (l00 * a00 + l10 * a10) * prec + 1.0  # I + prec L'(Z'Z)L
-        m10 = (l01 * a00 + l11 * a10) * prec
-        m11 = (l01 * a01 + l11 * a11) * prec + 1.0
+    for j in range(ZtX.shape[0]):
+        s_inv = np.sqrt(precision[j] if per_group else precision[0])
+        Lt = (L[0, 0] * s_inv, L[0, 1] * s_inv, L[1, 0] * s_inv, L[1, 1] * s_inv)
+        _, _, w0, w1, _, _, _, _, m00, m10, m11 = _terms_2(ZtZ, Zty, ZtX, beta, Lt, s_inv, j)
         c00 = np.sqrt(m00)
         c10 = m10 / c00
         c11 = np.sqrt(m11 - c10 * c10)
@@ -312,8 +303,8 @@ def _draws_2(
         v1 = (w1 - c10 * v0) / c11
         x1 = (v1 + noise[1, j]) / c11
         x0 = (v0 + noise[0, j] - c10 * x1) / c00
-        out[j, 0] = l00 * x0 + l01 * x1
-        out[j, 1] = l10 * x0 + l11 * x1
+        out[j, 0] = L[0, 0] * x0 + L[0, 1] * x1
+        out[j, 1] = L[1, 0] * x0 + L[1, 1] * x1
 
 
 #: Reassociation, contraction (fused multiply-add) and reciprocals for the one-factor kernels:
@@ -367,10 +358,7 @@ def one_factor_kernel(
         if not (m00 > 0.0 and det > 0.0):
             return np.array(np.nan), np.array(np.nan)
         quad += (m11 * w0 * w0 - 2.0 * m10 * w0 * w1 + m00 * w1 * w1) / det
-        product *= det
-        if not 1.0 / _FLUSH < product < _FLUSH:
-            log_det += np.log(product)
-            product = 1.0
+        product, log_det = _accumulate(product, log_det, det)
     return np.array(log_det + np.log(product)), np.array(quad)
 
 
