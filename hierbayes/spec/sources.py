@@ -48,6 +48,13 @@ FORMATS = {
     ".csv": "read_csv",
     ".tsv": "read_csv",
 }
+#: the texts a CSV file may write for a missing value: pandas' defaults, so that a path
+#: reads as ``pd.read_csv`` would read it (DuckDB's default, the empty field alone, would
+#: turn a numeric column holding ``NA`` into text)
+NA_VALUES = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
 #: bytes per collected cell, in units of 8: the column, the design's arrays and working copies
 MEMORY_FACTOR = 4
 #: the first word of the SQL text accepted as ``data``
@@ -99,8 +106,9 @@ def _relation(data: str | os.PathLike) -> Any:
         if isinstance(data, str) and _is_sql(data):
             return duckdb.sql(data)
         files = _files(data)
-        reader = FORMATS[Path(files[0]).suffix.lower()]
-        return getattr(duckdb.connect(), reader)(files)
+        if FORMATS[Path(files[0]).suffix.lower()] == "read_parquet":
+            return duckdb.connect().read_parquet(files)
+        return duckdb.connect().read_csv(files, na_values=list(NA_VALUES))
     except duckdb.Error as exc:
         what = "SQL" if isinstance(data, str) and _is_sql(data) else f"data {os.fspath(data)!r}"
         raise DataError(f"{what} cannot be read by DuckDB: {exc}") from None

@@ -110,6 +110,7 @@ def evaluate_terms(
         raise SpecError(f"{where}: formulae cannot evaluate {rhs!r}: {_describe(exc)}") from None
     if dm.common is None:
         return np.empty((len(data), 0)), (), None
+    _check_numbers_as_text(dm.common, data, where)
     frame = dm.common.as_dataframe()
     X = frame.to_numpy(dtype=float)
     bad = ~np.isfinite(X)
@@ -121,6 +122,34 @@ def evaluate_terms(
             "as log of a value <= 0?): correct or remove these rows, or change the term"
         )
     return X, tuple(str(c) for c in frame.columns), dm.common
+
+
+def _check_numbers_as_text(matrix: Any, data: pd.DataFrame, where: str) -> None:
+    """A text column whose values all read as numbers, named bare in a formula, is refused:
+    it would silently enter as one category per distinct value (a CSV that writes a missing
+    value as ``NA`` or ``.`` gives such columns). ``C(x)`` says that categories are meant."""
+    for term in matrix.terms.values():
+        for component in getattr(term, "components", []):
+            name = getattr(component, "name", None)
+            if (
+                type(component).__name__ != "Variable"
+                or getattr(component, "kind", None) != "categoric"
+                or name not in data.columns
+            ):
+                continue
+            values = data[name]
+            if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+                continue
+            present = values.dropna()
+            numbers = pd.to_numeric(present, errors="coerce")
+            if len(present) and numbers.notna().all():
+                raise DataError(
+                    f"{where}: column {name!r} holds numbers stored as text (e.g. "
+                    f"{present.iloc[0]!r}) and would enter as {present.nunique()} categories: "
+                    f"convert it with pd.to_numeric (a missing value written as 'NA' or '.' "
+                    f"in a CSV often causes this), or write C({name}) if its values are "
+                    "category codes"
+                )
 
 
 def _describe(exc: Exception) -> str:

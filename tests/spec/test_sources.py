@@ -165,3 +165,18 @@ def test_rows_beyond_the_memory_available_are_refused_before_reading(monkeypatch
         monkeypatch.setattr(sources, "MEMORY_FACTOR", 4 if data is sql else 10**5)
         with pytest.raises(DataError, match=rf"has {rows} rows: its 3 model columns need about"):
             hb.Model(FORMULA, data)
+
+
+def test_a_csv_reads_missing_values_as_pandas_does(regression_data, tmp_path):
+    """'NA', 'NaN' and empty fields are missing values, as for pd.read_csv, not text that
+    would turn a numeric column into categories."""
+    text = regression_data.round(6).astype({"x": object})
+    text.loc[[3, 8], "x"] = "NA"
+    text.loc[11, "x"] = ""
+    text.loc[12, "x"] = "NaN"
+    text.to_csv(tmp_path / "na.csv", index=False)
+    with pytest.raises(DataError, match=r"'x' has missing values .* 4 rows \(3, 8, 11, 12\)"):
+        hb.Model(FORMULA, tmp_path / "na.csv")
+    expected = pd.read_csv(tmp_path / "na.csv")
+    read = to_pandas(tmp_path / "na.csv")
+    pd.testing.assert_frame_equal(read, expected, check_dtype=False)

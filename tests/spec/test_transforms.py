@@ -169,3 +169,16 @@ def test_load_takes_the_functions_a_formula_needs(data, tmp_path):
         hb.load(path)
     again = hb.load(path, namespace={"double": double})
     np.testing.assert_allclose(again.predict(data.head(3)), fit.predict(data.head(3)))
+
+
+def test_numbers_stored_as_text_are_refused_unless_meant_as_categories(data):
+    """A bare text column of numbers would become one category per value: refused, naming
+    the column and the fix; C(x) keeps it as categories; real text categories are fine."""
+    text = data.assign(x=data["x"].round(2).astype(str))
+    with pytest.raises(hb.DataError, match=r"column 'x' holds numbers stored as text .* C\(x\)"):
+        hb.Model("y ~ x + (1 | g)", text)
+    with pytest.raises(hb.DataError, match="column 'x' holds numbers stored as text"):
+        hb.Model("y ~ z + (1 | g)", text, sigma="~ x")
+    levels = text["x"].nunique()
+    assert len(hb.Model("y ~ C(x) + (1 | g)", text).design.fixed_names) == levels
+    assert hb.Model("y ~ k + (1 | g)", data).design.fixed_names == ("Intercept", "k[b]", "k[c]")
