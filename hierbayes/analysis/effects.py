@@ -25,6 +25,7 @@ import pandas as pd
 from hierbayes.analysis.predict import predict
 from hierbayes.core.intervals import hdi
 from hierbayes.errors import SpecError
+from hierbayes.spec.columns import is_numeric
 from hierbayes.spec.design import Design
 from hierbayes.spec.modelspec import ModelSpec
 
@@ -36,7 +37,7 @@ GRID_POINTS = 50
 
 def _reference(values: pd.Series) -> object:
     """A column's reference value: the mean of a numeric one, else its first level."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    if is_numeric(values):
         return float(values.mean())
     return pd.Categorical(values).categories[0]
 
@@ -75,7 +76,7 @@ def effects_grid(
             )
     if x in factor_names:
         raise SpecError(f"x={x!r} is a grouping factor: give it as by= with groups=[...]")
-    numeric = pd.api.types.is_numeric_dtype(data[x]) and not pd.api.types.is_bool_dtype(data[x])
+    numeric = is_numeric(data[x])
     grid = np.linspace(data[x].min(), data[x].max(), points) if numeric else _levels(data[x])
     base = {c: _reference(data[c]) for c in reads if c != x}
     for f in design.factors:  # any seen label: the population line leaves the effects out
@@ -93,7 +94,7 @@ def effects_grid(
         if not groups:
             raise SpecError(f"by={by!r} is a grouping factor: name the groups=[...] to draw")
         values = list(groups)
-    elif pd.api.types.is_numeric_dtype(data[by]) and not pd.api.types.is_bool_dtype(data[by]):
+    elif is_numeric(data[by]):
         m, s = float(data[by].mean()), float(data[by].std())
         values = [m - s, m, m + s]
     else:

@@ -11,9 +11,12 @@ import pandas as pd
 
 from hierbayes.core.ranks import ecdf_band, ecdf_difference, ecdf_pvalues
 from hierbayes.errors import SpecError
+from hierbayes.spec.columns import is_numeric
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from hierbayes.spec.families import Family
 
 __all__ = [
     "POOLING_ORDERS",
@@ -23,6 +26,7 @@ __all__ = [
     "plot_pooling",
     "plot_ppc",
     "plot_sbc",
+    "ppc_view",
 ]
 
 
@@ -246,6 +250,21 @@ def plot_sbc(
 PPC_VIEWS = ("density", "bars", "calibration")
 
 
+def ppc_view(family: Family) -> str:
+    """The view of :func:`plot_ppc` that suits ``family``'s response: a calibration plot for
+    0/1, densities for a continuous response, bars for counts and ordinal levels.
+
+    Examples
+    --------
+    >>> from hierbayes.spec import families
+    >>> [ppc_view(families.get(f)) for f in ("bernoulli", "gamma", "poisson", "cumulative")]
+    ['calibration', 'density', 'bars', 'bars']
+    """
+    if family.name == "bernoulli":
+        return "calibration"
+    return "density" if family.support in ("real", "positive", "unit") else "bars"
+
+
 def plot_ppc(
     observed: np.ndarray,
     replicated: np.ndarray,
@@ -373,7 +392,7 @@ def plot_effects(
     [1.0, 2.0]
     """
     fig, ax = plt.subplots(figsize=figsize or (6.0, 4.0))
-    numeric = pd.api.types.is_numeric_dtype(table[x]) and not pd.api.types.is_bool_dtype(table[x])
+    numeric = is_numeric(table[x])
     curves = [(None, table)] if by is None else list(table.groupby(by, sort=False))
     for k, (value, rows) in enumerate(curves):
         color = f"C{k % 10}"

@@ -30,6 +30,7 @@ from hierbayes.posterior.draws import (
     linear_predictor,
     posterior_draws,
 )
+from hierbayes.spec.columns import is_numeric
 from hierbayes.spec.design import (
     Design,
     check_columns,
@@ -48,7 +49,7 @@ NEW_GROUPS = ("population", "error")
 
 def _not_numbers(values: pd.Series) -> np.ndarray:
     """Rows whose value is not a number (text, say): a boolean mask."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    if is_numeric(values):
         return np.zeros(len(values), dtype=bool)
     if pd.api.types.is_bool_dtype(values):
         return np.ones(len(values), dtype=bool)
@@ -64,7 +65,7 @@ def _check_new_data(
     ]
     for column in predictors:
         trained = model_data[column]
-        if pd.api.types.is_numeric_dtype(trained) and not pd.api.types.is_bool_dtype(trained):
+        if is_numeric(trained):
             bad = _not_numbers(data[column])
             if bad.any():
                 raise DataError(

@@ -14,7 +14,7 @@ from hierbayes.analysis import tidy, variance
 from hierbayes.analysis.eb import empirical_bayes as run_eb
 from hierbayes.analysis.eb import unavailable as eb_unavailable
 from hierbayes.analysis.effects import effects as effects_table
-from hierbayes.analysis.plots import plot_effects, plot_ppc
+from hierbayes.analysis.plots import plot_effects, plot_ppc, ppc_view
 from hierbayes.analysis.predict import predict
 from hierbayes.analysis.printout import Summary, lme4_summary
 from hierbayes.analysis.report import PoolingReport, pooling_report
@@ -279,9 +279,7 @@ class Fit:
         replicated = idata.posterior_predictive[design.response].values
         replicated = replicated.reshape(-1, replicated.shape[-1])
         observed = idata.observed_data[design.response].values
-        binary = design.family.name == "bernoulli"
-        continuous = design.family.support in ("real", "positive", "unit")
-        view = "calibration" if binary else "density" if continuous else "bars"
+        view = ppc_view(design.family)
         options: dict = {"response": design.response}
         if group is not None:
             if group not in self.model.data:
@@ -289,7 +287,7 @@ class Fit:
             labels = self.model.data[group].to_numpy()
             largest = list(pd.Series(labels).value_counts().index[:6])
             options |= {"groups": labels, "labels": groups if groups is not None else largest}
-        elif binary:
+        elif view == "calibration":
             mean = self.predict(self.model.data, draws=draws).mean(("chain", "draw"))
             options["predicted"] = mean.values
         return plot_ppc(observed, replicated, view, **options)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import DataError, SpecError, describe_rows
+from hierbayes.spec.columns import is_numeric
 from hierbayes.spec.dpars import DparDesign, build_dpars, parse_dpar
 from hierbayes.spec.families import Family, ordinal_codes
 from hierbayes.spec.formula import Formula
@@ -169,7 +170,7 @@ def _bad_cells(values: pd.Series) -> tuple[np.ndarray, str]:
     bad = values.isna().to_numpy()
     if bad.any():
         return bad, "missing values (NaN/None)"
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    if is_numeric(values):
         raw = values.to_numpy()
         numbers = raw if raw.dtype.kind == "c" else values.to_numpy(dtype=float)
         return ~np.isfinite(numbers), "infinite values"
@@ -199,7 +200,8 @@ def check_columns(data: pd.DataFrame, columns: list[str]) -> None:
         if bad.any():
             raise DataError(
                 f"column {col!r} has {what} in {describe_rows(data.index[bad])}. hierbayes "
-                "never drops rows silently: remove or impute these rows before fitting"
+                "never drops rows silently: remove or impute these rows before fitting, or "
+                "pass dropna=True to drop them with a warning that counts them"
             )
 
 
@@ -245,7 +247,7 @@ def _offsets(
 def _numbers(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
     """A numeric column as floats, or a DataError naming it."""
     values = data[column]
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    if not is_numeric(values):
         raise DataError(f"{what} column {column!r} has dtype {values.dtype}; it needs numbers")
     return values.to_numpy(dtype=float)
 
@@ -270,7 +272,7 @@ def _check_trials(data: pd.DataFrame, trials: str | None, family: Family) -> np.
     if trials is None:
         return None
     values = data[trials]
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    if not is_numeric(values):
         raise DataError(f"trials column {trials!r} has dtype {values.dtype}; it needs integers")
     n = values.to_numpy(dtype=float)
     bad = (n < 1) | (n != np.round(n))

@@ -37,6 +37,7 @@ from scipy.special import expit, gammaln, ndtr
 
 from hierbayes.errors import DataError, SpecError, describe_rows, unknown_name
 from hierbayes.spec import links as L
+from hierbayes.spec.columns import is_numeric
 
 __all__ = [
     "Family",
@@ -70,8 +71,7 @@ _ADVICE = {
 def _numeric(column: str, values: pd.Series, family: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values) and family == "bernoulli":
         return values.to_numpy(dtype=float)
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_complex_dtype(values)
-    if not numeric or pd.api.types.is_bool_dtype(values):
+    if not is_numeric(values) or pd.api.types.is_complex_dtype(values):
         raise DataError(
             f"response column {column!r} has dtype {values.dtype}; the {family} family "
             "needs numbers: convert it with pd.to_numeric or choose another family"
@@ -101,7 +101,7 @@ def ordinal_codes(column: str, values: pd.Series, index: pd.Index) -> tuple[np.n
             )
         codes, levels = values.cat.codes.to_numpy(), tuple(values.cat.categories)
     else:
-        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        numeric = is_numeric(values)
         y = values.to_numpy(dtype=float) if numeric else None
         if y is None or np.any(y != np.round(y)):
             bad = np.ones(len(values), bool) if y is None else y != np.round(y)
