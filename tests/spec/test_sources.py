@@ -180,3 +180,27 @@ def test_a_csv_reads_missing_values_as_pandas_does(regression_data, tmp_path):
     expected = pd.read_csv(tmp_path / "na.csv")
     read = to_pandas(tmp_path / "na.csv")
     pd.testing.assert_frame_equal(read, expected, check_dtype=False)
+
+
+@pytest.mark.slow  # starts a Dask cluster of two worker processes (5-20 s)
+def test_a_dask_frame_is_computed_on_the_active_cluster(regression_data):
+    """With a Client, the model's columns are computed by the cluster's workers (the tasks
+    show in its task stream), and the design is the pandas one; a null names its row."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    reference = hb.Model(FORMULA, regression_data).design
+    frame = dd.from_pandas(regression_data, npartitions=4)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        with get_task_stream(client) as stream:
+            design = hb.Model(FORMULA, frame).design
+        assert {task["worker"] for task in stream.data} <= set(client.scheduler_info()["workers"])
+        assert len(stream.data) >= 4  # a task per partition at least
+        with_null = regression_data.assign(x=regression_data["x"].mask(regression_data.index == 17))
+        nulls = dd.from_pandas(with_null, npartitions=4)
+        with pytest.raises(DataError, match=r"'x' has missing values .* 1 row \(17\)"):
+            hb.Model(FORMULA, nulls)
+    np.testing.assert_allclose(design.X, reference.X, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(design.factors[0].codes, reference.factors[0].codes)
