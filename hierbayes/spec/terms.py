@@ -125,9 +125,10 @@ def evaluate_terms(
 
 
 def _check_numbers_as_text(matrix: Any, data: pd.DataFrame, where: str) -> None:
-    """A text column whose values all read as numbers, named bare in a formula, is refused:
-    it would silently enter as one category per distinct value (a CSV that writes a missing
-    value as ``NA`` or ``.`` gives such columns). ``C(x)`` says that categories are meant."""
+    """A text column of measurements, named bare in a formula, is refused: every value reads
+    as a number and some are not whole (``"2.35"``), so it would silently enter as one
+    category per distinct value. Whole-number text (years, codes: ``"95"``) stays a
+    categorical predictor, as an R factor would; ``C(x)`` says categories are meant."""
     for term in matrix.terms.values():
         for component in getattr(term, "components", []):
             name = getattr(component, "name", None)
@@ -142,10 +143,11 @@ def _check_numbers_as_text(matrix: Any, data: pd.DataFrame, where: str) -> None:
                 continue
             present = values.dropna()
             numbers = pd.to_numeric(present, errors="coerce")
-            if len(present) and numbers.notna().all():
+            if len(present) and numbers.notna().all() and (numbers % 1 != 0).any():
+                example = present[numbers % 1 != 0].iloc[0]
                 raise DataError(
                     f"{where}: column {name!r} holds numbers stored as text (e.g. "
-                    f"{present.iloc[0]!r}) and would enter as {present.nunique()} categories: "
+                    f"{example!r}) and would enter as {present.nunique()} categories: "
                     f"convert it with pd.to_numeric (a missing value written as 'NA' or '.' "
                     f"in a CSV often causes this), or write C({name}) if its values are "
                     "category codes"

@@ -172,8 +172,9 @@ def test_load_takes_the_functions_a_formula_needs(data, tmp_path):
 
 
 def test_numbers_stored_as_text_are_refused_unless_meant_as_categories(data):
-    """A bare text column of numbers would become one category per value: refused, naming
-    the column and the fix; C(x) keeps it as categories; real text categories are fine."""
+    """A bare text column of measurements (not whole numbers) would become one category per
+    value: refused, naming the column and the fix; C(x) keeps it as categories; text
+    categories and whole-number codes such as years are categories, as R factors are."""
     text = data.assign(x=data["x"].round(2).astype(str))
     with pytest.raises(hb.DataError, match=r"column 'x' holds numbers stored as text .* C\(x\)"):
         hb.Model("y ~ x + (1 | g)", text)
@@ -182,3 +183,6 @@ def test_numbers_stored_as_text_are_refused_unless_meant_as_categories(data):
     levels = text["x"].nunique()
     assert len(hb.Model("y ~ C(x) + (1 | g)", text).design.fixed_names) == levels
     assert hb.Model("y ~ k + (1 | g)", data).design.fixed_names == ("Intercept", "k[b]", "k[c]")
+    years = data.assign(year=np.where(data["z"] > 0, "95", "96"))  # whole-number codes
+    names = hb.Model("y ~ year + (1 | g)", years).design.fixed_names
+    assert names == ("Intercept", "year[96]")
