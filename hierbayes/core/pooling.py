@@ -30,6 +30,8 @@ __all__ = [
     "group_crossprod",
     "grouped_irls",
     "grouped_wls",
+    "group_inverse",
+    "wls_from_sums",
     "wls",
     "no_pooling",
     "reliability",
@@ -145,15 +147,41 @@ def grouped_wls(
     >>> fits.coef.ravel().tolist()
     [2.0, 5.0]
     """
-    q = Z.shape[1]
     Zw = Z * w[:, None]
     ztwz = group_crossprod(Zw, Z, codes, J)
     ztwy = group_crossprod(Zw, y[:, None], codes, J)[:, :, 0]
-    counts = np.bincount(codes, minlength=J)
-    valid = counts >= q
+    return wls_from_sums(ztwz, ztwy, np.bincount(codes, minlength=J))
+
+
+def group_inverse(ztwz: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Z_j'W_jZ_j)^-1 (J, q, q) of the groups that can have their own fit, and which those
+    are (J,): at least q rows and a condition number below 1e10 (the others: the identity's
+    inverse, for the caller to mask).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cov, valid = group_inverse(np.array([[[4.0]], [[0.0]]]), np.array([4, 0]))
+    >>> cov.ravel().tolist(), valid.tolist()
+    ([0.25, 1.0], [True, False])
+    """
+    q = ztwz.shape[1]
+    valid = np.asarray(counts) >= q
     valid[valid] = np.linalg.cond(ztwz[valid]) < _COND_MAX
-    safe = np.where(valid[:, None, None], ztwz, np.eye(q))
-    cov = np.linalg.inv(safe)
+    return np.linalg.inv(np.where(valid[:, None, None], ztwz, np.eye(q))), valid
+
+
+def wls_from_sums(ztwz: np.ndarray, ztwy: np.ndarray, counts: np.ndarray) -> GroupFits:
+    """Each group's weighted least squares from its sums Z_j'W_jZ_j (J, q, q) and Z_j'W_jy_j
+    (J, q); groups without their own fit (:func:`group_inverse`) get NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> wls_from_sums(np.array([[[2.0]]]), np.array([[6.0]]), np.array([2])).coef.tolist()
+    [[3.0]]
+    """
+    cov, valid = group_inverse(ztwz, counts)
     coef = np.einsum("jkl,jl->jk", cov, ztwy)
     coef[~valid] = np.nan
     cov[~valid] = np.nan
