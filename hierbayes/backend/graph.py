@@ -82,7 +82,7 @@ def _coords(
     design: Design, parameterization: str | Mapping[str, np.ndarray], shear: Sequence[str] = ()
 ) -> dict:
     index = design.index if design.index.is_unique else np.arange(design.n_obs)
-    coords: dict[str, list] = {"obs": list(index)}
+    coords: dict[str, list] = {} if design.sums is not None else {"obs": list(index)}
     for f in design.factors:
         coords[f.name] = list(f.levels)
         coords[f.term_dim] = list(f.terms)

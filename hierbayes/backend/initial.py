@@ -53,7 +53,7 @@ def jitter_scales(design: Design, sheared: bool = False) -> dict[str, float]:
     >>> jitter_scales(hb.Model("normexam ~ standLRT", df).design)
     {}
     """
-    rms = np.sqrt(np.mean(design.X**2, axis=0))  # build_design refuses data with no rows
+    rms = design.column_rms()
     if not (rms > MAX_RMS).any():
         return {}
     scale = 1.0 / np.maximum(1.0, rms)

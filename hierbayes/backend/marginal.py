@@ -54,6 +54,7 @@ from hierbayes.core.pooling import group_crossprod
 from hierbayes.errors import SpecError
 from hierbayes.spec.design import Design, FactorDesign
 from hierbayes.spec.dpars import DparDesign
+from hierbayes.spec.grouped import GroupSums
 
 __all__ = [
     "GroupStats",
@@ -171,6 +172,8 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
     if factor is None and len(design.factors) != 1:
         raise SpecError("sufficient_stats needs the factor when the model has more than one")
     f = design.factors[0] if factor is None else factor
+    if design.sums is not None:
+        return _from_sums(design.sums)
     w = _row_weights(design)
     y, X, Z, J = design.y_adjusted, design.X, f.Z, f.n_groups  # y - offset
     Zw = Z * w[:, None]
@@ -185,6 +188,23 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
         known_se=design.se is not None,
         log_det_r=float(np.sum(np.log(design.se**2))) if design.se is not None else 0.0,
         by_group=_by_group(y, X, f.codes, J) if design.dpars else None,
+    )
+
+
+def _from_sums(sums: GroupSums) -> GroupStats:
+    """The statistics of a design of per-group sums (:mod:`hierbayes.spec.grouped`)."""
+    x, (z,), y = sums.x_cols, sums.z_cols, (sums.y_col,)
+    total = sums.total
+    return GroupStats(
+        ZtZ=sums.block(z, z),
+        ZtX=sums.block(z, x),
+        Zty=sums.block(z, y)[:, :, 0],
+        XtX=total[np.ix_(x, x)],
+        Xty=total[list(x), sums.y_col],
+        yty=float(total[sums.y_col, sums.y_col]),
+        n_obs=sums.n_obs,
+        known_se=False,
+        log_det_r=0.0,
     )
 
 

@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 
 from hierbayes.core import pooling
 from hierbayes.spec.design import Design
+from hierbayes.spec.grouped import GroupSums
 
 __all__ = ["complete_pooling", "complete_pooling_fit", "no_pooling_glm"]
 
@@ -78,6 +79,15 @@ def _unpack(theta: np.ndarray, template: dict[str, np.ndarray]) -> dict[str, np.
     return out
 
 
+def _least_squares_from_sums(sums: GroupSums) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """OLS of a design of per-group sums: beta = (X'X)^-1 X'y, RSS = y'y - beta'X'y."""
+    total, x, y = sums.total, list(sums.x_cols), sums.y_col
+    coef = np.linalg.solve(total[np.ix_(x, x)], total[x, y]) if x else np.zeros(0)
+    rss = max(float(total[y, y] - coef @ total[x, y]), 0.0)
+    dof = max(sums.n_obs - len(x), 1)
+    return coef, {"sigma": np.array(np.sqrt(rss / dof))}
+
+
 def complete_pooling_fit(design: Design) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One fit to all the data: (coefficients of X, auxiliary parameters at their MLE).
 
@@ -96,6 +106,8 @@ def complete_pooling_fit(design: Design) -> tuple[np.ndarray, dict[str, np.ndarr
     ([0.5, 0.3], 2.1)
     """
     p, n = len(design.fixed_names), design.n_obs
+    if design.sums is not None:  # least squares from X'X, X'y and y'y
+        return _least_squares_from_sums(design.sums)
     w_obs = np.ones(n) if design.weights is None else design.weights
     fam = design.family
     if fam.link == "identity":

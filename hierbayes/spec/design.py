@@ -23,6 +23,7 @@ from hierbayes.spec.columns import is_numeric
 from hierbayes.spec.dpars import DparDesign, build_dpars, parse_dpar
 from hierbayes.spec.families import Family, ordinal_codes
 from hierbayes.spec.formula import Formula
+from hierbayes.spec.grouped import GroupSums
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import Namespace, check_safe, resolve
 from hierbayes.spec.terms import (
@@ -87,10 +88,39 @@ class Design:
     response_levels: tuple | None = None
     fixed_columns: np.ndarray | None = None
     dpars: tuple[DparDesign, ...] = ()
+    sums: GroupSums | None = None
 
     @property
     def n_obs(self) -> int:
-        return len(self.y)
+        return len(self.y) if self.sums is None else self.sums.n_obs
+
+    def require_rows(self, what: str) -> None:
+        """Refuse ``what`` for a design made of per-group sums (no rows), saying what to do."""
+        if self.sums is not None:
+            raise SpecError(
+                f"{what} needs the data's rows, and this model holds per-group sums of its "
+                f"{self.n_obs:,} rows (computed in the engine that holds them). Fit it from "
+                "rows to get this: pass reduce=False, or a pandas frame (a sample of the rows "
+                "if they do not fit in memory)"
+            )
+
+    def response_mean(self) -> float:
+        """Mean of the response on the link scale (of y / trials for the binomial)."""
+        if self.sums is not None:
+            return self.sums.mean(self.sums.y_col)
+        return float(np.mean(self.y_link if self.trials is None else self.y / self.trials))
+
+    def column_sd(self, k: int) -> float:
+        """Standard deviation (ddof 1) of population-level column ``k``."""
+        if self.sums is not None:
+            return self.sums.sd(self.sums.x_cols[k])
+        return float(np.std(self.X[:, k], ddof=1))
+
+    def column_rms(self) -> np.ndarray:
+        """Root mean square of each population-level column, (p,)."""
+        if self.sums is not None:
+            return np.array([self.sums.rms(c) for c in self.sums.x_cols])
+        return np.sqrt(np.mean(self.X**2, axis=0))
 
     @property
     def y_adjusted(self) -> np.ndarray:
@@ -137,7 +167,10 @@ class Design:
         if self.family.link != "identity":
             return 1.0
         with np.errstate(over="ignore", invalid="ignore"):
-            sd = float(np.std(self.y_link, ddof=1)) if self.n_obs > 1 else 0.0
+            if self.sums is not None:
+                sd = self.sums.sd(self.sums.y_col)
+            else:
+                sd = float(np.std(self.y_link, ddof=1)) if self.n_obs > 1 else 0.0
         if not np.isfinite(sd):
             raise DataError(
                 f"response column {self.response!r} holds values too large to compute with "

@@ -146,11 +146,11 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
     out: dict[str, P.Prior] = {}
     for k, name in enumerate(design.fixed_names):
         if name == "Intercept":
-            mean = np.mean(design.y_link if design.trials is None else design.y / design.trials)
-            centre = design.family.link_value(float(mean)) - float(np.mean(design.eta_offset))
+            mean = design.response_mean()
+            centre = design.family.link_value(mean) - float(np.mean(design.eta_offset))
             out[name] = P.Normal(_sig(centre), _sig(2.5 * s))
         else:
-            out[name] = P.Normal(0.0, _sig(2.5 * s / float(np.std(design.X[:, k], ddof=1))))
+            out[name] = P.Normal(0.0, _sig(2.5 * s / design.column_sd(k)))
     for f in design.factors:
         out[f"sd_{f.name}"] = P.HalfStudentT(3.0, _sig(s))
         if f.correlated:

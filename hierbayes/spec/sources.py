@@ -14,8 +14,9 @@
 The model is then built from those columns as a pandas frame, one row per observation,
 labelled 0..N-1 in the engine's order, so that an error names rows by their position. The
 rows are counted in the engine first, and rows too many for the memory available are
-refused before they are read (:func:`check_fits_in_memory`). The rows are collected into
-memory: a marginal Gaussian model's per-group statistics are not yet computed in the engine.
+refused before they are read (:func:`check_fits_in_memory`). A one-factor Gaussian model
+reads no rows at all: its per-group sums are computed in the engine
+(:mod:`hierbayes.spec.reduce`).
 
 Examples
 --------
@@ -39,7 +40,17 @@ import pandas as pd
 
 from hierbayes.errors import DataError
 
-__all__ = ["FORMATS", "available_memory", "check_fits_in_memory", "column_names", "to_pandas"]
+__all__ = [
+    "FORMATS",
+    "available_memory",
+    "check_fits_in_memory",
+    "column_names",
+    "describe_source",
+    "is_dask",
+    "open_frame",
+    "open_source",
+    "to_pandas",
+]
 
 #: file suffix -> the DuckDB reader of that format
 FORMATS = {
@@ -114,7 +125,7 @@ def _relation(data: str | os.PathLike) -> Any:
         raise DataError(f"{what} cannot be read by DuckDB: {exc}") from None
 
 
-def _frame(data: Any) -> Any:
+def open_frame(data: Any) -> Any:
     """``data`` as a narwhals DataFrame or LazyFrame, or a DataError saying what is accepted."""
     import narwhals.stable.v2 as nw
 
@@ -139,12 +150,15 @@ def available_memory() -> int | None:
         return None
 
 
-def check_fits_in_memory(rows: int, columns: int, what: str, available: int | None = None) -> None:
+def check_fits_in_memory(
+    rows: int, columns: int, what: str, available: int | None = None, why: str | None = None
+) -> None:
     """Refuse, before reading them, rows that cannot be held in memory with their design.
 
     The estimate is ``MEMORY_FACTOR x 8 bytes`` per cell: the collected columns, the
     design's arrays and the model's working copies. Refused when it exceeds the memory
-    available (``available``, by default the system's); the error gives the number of rows.
+    available (``available``, by default the system's); the error gives the number of rows
+    and ``why`` the model's rows are read at all (why it does not reduce to per-group sums).
 
     Examples
     --------
@@ -162,12 +176,12 @@ def check_fits_in_memory(rows: int, columns: int, what: str, available: int | No
         f"data {what} has {rows:,} rows: its {columns} model columns need about "
         f"{need / 2**30:.1f} GiB in memory with the design, and {available / 2**30:.1f} GiB "
         "is available. Read fewer rows in the engine (a SQL WHERE, a sample, or group-level "
-        "aggregates) or use a machine with more memory; the model's statistics are not yet "
-        "computed inside the engine"
+        "aggregates) or use a machine with more memory"
+        + (f". The rows are read because {why}" if why else "")
     )
 
 
-def _is_dask(data: Any) -> bool:
+def is_dask(data: Any) -> bool:
     """A Dask DataFrame: computed by Dask itself (narwhals' Dask support is leaving it)."""
     return type(data).__module__.startswith("dask") and hasattr(data, "compute")
 
@@ -180,17 +194,42 @@ def column_names(data: Any) -> list[str]:
     >>> column_names(pd.DataFrame({"y": [1.0], "g": ["a"]}))
     ['y', 'g']
     """
-    if isinstance(data, pd.DataFrame) or _is_dask(data):
+    if isinstance(data, pd.DataFrame) or is_dask(data):
         return [str(c) for c in data.columns]
-    return list(_frame(data).collect_schema().names())
+    return list(open_frame(data).collect_schema().names())
 
 
-def to_pandas(data: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def describe_source(data: Any) -> str:
+    """How errors name ``data``: a path or SQL text quoted, else its type's name.
+
+    Examples
+    --------
+    >>> describe_source("visits/*.parquet"), describe_source(pd.DataFrame())
+    ("'visits/*.parquet'", 'DataFrame')
+    """
+    return repr(str(data)) if isinstance(data, str | os.PathLike) else type(data).__name__
+
+
+def open_source(data: Any) -> Any:
+    """``data`` opened once for the calls that follow: a path, glob or SQL text becomes its
+    narwhals frame (a DuckDB relation); any other input is returned as it is."""
+    return open_frame(data) if isinstance(data, str | os.PathLike) else data
+
+
+def to_pandas(
+    data: Any,
+    columns: Sequence[str] | None = None,
+    *,
+    what: str | None = None,
+    why: str | None = None,
+) -> pd.DataFrame:
     """``data`` (module docstring) as a pandas frame of ``columns`` (all without them).
 
     A pandas frame is returned as it is. Any other input is read in its engine, ``columns``
     only (present in :func:`column_names`: the caller checks), and collected with a 0..N-1
-    index. No rows is a DataError.
+    index, and named ``what`` in errors (:func:`describe_source`). No rows is a DataError;
+    so are more rows than memory holds, with ``why`` they
+    are read (:func:`check_fits_in_memory`).
 
     Examples
     --------
@@ -201,20 +240,20 @@ def to_pandas(data: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """
     if isinstance(data, pd.DataFrame):
         return data
-    what = type(data).__name__ if not isinstance(data, str | os.PathLike) else repr(str(data))
-    if _is_dask(data):
+    what = describe_source(data) if what is None else what
+    if is_dask(data):
         selected = data if columns is None else data[list(columns)]
-        check_fits_in_memory(int(selected.shape[0].compute()), len(selected.columns), what)
+        check_fits_in_memory(int(selected.shape[0].compute()), len(selected.columns), what, why=why)
         out = selected.compute()
     else:
         import narwhals.stable.v2 as nw
 
-        frame = _frame(data)
+        frame = open_frame(data)
         if columns is not None:
             frame = frame.select(list(columns))
         rows = frame.select(nw.len())
         rows = rows.collect() if hasattr(rows, "collect") else rows
-        check_fits_in_memory(int(rows.item()), len(frame.collect_schema()), what)
+        check_fits_in_memory(int(rows.item()), len(frame.collect_schema()), what, why=why)
         if hasattr(frame, "collect"):
             frame = frame.collect()
         out = frame.to_pandas()

@@ -59,6 +59,9 @@ class FactorDesign:
         comes before it in the formula (crossed designs); see :func:`build_factors`.
     level2 : ndarray of bool, shape (p,)
         All population columns that are level-2 for this factor, owned or not.
+    sizes : ndarray, shape (J,), optional
+        Observations per group, for a design of per-group sums (whose ``codes`` and ``Z``
+        have no rows: :mod:`hierbayes.spec.reduce`).
     """
 
     name: str
@@ -72,6 +75,7 @@ class FactorDesign:
     level2: np.ndarray
     columns: tuple[str, ...] = ()
     matrices: tuple[Any, ...] = ()
+    sizes: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -80,6 +84,8 @@ class FactorDesign:
     @property
     def counts(self) -> np.ndarray:
         """Observations per group."""
+        if self.sizes is not None:
+            return np.round(self.sizes).astype(np.int64)
         return np.bincount(self.codes, minlength=self.n_groups)
 
     @property

@@ -54,9 +54,11 @@ def inputs(df: pd.DataFrame, root) -> dict[str, object]:
 
 
 def test_every_input_gives_the_pandas_design(regression_data, files):
+    """Read as rows (reduce=False; by default this model reduces to per-group sums, which
+    tests/spec/test_reduce.py compares)."""
     reference = hb.Model(FORMULA, regression_data).design
     for name, data in inputs(regression_data, files).items():
-        model = hb.Model(FORMULA, data)
+        model = hb.Model(FORMULA, data, reduce=False)
         design = model.design
         assert list(model.data.columns) == ["y", "x", "g"], name  # the model's columns only
         np.testing.assert_allclose(design.y, reference.y, rtol=0, atol=1e-10, err_msg=name)
@@ -156,15 +158,18 @@ def test_the_users_frames_are_not_changed(regression_data, files):
 
 
 def test_rows_beyond_the_memory_available_are_refused_before_reading(monkeypatch):
-    """Counted in the engine (DuckDB, polars, Dask alike), refused with the number of rows."""
+    """Counted in the engine (DuckDB, polars, Dask alike), refused with the number of rows
+    and why they are read (this formula's exp(x) does not reduce to per-group sums)."""
     monkeypatch.setattr(sources, "available_memory", lambda: 2**20)  # 1 MiB
     sql = "SELECT random() AS y, random() AS x, (range % 100)::VARCHAR AS g FROM range(100000)"
     small = pd.DataFrame({"y": [1.0, 2.0], "x": [0.0, 1.0], "g": ["a", "b"]})
     for data in (sql, pl.from_pandas(small).lazy(), dd.from_pandas(small, npartitions=1)):
         rows = "100,000" if data is sql else "2"
         monkeypatch.setattr(sources, "MEMORY_FACTOR", 4 if data is sql else 10**5)
-        with pytest.raises(DataError, match=rf"has {rows} rows: its 3 model columns need about"):
-            hb.Model(FORMULA, data)
+        with pytest.raises(
+            DataError, match=rf"has {rows} rows: its 3 model columns need about.* np.exp\(x\)"
+        ):
+            hb.Model("y ~ np.exp(x) + (1 | g)", data)
 
 
 def test_a_csv_reads_missing_values_as_pandas_does(regression_data, tmp_path):
@@ -195,12 +200,12 @@ def test_a_dask_frame_is_computed_on_the_active_cluster(regression_data):
         Client(cluster) as client,
     ):
         with get_task_stream(client) as stream:
-            design = hb.Model(FORMULA, frame).design
+            design = hb.Model(FORMULA, frame, reduce=False).design
         assert {task["worker"] for task in stream.data} <= set(client.scheduler_info()["workers"])
         assert len(stream.data) >= 4  # a task per partition at least
         with_null = regression_data.assign(x=regression_data["x"].mask(regression_data.index == 17))
         nulls = dd.from_pandas(with_null, npartitions=4)
         with pytest.raises(DataError, match=r"'x' has missing values .* 1 row \(17\)"):
-            hb.Model(FORMULA, nulls)
+            hb.Model(FORMULA, nulls, reduce=False)
     np.testing.assert_allclose(design.X, reference.X, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(design.factors[0].codes, reference.factors[0].codes)
