@@ -61,12 +61,15 @@ def test_readme_python_example_runs():
 
 
 def test_readme_engine_example_runs():
-    """The second python block: a DuckDB relation as the data."""
+    """The second python block: a DuckDB relation as the data, reduced to per-group sums in
+    DuckDB by default, and read as rows on request."""
     block = re.findall(r"```python\n(.*?)```", README, flags=re.S)[1]
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
-    exam = namespace["exam"]
-    assert namespace["model"].design.n_obs == (exam["sex"] == "F").sum() == 2436
+    exam, model, rows = namespace["exam"], namespace["model"], namespace["rows"]
+    assert model.design.n_obs == (exam["sex"] == "F").sum() == 2436
+    assert model.data is None and model.design.sums.n.sum() == 2436
+    assert list(rows.data.columns) == ["normexam", "standLRT", "school"]
 
 
 def quickstart_commands():

@@ -12,6 +12,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == [
         "beyond_gaussian.ipynb",
+        "big_data.ipynb",
         "eight_schools.ipynb",
         "exam_multilevel.ipynb",
         "why_partial_pooling.ipynb",
@@ -20,7 +21,7 @@ def test_there_are_notebooks():
 
 #: Run in the default tier; the others (each 30-55 s from an empty compile cache) in the slow
 #: tier, which CI runs too.
-DEFAULT_TIER = ("eight_schools.ipynb",)
+DEFAULT_TIER = ("eight_schools.ipynb", "big_data.ipynb")
 
 
 @pytest.mark.parametrize(
@@ -33,6 +34,8 @@ def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("HIERBAYES_DRAWS", "100")
     monkeypatch.setenv("HIERBAYES_TUNE", "100")
     monkeypatch.setenv("HIERBAYES_CHAINS", "2")
+    monkeypatch.setenv("HIERBAYES_ROWS", "200000")  # big_data.ipynb: 2 x 10^5 rows, not 10^7
+    monkeypatch.setenv("HIERBAYES_GROUPS", "500")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from hierbayes.core.pooling import group_crossprod, grouped_wls, wls
+from hierbayes.core.pooling import group_crossprod, wls, wls_from_sums
+from hierbayes.core.sums import reml_sums
 from hierbayes.errors import DataError, SpecError
 from hierbayes.spec.design import Design, FactorDesign
 
@@ -319,17 +320,17 @@ def _fit_reml(design: Design, f: FactorDesign):
 
 
 def _gls_cov(
-    X: np.ndarray, ZtX: np.ndarray, ZtZ: np.ndarray, T: np.ndarray, sigma2: float
+    XtX: np.ndarray, ZtX: np.ndarray, ZtZ: np.ndarray, T: np.ndarray, sigma2: float
 ) -> np.ndarray:
     """Var(gamma_hat) = sigma^2 (X' M^-1 X)^-1 with M_j = I + Z_j Psi Z_j', Psi = T / sigma^2.
 
     By Woodbury, X_j' M_j^-1 X_j = X_j'X_j - (Z_j'X_j)' Psi (I + Z_j'Z_j Psi)^-1 (Z_j'X_j).
     """
-    if not X.shape[1]:
+    if not XtX.shape[1]:
         return np.empty((0, 0))
     psi = T / sigma2
     inner = psi @ np.linalg.inv(np.eye(T.shape[0]) + ZtZ @ psi)  # (J, q, q)
-    XtMX = X.T @ X - np.einsum("jka,jkl,jlb->ab", ZtX, inner, ZtX)
+    XtMX = XtX - np.einsum("jka,jkl,jlb->ab", ZtX, inner, ZtX)
     return sigma2 * np.linalg.inv(XtMX)
 
 
@@ -368,22 +369,47 @@ def _small_groups_note(f: FactorDesign, small: np.ndarray) -> str:
     )
 
 
-def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
+def _group_sums(design: Design, f: FactorDesign) -> tuple[np.ndarray, ...]:
+    """X'X (p, p) and per group Z_j'Z_j (J, q, q), Z_j'X_j (J, q, p), Z_j'y_j (J, q): from
+    the rows, or read from a design of per-group sums."""
+    sums = design.sums
+    if sums is not None:
+        x, (z,) = list(sums.x_cols), sums.z_cols
+        XtX = sums.total[np.ix_(x, x)]
+        return XtX, sums.block(z, z), sums.block(z, x), sums.block(z, (sums.y_col,))[:, :, 0]
     y, X, Z, codes, J = design.y_adjusted, design.X, f.Z, f.codes, f.n_groups
-    n = X.shape[0]
-    q = Z.shape[1]
+    ZtZ, ZtX = group_crossprod(Z, Z, codes, J), group_crossprod(Z, X, codes, J)
+    return X.T @ X, ZtZ, ZtX, group_crossprod(Z, y[:, None], codes, J)[:, :, 0]
+
+
+def _reml_estimates(design: Design, f: FactorDesign) -> tuple:
+    """(gamma, T, sigma^2, REML log-likelihood, method, notes): statsmodels' MixedLM on the
+    rows, or :func:`hierbayes.core.sums.reml_sums` on a design of per-group sums."""
+    sums = design.sums
+    if sums is not None:
+        fit = reml_sums(sums.gram, sums.n, sums.x_cols, sums.z_cols[0], sums.y_col, f.blocks)
+        notes = [] if fit.converged else ["REML (L-BFGS-B): the search did not converge"]
+        method = "REML from per-group sums, L-BFGS-B"
+        return fit.beta, fit.T, fit.sigma**2, fit.reml_loglik, method, notes
     result, method, notes = _fit_reml(design, f)
-    gamma = np.asarray(result.fe_params, dtype=float)
+    q = len(f.terms)
     T = np.asarray(result.cov_re, dtype=float).reshape(q, q)
-    sigma2 = float(result.scale)
+    gamma = np.asarray(result.fe_params, dtype=float)
+    method = f"REML (statsmodels MixedLM, {method})"
+    return gamma, T, float(result.scale), float(result.llf), method, notes
+
+
+def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
+    q = len(f.terms)
+    gamma, T, sigma2, loglik, method, notes = _reml_estimates(design, f)
     same_block = np.zeros((q, q), dtype=bool)
     for block in f.blocks:
         same_block[np.ix_(block, block)] = True
     T = np.where(same_block, (T + T.T) / 2, 0.0)
 
     eye = np.eye(q)
-    ZtZ = group_crossprod(Z, Z, codes, J)
-    fixed_cov = _gls_cov(X, group_crossprod(Z, X, codes, J), ZtZ, T, sigma2)
+    XtX, ZtZ, ZtX, Zty = _group_sums(design, f)
+    fixed_cov = _gls_cov(XtX, ZtX, ZtZ, T, sigma2)
 
     # The level-2 model: b_j is centred on m_j = W_j gamma (level-2 columns only).
     level2 = f.level2
@@ -391,10 +417,9 @@ def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
     m = W2 @ gamma[level2]  # (J, q)
     var_g2 = fixed_cov[np.ix_(level2, level2)]
     common = ~level2
-    y_adj = y - X[:, common] @ gamma[common]
 
-    # Groups with their own fit: Raudenbush & Bryk's form.
-    fits = grouped_wls(Z, y_adj, np.ones(n), codes, J)
+    # Groups with their own fit (of y - X_common gamma_common): Raudenbush & Bryk's form.
+    fits = wls_from_sums(ZtZ, Zty - ZtX[:, :, common] @ gamma[common], f.counts)
     valid = fits.valid
     V = sigma2 * np.where(valid[:, None, None], fits.cov, eye)
     Lam = np.where(valid[:, None, None], T @ np.linalg.inv(T + V), 0.0)
@@ -405,8 +430,7 @@ def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
     # The rest: the BLUP form, from sums only (no (Z_j'Z_j)^-1, no T^-1).
     small = ~valid
     if small.any():
-        resid = y - X @ gamma
-        Zte = group_crossprod(Z, resid[:, None], codes, J)[:, :, 0]
+        Zte = Zty - ZtX @ gamma  # Z_j'(y_j - X_j gamma)
         G = T @ np.linalg.inv(ZtZ[small] @ T + sigma2 * eye)
         eb[small] = m[small] + np.einsum("jkl,jl->jk", G, Zte[small])
         Lam[small] = G @ ZtZ[small]
@@ -431,8 +455,8 @@ def _reml(design: Design, f: FactorDesign) -> EmpiricalBayes:
         sigma2=sigma2,
         table=table,
         notes=tuple(notes),
-        method=f"REML (statsmodels MixedLM, {method})",
-        loglik=float(result.llf),
-        n_obs=n,
+        method=method,
+        loglik=loglik,
+        n_obs=design.n_obs,
         fixed_cov=pd.DataFrame(fixed_cov, index=names, columns=names),
     )

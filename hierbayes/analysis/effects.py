@@ -137,6 +137,7 @@ def effects(
     --------
     >>> fit.effects("standLRT").head(2)  # doctest: +SKIP
     """
+    design.require_rows("fit.effects")
     grid = effects_grid(data, design, spec, x, by, groups, points)
     factor = by is not None and by in {f.name for f in design.factors}
     options = {"group_effects": factor, "draws": draws, "random_seed": random_seed}

@@ -57,15 +57,18 @@ def _not_numbers(values: pd.Series) -> np.ndarray:
 
 
 def _check_new_data(
-    model_data: pd.DataFrame, design: Design, spec: ModelSpec, data: pd.DataFrame, kind: str
+    model_data: pd.DataFrame | None, design: Design, spec: ModelSpec, data: pd.DataFrame, kind: str
 ) -> None:
     """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
     predictors = [
         c for c in design.columns if c not in (design.response, spec.se, spec.trials, spec.weights)
     ]
     for column in predictors:
-        trained = model_data[column]
-        if is_numeric(trained):
+        if model_data is None:  # per-group sums: every column in them is numeric
+            numeric = design.sums is not None and column in design.sums.names
+        else:
+            numeric = is_numeric(model_data[column])
+        if numeric:
             bad = _not_numbers(data[column])
             if bad.any():
                 raise DataError(

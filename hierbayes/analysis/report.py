@@ -17,6 +17,7 @@ import xarray as xr
 from hierbayes.analysis.eb import EmpiricalBayes
 from hierbayes.analysis.plots import plot_pooling
 from hierbayes.core import pooling
+from hierbayes.core.sums import no_pooling_sums
 from hierbayes.errors import SpecError
 from hierbayes.posterior.draws import RowDraws, posterior_draws
 from hierbayes.spec.baselines import complete_pooling_fit, no_pooling_glm
@@ -51,7 +52,14 @@ def _factor_table(
     gamma, aux = pooled
     level1 = ~f.level2  # population columns with one common coefficient
     identity = design.family.link == "identity"
-    if identity and design.weights is None:
+    if design.sums is not None:  # each group's least squares from its sums
+        sums = design.sums
+        common = [c for c, level in zip(sums.x_cols, level1, strict=True) if level]
+        coef, cov, valid, group_se, _ = no_pooling_sums(
+            sums.gram, sums.n, sums.z_cols[0], sums.y_col, common
+        )
+        fits = pooling.GroupFits(coef=coef, cov=cov, valid=valid)
+    elif identity and design.weights is None:
         fits, group_se, _ = pooling.no_pooling(
             design.y_adjusted,
             f.Z,

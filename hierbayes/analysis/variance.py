@@ -70,8 +70,12 @@ def _icc_unavailable(design: Design) -> str | None:
 def _variance_components(design: Design, idata: az.InferenceData) -> dict[str, np.ndarray]:
     """V_f per draw for each grouping factor, (S,) each."""
     out = {}
-    for f in design.factors:
-        Zbar = f.Z.T @ f.Z / len(f.Z)  # (q, q)
+    for i, f in enumerate(design.factors):
+        if design.sums is not None:  # per-group sums: Z'Z over all rows
+            z = design.sums.z_cols[i]
+            Zbar = design.sums.total[np.ix_(z, z)] / design.n_obs
+        else:
+            Zbar = f.Z.T @ f.Z / len(f.Z)  # (q, q)
         out[f.name] = np.einsum("sab,ba->s", group_covariance(idata, f), Zbar)
     return out
 
@@ -150,6 +154,7 @@ def r2_draws(design: Design, idata: az.InferenceData) -> dict[str, np.ndarray]:
     reason = _r2_unavailable(design)
     if reason is not None:
         raise SpecError(f"no R² for this model: {reason}")
+    design.require_rows("Bayesian R²")
     y = design.y / design.trials if design.trials is not None else design.y
     beta = fixed_draws(idata, design)
     aux = {k: v[:] if isinstance(v, RowDraws) else v for k, v in aux_draws(idata, design).items()}

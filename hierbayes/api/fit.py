@@ -78,7 +78,8 @@ class Fit:
             )
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the fit, its model spec and its data to a netCDF file (atomically).
+        """Write the fit, its model spec and its data to a netCDF file (atomically); a model of
+        per-group sums stores those sums, not rows.
 
         :func:`hierbayes.load` reads it back, ready to report, predict and compare without
         refitting. An existing file is replaced only with ``overwrite=True``.
@@ -99,10 +100,12 @@ class Fit:
 
         The CLI writes its ``posterior.nc`` with it, among files written together.
         """
-        columns = list(self.model.design.columns)
-        write_fit(
-            Path(path), self.idata, self.model.spec, self.model.data[columns], self.target_accept
-        )
+        design = self.model.design
+        if design.sums is not None:  # no rows: the per-group sums
+            kind, data = "group sums", design.sums.table
+        else:
+            kind, data = "rows", self.model.data[list(design.columns)]
+        write_fit(Path(path), self.idata, self.model.spec, data, self.target_accept, kind)
 
     def pooling(self, hdi_prob: float = 0.94, empirical_bayes: bool = True) -> PoolingReport:
         """No pooling vs complete pooling vs empirical Bayes vs full Bayes, per group and term.
@@ -241,6 +244,7 @@ class Fit:
         >>> az.plot_ppc(idata)  # doctest: +SKIP
         """
         model = self.model
+        model.design.require_rows("the posterior predictive of the fitted rows")
         replicated = self.predict(model.data, kind="response", random_seed=random_seed, draws=draws)
         observed = self.idata.observed_data[model.design.response]
         replicated = replicated.assign_coords(obs=observed["obs"].values)

@@ -10,6 +10,7 @@ from hierbayes.api.fit import Fit
 from hierbayes.api.model import Model
 from hierbayes.errors import FileFormatError
 from hierbayes.posterior.storage import read_fit
+from hierbayes.spec.reduce import GroupTable
 
 __all__ = ["load"]
 
@@ -37,7 +38,8 @@ def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fi
     >>> fit.pooling().table  # doctest: +SKIP
     """
     stored = read_fit(path)
-    model = Model.from_spec(stored.spec, stored.data, namespace=namespace)
+    data = GroupTable(stored.data) if stored.kind == "group sums" else stored.data
+    model = Model.from_spec(stored.spec, data, namespace=namespace)
     post = stored.idata.posterior
     for f in model.design.factors:  # the posterior's group effects are stored by position
         labels = [str(v) for v in post[f.name].values] if f.name in post.coords else None

@@ -25,6 +25,8 @@ from hierbayes.errors import DataWarning, SamplingError, SpecError
 from hierbayes.posterior.complete import (
     LOG_LIKELIHOOD_MAX_CELLS,
     add_group_effects,
+    group_log_likelihood,
+    group_observations,
     pointwise_log_likelihood,
 )
 from hierbayes.spec import families
@@ -34,7 +36,9 @@ from hierbayes.spec.formula import parse
 from hierbayes.spec.modelspec import ModelSpec, check_design, describe, resolve_priors
 from hierbayes.spec.namespace import Namespace, resolve
 from hierbayes.spec.priors import Prior
-from hierbayes.spec.sources import column_names, to_pandas
+from hierbayes.spec.reduce import GroupTable, check_reducible, reduced_design, unreducible
+from hierbayes.spec.reduce import schema as source_schema
+from hierbayes.spec.sources import column_names, describe_source, open_source, to_pandas
 from hierbayes.spec.specfile import MAX_CHAINS, MAX_ITERATIONS, MAX_SEED
 from hierbayes.version import __version__
 
@@ -206,6 +210,16 @@ class Model:
         With ``dropna=True`` those rows are dropped instead, with a
         :class:`~hierbayes.errors.DataWarning` that counts them per group; their index
         labels are kept in ``model.dropped``.
+    reduce : bool, optional
+        Fit from per-group sums computed where the data live, not from rows
+        (:mod:`hierbayes.spec.reduce`). By default (None) that is done when ``data`` is not a
+        pandas frame and the model reduces: a one-factor gaussian model whose terms are an
+        intercept or numeric columns as they are (``y ~ x + (x | g)``). Its rows are then
+        never read into memory, so they may be more than memory holds. Such a fit has no
+        per-row quantities (the pointwise log-likelihood, the posterior predictive of the
+        fitted rows, ``dropna=True``): :meth:`Fit.logo` compares models group by group
+        instead. ``False`` reads the rows; ``True`` reduces a pandas frame too, or says why
+        the model does not reduce.
     namespace : dict or "safe", optional
         Where the formula's function and variable names that are not data columns resolve.
         By default in the caller's namespace, as formulae's ``env`` does (so your own
@@ -249,6 +263,7 @@ class Model:
         sigma: str | None = None,
         phi: str | None = None,
         alpha: str | None = None,
+        reduce: bool | None = None,
     ) -> None:
         dpars = {k: v for k, v in (("sigma", sigma), ("phi", phi), ("alpha", alpha)) if v}
         self.spec = ModelSpec(
@@ -268,23 +283,37 @@ class Model:
         self.dropped = pd.Index([])
         self.family = families.get(family, link)
         extra = [se, trials, offset, weights]
-        if not isinstance(data, pd.DataFrame):  # another engine: read the model's columns
-            schema = pd.DataFrame(columns=column_names(data))
-            data = to_pandas(data, self._used_columns(schema, extra))
-        if dropna:
-            data = self._drop_incomplete(data, extra)
-        self.data = data
-        self.design: Design = build_design(
-            self.formula,
-            data,
-            se=se,
-            family=self.family,
-            trials=trials,
-            namespace=self.namespace,
-            offset=offset,
-            weights=weights,
-            dpars=dpars,
-        )
+        what = describe_source(data)
+        data = open_source(data)  # a path or SQL: opened once, for every read below
+        options = dict(se=se, trials=trials, offset=offset, weights=weights, **dpars)
+        why = unreducible(self.formula, self.family, **options)
+        engine = not isinstance(data, pd.DataFrame | GroupTable)
+        if why is None and engine:
+            why = unreducible(self.formula, self.family, source_schema(data), **options)
+        if reduce is None:
+            reduce = isinstance(data, GroupTable) or (why is None and engine and not dropna)
+        if reduce:
+            check_reducible(why, dropna, self.spec.parameterization)
+            self.data: pd.DataFrame | None = None
+            self.design: Design = reduced_design(self.formula, data, self.family, what=what)
+        else:
+            if not isinstance(data, pd.DataFrame):  # another engine: read the model's columns
+                schema = pd.DataFrame(columns=column_names(data))
+                data = to_pandas(data, self._used_columns(schema, extra), what=what, why=why)
+            if dropna:
+                data = self._drop_incomplete(data, extra)
+            self.data = data
+            self.design = build_design(
+                self.formula,
+                data,
+                se=se,
+                family=self.family,
+                trials=trials,
+                namespace=self.namespace,
+                offset=offset,
+                weights=weights,
+                dpars=dpars,
+            )
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
         intercept = self.priors.get("Intercept")
@@ -461,6 +490,12 @@ class Model:
         if self.plan.marginal and d.factors:
             rng = np.random.default_rng([random_seed, 1])  # apart from the sampler's streams
             add_group_effects(d, idata, rng)
+        if d.sums is not None:  # no rows: per group, the sums and the marginal likelihood
+            idata.add_groups(observed_data=group_observations(d))
+            if log_likelihood is not False:
+                idata.add_groups(log_likelihood=group_log_likelihood(d, idata))
+                idata.attrs["log_likelihood_unit"] = f"group of {d.factors[0].name!r}"
+            return
         if "observed_data" not in idata.groups():
             index = d.index if d.index.is_unique else np.arange(d.n_obs)
             y = xr.DataArray(d.y, dims="obs", coords={"obs": index})

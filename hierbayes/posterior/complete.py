@@ -25,6 +25,7 @@ from hierbayes.backend.marginal_multi import (
     nested_stats,
 )
 from hierbayes.core.parallel import run_chunks
+from hierbayes.core.sums import group_loglik_sums
 from hierbayes.posterior.diagnostics import DRAWN_EXACTLY
 from hierbayes.posterior.draws import (
     RowDraws,
@@ -39,6 +40,8 @@ from hierbayes.spec.design import Design, FactorDesign
 __all__ = [
     "LOG_LIKELIHOOD_MAX_CELLS",
     "add_group_effects",
+    "group_log_likelihood",
+    "group_observations",
     "pointwise_log_likelihood",
 ]
 
@@ -165,5 +168,47 @@ def pointwise_log_likelihood(
         values,
         dims=("chain", "draw", "obs"),
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": list(index)},
+    )
+    return xr.Dataset({design.response: da})
+
+
+def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
+    """The ``log_likelihood`` group of a design of per-group sums: log p(y_j | beta, T, sigma)
+    per draw and group j, with the group's effects integrated out exactly.
+
+    PSIS-LOO over these terms is leave-one-group-out (LOGO): how well the model predicts a
+    whole new group's data, the question a hierarchical model is often asked; its unit is
+    the group, so it compares only with other LOGO fits of the same groups.
+    """
+    sums, (f,) = design.sums, design.factors
+    post = idata.posterior
+    values = group_loglik_sums(
+        sums.gram,
+        sums.n,
+        sums.x_cols,
+        sums.z_cols[0],
+        sums.y_col,
+        fixed_draws(idata, design),
+        _chol(idata, f),
+        posterior_draws(idata, "sigma"),
+    )
+    da = xr.DataArray(
+        _reshape(post, values),
+        dims=("chain", "draw", f.name),
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, f.name: list(f.levels)},
+    )
+    return xr.Dataset({design.response: da})
+
+
+def group_observations(design: Design) -> xr.Dataset:
+    """The ``observed_data`` group of a design of per-group sums: each group's count, sum
+    and sum of squares of the response (what two fits of the same data share)."""
+    sums, (f,) = design.sums, design.factors
+    y = sums.y_col
+    values = np.stack([sums.n, sums.gram[:, 0, y], sums.gram[:, y, y]], axis=1)
+    da = xr.DataArray(
+        values,
+        dims=(f.name, "statistic"),
+        coords={f.name: list(f.levels), "statistic": ["n", "sum", "sum_of_squares"]},
     )
     return xr.Dataset({design.response: da})

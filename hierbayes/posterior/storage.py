@@ -1,7 +1,8 @@
 """Save a fit to netCDF and load it back, with its model, without refitting.
 
 The file is the fit's InferenceData (``arviz.to_netcdf``) plus, in the standard
-``constant_data`` group, the data columns the model uses (one row per observation; a
+``constant_data`` group, the data columns the model uses (one row per observation, or for a
+model of per-group sums, those sums, one row per group; a
 categorical column as text, with its categories and their order in the column's attributes,
 so that group levels and ordinal levels come back in their order), and in the file's
 attributes the model spec as JSON, a SHA-256 hash of those data, the sampler
@@ -38,6 +39,8 @@ from hierbayes.spec.modelspec import ModelSpec
 __all__ = ["StoredFit", "read_fit", "write_fit", "data_hash", "atomic_write", "atomic_write_all"]
 
 FORMAT = "hierbayes-fit/1"
+#: what ``constant_data`` holds: the model's columns, or its per-group sums
+DATA_KINDS = ("rows", "group sums")
 
 
 def data_hash(data: pd.DataFrame) -> str:
@@ -208,10 +211,13 @@ def write_fit(
     spec: ModelSpec,
     data: pd.DataFrame,
     target_accept: float,
+    kind: str = "rows",
 ) -> None:
     """Write a fit to ``path`` as it stands: the one writer of fit files.
 
-    ``data`` holds the columns the model uses. :meth:`hierbayes.Fit.save` calls it on a
+    ``data`` holds the columns the model uses, one row per observation (``kind="rows"``), or
+    a model's per-group sums, one row per group (``kind="group sums"``,
+    :mod:`hierbayes.spec.reduce`). :meth:`hierbayes.Fit.save` calls it on a
     temporary file (:func:`atomic_write`), and the CLI on its ``posterior.nc`` among the
     files it writes together (:func:`atomic_write_all`); :func:`read_fit` reads either.
     """
@@ -237,6 +243,7 @@ def write_fit(
             "hierbayes_format": FORMAT,
             "hierbayes_spec": _spec_json(spec),
             "hierbayes_data_sha256": data_hash(data),
+            "hierbayes_data": kind,
             "hierbayes_target_accept": float(target_accept),
             "versions": json.dumps({p: version(p) for p in ("hierbayes", "pymc", "arviz")}),
         }
@@ -251,6 +258,7 @@ class StoredFit(NamedTuple):
     spec: ModelSpec
     data: pd.DataFrame
     target_accept: float
+    kind: str = "rows"
 
 
 def read_fit(path: str | Path) -> StoredFit:
@@ -302,4 +310,7 @@ def read_fit(path: str | Path) -> StoredFit:
             f"{str(path)!r}: the stored model spec is unreadable: {exc}"
         ) from None
     del idata.constant_data
-    return StoredFit(idata, spec, data, float(attrs["hierbayes_target_accept"]))
+    kind = str(attrs.get("hierbayes_data", "rows"))
+    if kind not in DATA_KINDS:
+        raise FileFormatError(f"{str(path)!r}: unknown stored data {kind!r} (not {DATA_KINDS})")
+    return StoredFit(idata, spec, data, float(attrs["hierbayes_target_accept"]), kind)

@@ -1,0 +1,138 @@
+"""A fit from per-group sums (data in an engine) against the same model fitted to the rows:
+the same draws for the same seed, the same pooling report and empirical Bayes; comparison
+by leave-one-group-out; save and load keep the sums; what needs rows says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from scipy.stats import multivariate_normal
+
+import hierbayes as hb
+from hierbayes.errors import SpecError
+from tests.conftest import quiet_fit
+
+FORMULA = "y ~ x + w + (x | g)"
+SETTINGS = {"draws": 500, "tune": 500, "random_seed": 8}
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    """Varying intercepts and slopes with a group-level predictor w, groups in sorted order
+    (so the rows' first-appearance order is the sums' sorted order)."""
+    rng = np.random.default_rng(21)
+    sizes = rng.integers(1, 50, size=30)
+    g = np.repeat(np.arange(30), sizes)
+    x, w = rng.normal(size=g.size), rng.normal(size=30)
+    u0, u1 = rng.normal(0, 0.8, 30), rng.normal(0, 0.3, 30)
+    y = 1.0 + 0.5 * x + 0.4 * w[g] + u0[g] + u1[g] * x + rng.normal(0, 0.6, g.size)
+    return pd.DataFrame({"y": y, "x": x, "w": w[g], "g": [f"s{k:02d}" for k in g]})
+
+
+@pytest.fixture(scope="module")
+def fits(data, tmp_path_factory) -> dict[str, hb.Fit]:
+    path = tmp_path_factory.mktemp("reduced") / "data.parquet"
+    data.to_parquet(path, index=False)
+    return {
+        "sums": quiet_fit(hb.Model(FORMULA, path), **SETTINGS),
+        "rows": quiet_fit(hb.Model(FORMULA, data), **SETTINGS),
+        "intercepts": quiet_fit(hb.Model("y ~ x + w + (1 | g)", path), **SETTINGS),
+    }
+
+
+def test_the_sums_give_the_draws_of_the_rows(fits):
+    """Same graph, same seed: the draws agree to rounding (the sums add in another order)."""
+    sums, rows = fits["sums"], fits["rows"]
+    assert sums.model.data is None and sums.model.design.n_obs == rows.model.design.n_obs
+    for name in ("Intercept", "x", "w", "sd_g", "corr_g", "sigma", "u_g", "b_g"):
+        np.testing.assert_allclose(
+            sums.idata.posterior[name].values,
+            rows.idata.posterior[name].values,
+            rtol=0,
+            atol=1e-8,
+            err_msg=name,
+        )
+    assert sums.idata.attrs["parameterization_used"] == "auto: g marginal"
+
+
+def test_the_pooling_report_and_reml_come_from_the_sums(fits):
+    """No pooling from each group's sums, complete pooling from the totals, REML by
+    core.sums.reml_sums: the rows' report (statsmodels' REML) within 1e-6."""
+    a, b = fits["sums"].pooling().table, fits["rows"].pooling().table
+    assert a[["group", "term"]].equals(b[["group", "term"]])
+    exact = ["n", "se", "no_pooling", "complete_pooling", "partial_pooling", "reliability"]
+    np.testing.assert_allclose(a[exact].to_numpy(float), b[exact].to_numpy(float), atol=1e-10)
+    reml = ["empirical_bayes", "eb_lower", "eb_upper"]
+    np.testing.assert_allclose(a[reml].to_numpy(float), b[reml].to_numpy(float), atol=1e-6)
+    ea, eb = hb.empirical_bayes(fits["sums"].model), hb.empirical_bayes(fits["rows"].model)
+    assert ea.method.startswith("REML from per-group sums")
+    np.testing.assert_allclose(ea.loglik, eb.loglik, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ea.cov_re.to_numpy(), eb.cov_re.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(ea.sigma2, eb.sigma2, rtol=1e-7)
+    np.testing.assert_allclose(fits["sums"].icc()["mean"], fits["rows"].icc()["mean"], rtol=1e-9)
+
+
+def test_the_log_likelihood_is_each_groups_marginal_likelihood(fits, data):
+    """log p(y_j | beta, T, sigma) with u_j integrated out, checked on the rows of three
+    groups with a multivariate normal density at two posterior draws."""
+    fit = fits["sums"]
+    ll = fit.idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "g") and fit.idata.attrs["log_likelihood_unit"]
+    post = fit.idata.posterior
+    for chain, draw in [(0, 5), (1, 450)]:
+        p = post.isel(chain=chain, draw=draw)
+        sd, r = p["sd_g"].values, float(p["corr_g"].values[0, 1])
+        T = np.diag(sd) @ np.array([[1.0, r], [r, 1.0]]) @ np.diag(sd)
+        for group in ("s00", "s07", "s29"):
+            rows = data[data["g"] == group]
+            X = np.column_stack([np.ones(len(rows)), rows["x"], rows["w"]])
+            Z = X[:, :2]
+            mean = X @ [float(p[name]) for name in ("Intercept", "x", "w")]
+            cov = Z @ T @ Z.T + float(p["sigma"]) ** 2 * np.eye(len(rows))
+            expected = multivariate_normal(mean, cov).logpdf(rows["y"].to_numpy())
+            got = float(ll.isel(chain=chain, draw=draw).sel(g=group))
+            np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_compare_is_leave_one_group_out(fits):
+    """The varying slopes (true SD 0.3) predict new groups better than intercepts alone;
+    a fit per row and a fit per group are not compared."""
+    table = hb.compare({"slopes": fits["sums"], "intercepts": fits["intercepts"]})
+    assert table.index[0] == "slopes" and table.loc["intercepts", "elpd_diff"] > 0
+    with pytest.raises(SpecError, match="per group of 'g' and fit 'rows' per row"):
+        hb.compare({"sums": fits["sums"], "rows": fits["rows"]})
+
+
+def test_save_and_load_keep_the_sums(fits, data, tmp_path):
+    fit = fits["sums"]
+    again = hb.load(fit.save(tmp_path / "fit.nc"))
+    assert again.model.data is None
+    np.testing.assert_array_equal(again.model.design.sums.gram, fit.model.design.sums.gram)
+    assert again.idata.attrs["log_likelihood_unit"] == fit.idata.attrs["log_likelihood_unit"]
+    np.testing.assert_allclose(
+        again.predict(data.head(4)).values, fit.predict(data.head(4)).values, rtol=0, atol=0
+    )
+    pd.testing.assert_frame_equal(again.pooling().table, fit.pooling().table)
+
+
+def test_predictions_for_new_rows_are_those_of_the_rows_fit(fits, data):
+    new = pl.from_pandas(data.sample(9, random_state=1).assign(g=["s03"] * 8 + ["new"]))
+    a = fits["sums"].predict(new, random_seed=2).values
+    b = fits["rows"].predict(new.to_pandas(), random_seed=2).values
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("call", "what"),
+    [
+        (lambda fit: fit.r2(), "Bayesian R²"),
+        (lambda fit: fit.posterior_predictive(), "the posterior predictive of the fitted rows"),
+        (lambda fit: fit.plot_ppc(), "the posterior predictive of the fitted rows"),
+        (lambda fit: fit.effects("x"), "fit.effects"),
+    ],
+)
+def test_what_needs_the_rows_says_so(fits, call, what):
+    with pytest.raises(SpecError, match=f"{what} needs the data's rows.*reduce=False"):
+        call(fits["sums"])
