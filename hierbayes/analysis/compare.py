@@ -16,6 +16,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from hierbayes.core.stacking import stacking_weights
 from hierbayes.errors import SamplingWarning, SpecError
 from hierbayes.posterior.diagnostics import Diagnostics
 
@@ -83,9 +84,12 @@ def compare(fits: Mapping[str, Comparable]) -> pd.DataFrame:
             )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # ArviZ warns about Pareto k; reported as a column
-        table = az.compare({name: f.idata for name, f in fits.items()}, ic="loo")
+        loos = {name: az.loo(f.idata, pointwise=True) for name, f in fits.items()}
+        table = az.compare(loos, ic="loo")
     del caught
-    out = table[["elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight"]].copy()
+    out = table[["elpd_loo", "se", "p_loo", "elpd_diff", "dse"]].copy()
+    lpd = np.column_stack([np.asarray(loos[name].loo_i).ravel() for name in out.index])
+    out["weight"] = stacking_weights(lpd)  # ArviZ's underflow for whole groups (core.stacking)
     out["residual_sd"] = [
         float(fits[name].idata.posterior["sigma"].mean())
         if "sigma" in fits[name].idata.posterior

@@ -228,7 +228,7 @@ def simulate_parquet(path: str | Path, rows: int, groups: int = 10_000, *, seed:
     function of the row (or group) number and ``seed`` through DuckDB's 64-bit hash, so the
     same arguments write the same file on any machine, whatever DuckDB's thread count (the
     group effects share row 0..J-1's numbers with other streams: independent hashes). The
-    matching model is ``y ~ x + (x | g)``; 10^8 rows take about 2.3 GB.
+    matching model is ``y ~ x + (x | g)``; 10^8 rows take 1.7 GiB.
 
     Examples
     --------

@@ -289,8 +289,9 @@ def group_loglik_sums(
     L: NDArray,
     sigma: NDArray | float,
     *,
-    chunk: int = 128,
-) -> NDArray[np.float64]:
+    chunk: int = 32,
+    dtype: type = np.float64,
+) -> NDArray:
     """Each group's marginal log-likelihood log N(y_j | X_j beta, Z_j L L' Z_j' + sigma^2 I).
 
     Parameters
@@ -299,7 +300,8 @@ def group_loglik_sums(
     x_cols, z_cols, y_col : columns of A holding X (p), Z (q) and y.
     beta, L, sigma : (p,), (q, q) Cholesky factor of T and scalar, or batched over S draws as
         (S, p), (S, q, q) and (S,).
-    chunk : draws evaluated at a time (memory S_chunk * J * q * (q + p + 1)).
+    chunk : draws evaluated at a time (memory about 4 chunk J q^2 numbers).
+    dtype : of the result (computed in float64 either way).
 
     Returns
     -------
@@ -321,13 +323,43 @@ def group_loglik_sums(
     sigma = np.asarray(sigma, dtype=float)
     single = sigma.ndim == 0
     beta, L, sigma = np.atleast_2d(beta), L.reshape((-1, *L.shape[-2:])), np.atleast_1d(sigma)
+    J, q = G.shape[0], z.size
     sub = np.concatenate([x, y])
-    out = np.empty((sigma.size, G.shape[0]))
+    m = sub.size
+    G_rr = G[:, sub[:, None], sub].reshape(J, m * m)  # for r_j'r_j, r = y - X beta
+    G_zr = G[:, z[:, None], sub].reshape(J * q, m)  # for Z_j'r_j
+    G_zz = G[:, z[:, None], z].reshape(J, q * q)
+    out = np.empty((sigma.size, J), dtype=dtype)
     for start in range(0, sigma.size, chunk):
         s = slice(start, start + chunk)
-        sig = sigma[s, None]
-        logdet, W, _, _ = _marginal(G, z, sub, L[s] / sigma[s, None, None])
-        v = np.concatenate([-beta[s], np.ones((sig.shape[0], 1))], axis=1)  # (s, p + 1)
-        quad = np.einsum("sk,sjkl,sl->sj", v, W, v)
-        out[s] = -0.5 * (n * (_LOG_2PI + np.log(sig**2)) + logdet + quad / sig**2)
+        v = np.concatenate([-beta[s], np.ones((len(sigma[s]), 1))], axis=1)  # (S, m)
+        S = v.shape[0]
+        # every product below is one matrix product over the groups (BLAS), not S x J small ones
+        rr = (v[:, :, None] * v[:, None, :]).reshape(S, m * m) @ G_rr.T  # (S, J)
+        Lam = L[s] / sigma[s, None, None]  # T / sigma^2 = Lam Lam'
+        zr = (G_zr @ v.T).reshape(J, q, S).transpose(2, 1, 0)  # Z_j'r_j, (S, q, J)
+        w = np.swapaxes(Lam, 1, 2) @ zr  # Lam' Z_j'r_j, (S, q, J)
+        K = (Lam[:, :, None, :, None] * Lam[:, None, :, None, :]).reshape(S, q * q, q * q)
+        # B[s, a q + b, j] = (Lam' Z_j'Z_j Lam)_ab
+        B = (K.transpose(0, 2, 1).reshape(S * q * q, q * q) @ G_zz.T).reshape(S, q * q, J)
+        logdet, quad = _logdet_quad(B, w, q)
+        var = sigma[s, None] ** 2
+        out[s] = -0.5 * (n * (_LOG_2PI + np.log(var)) + logdet + (rr - quad) / var)
     return out[0] if single else out
+
+
+def _logdet_quad(B: NDArray, w: NDArray, q: int) -> tuple[NDArray, NDArray]:
+    """log|M| and w'M^-1 w with M = I + B, for B (S, q * q, J) (entry a q + b of each
+    group's q x q matrix) and w (S, q, J); written out for q <= 2, by Cholesky otherwise."""
+    if q == 1:
+        M = 1.0 + B[:, 0]
+        return np.log(M), w[:, 0] ** 2 / M
+    if q == 2:
+        a, b, c = 1.0 + B[:, 0], B[:, 1], 1.0 + B[:, 3]
+        det = a * c - b * b
+        w0, w1 = w[:, 0], w[:, 1]
+        return np.log(det), (c * w0 * w0 - 2.0 * b * w0 * w1 + a * w1 * w1) / det
+    M = np.eye(q) + np.moveaxis(B, 1, -1).reshape(*B.shape[::2], q, q)  # (S, J, q, q)
+    chol = np.linalg.cholesky(M)
+    half = np.linalg.solve(chol, np.moveaxis(w, 1, -1)[..., None])[..., 0]
+    return 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1), (half**2).sum(-1)

@@ -178,7 +178,10 @@ def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
 
     PSIS-LOO over these terms is leave-one-group-out (LOGO): how well the model predicts a
     whole new group's data, the question a hierarchical model is often asked; its unit is
-    the group, so it compares only with other LOGO fits of the same groups.
+    the group, so it compares only with other LOGO fits of the same groups. Stored as
+    float32 (computed in float64): a draw's term of a group of 1,000 rows, about -1,400, is
+    kept to 1e-4, far below its spread over the draws, and the array is half the size
+    (160 MB at 4,000 draws and 10^4 groups).
     """
     sums, (f,) = design.sums, design.factors
     post = idata.posterior
@@ -191,6 +194,7 @@ def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
         fixed_draws(idata, design),
         _chol(idata, f),
         posterior_draws(idata, "sigma"),
+        dtype=np.float32,
     )
     da = xr.DataArray(
         _reshape(post, values),

@@ -93,7 +93,7 @@ def test_the_log_likelihood_is_each_groups_marginal_likelihood(fits, data):
             cov = Z @ T @ Z.T + float(p["sigma"]) ** 2 * np.eye(len(rows))
             expected = multivariate_normal(mean, cov).logpdf(rows["y"].to_numpy())
             got = float(ll.isel(chain=chain, draw=draw).sel(g=group))
-            np.testing.assert_allclose(got, expected, rtol=1e-10)
+            np.testing.assert_allclose(got, expected, rtol=1e-6)  # stored as float32
 
 
 def test_compare_is_leave_one_group_out(fits):
@@ -101,6 +101,8 @@ def test_compare_is_leave_one_group_out(fits):
     a fit per row and a fit per group are not compared."""
     table = hb.compare({"slopes": fits["sums"], "intercepts": fits["intercepts"]})
     assert table.index[0] == "slopes" and table.loc["intercepts", "elpd_diff"] > 0
+    # a group's log density (-40 here; -1,400 at 1,000 rows) once stalled ArviZ's stacking
+    assert table.loc["slopes", "weight"] > 0.9, table["weight"]
     with pytest.raises(SpecError, match="per group of 'g' and fit 'rows' per row"):
         hb.compare({"sums": fits["sums"], "rows": fits["rows"]})
 

@@ -147,3 +147,23 @@ def test_group_loglik_sums_matches_dense_normal():
             np.testing.assert_allclose(ll[s, j], expected, rtol=1e-9, atol=1e-9)
     single = sums.group_loglik_sums(G, sizes, [0, 1], [0, 1], 2, beta[1], L[1], sigma[1])
     np.testing.assert_allclose(single, ll[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_group_loglik_sums_other_numbers_of_varying_terms(q):
+    """q = 1 and q = 3 take the other branches of the log-determinant (q = 2 above)."""
+    rng = np.random.default_rng(q)
+    sizes = rng.integers(1, 9, size=5)
+    codes = np.repeat(np.arange(5), sizes)
+    A = np.column_stack([np.ones(codes.size), rng.normal(size=(codes.size, 3))])  # 1, x, w, y
+    G = _gram(A, codes, 5)
+    beta, sigma = rng.normal(size=(2, 3)), rng.uniform(0.5, 1.5, 2)
+    L = np.tril(rng.normal(size=(2, q, q)))
+    ll = sums.group_loglik_sums(G, sizes, [0, 1, 2], list(range(q)), 3, beta, L, sigma)
+    for s in range(2):
+        for j in range(5):
+            rows = A[codes == j]
+            Z = rows[:, :q]
+            cov = Z @ L[s] @ L[s].T @ Z.T + sigma[s] ** 2 * np.eye(len(rows))
+            expected = multivariate_normal(rows[:, :3] @ beta[s], cov).logpdf(rows[:, 3])
+            np.testing.assert_allclose(ll[s, j], expected, rtol=1e-9, atol=1e-9)
