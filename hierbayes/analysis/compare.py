@@ -62,6 +62,12 @@ def compare(fits: Mapping[str, Comparable]) -> pd.DataFrame:
     """
     if len(fits) < 2:
         raise SpecError("compare needs at least two fits, as a dict of name -> fit")
+    for name, f in fits.items():
+        if "log_likelihood" not in f.idata.groups():
+            raise SpecError(
+                f"fit {name!r} holds no log-likelihood: fit it with log_likelihood=True (a "
+                "model of distinct rows with counts has none per row: pass reduce=False)"
+            )
     units = {name: f.idata.attrs.get("log_likelihood_unit", "row") for name, f in fits.items()}
     first = next(iter(fits))
     for name, unit in units.items():

@@ -68,7 +68,7 @@ def effects_grid(
     [-2.93, 0.04, 3.02]
     """
     factor_names = {f.name for f in design.factors}
-    reads = [c for c in design.columns if c not in (design.response, spec.weights)]
+    reads = [c for c in design.columns if c not in (design.response, design.weights_column)]
     for name, role in ((x, "x"), (by, "by")):
         if name is not None and name not in reads and name not in factor_names:
             raise SpecError(

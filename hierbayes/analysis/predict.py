@@ -61,7 +61,9 @@ def _check_new_data(
 ) -> None:
     """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
     predictors = [
-        c for c in design.columns if c not in (design.response, spec.se, spec.trials, spec.weights)
+        c
+        for c in design.columns
+        if c not in (design.response, spec.se, spec.trials, design.weights_column)
     ]
     for column in predictors:
         if model_data is None:  # per-group sums: every column in them is numeric
@@ -202,7 +204,9 @@ def predict(
     post = _draw_subset(idata.posterior, draws)
     idata = az.InferenceData(posterior=post)
     needed = [
-        c for c in design.columns if c not in (design.response, spec.se, spec.trials, spec.weights)
+        c
+        for c in design.columns
+        if c not in (design.response, spec.se, spec.trials, design.weights_column)
     ]
     if kind == "response":
         needed += [c for c in (spec.se, spec.trials) if c is not None]

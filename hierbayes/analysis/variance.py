@@ -74,8 +74,9 @@ def _variance_components(design: Design, idata: az.InferenceData) -> dict[str, n
         if design.sums is not None:  # per-group sums: Z'Z over all rows
             z = design.sums.z_cols[i]
             Zbar = design.sums.total[np.ix_(z, z)] / design.n_obs
-        else:
-            Zbar = f.Z.T @ f.Z / len(f.Z)  # (q, q)
+        else:  # over the rows (distinct rows counted as often as they occur)
+            m = np.ones(len(f.Z)) if design.multiplicity is None else design.multiplicity
+            Zbar = (f.Z * m[:, None]).T @ f.Z / m.sum()  # (q, q)
         out[f.name] = np.einsum("sab,ba->s", group_covariance(idata, f), Zbar)
     return out
 
@@ -104,7 +105,7 @@ def icc_draws(design: Design, idata: az.InferenceData) -> dict[str, np.ndarray]:
         residual = posterior_draws(idata, "sigma") ** 2
     elif family.name == "poisson":
         eta = fixed_draws(idata, design) @ design.X.T + design.eta_offset
-        lam = np.exp(eta + total[:, None] / 2.0).mean(axis=1)
+        lam = np.average(np.exp(eta + total[:, None] / 2.0), axis=1, weights=design.multiplicity)
         residual = np.log1p(1.0 / lam)
     else:
         residual = np.full_like(total, LATENT_VARIANCE[family.link])

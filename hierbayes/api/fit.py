@@ -103,8 +103,9 @@ class Fit:
         design = self.model.design
         if design.sums is not None:  # no rows: the per-group sums
             kind, data = "group sums", design.sums.table
-        else:
-            kind, data = "rows", self.model.data[list(design.columns)]
+        else:  # the rows, or the distinct rows with their count (the weights column) last
+            kind = "rows" if design.multiplicity is None else "distinct rows"
+            data = self.model.data[list(design.columns)]
         write_fit(Path(path), self.idata, self.model.spec, data, self.target_accept, kind)
 
     def pooling(self, hdi_prob: float = 0.94, empirical_bayes: bool = True) -> PoolingReport:

@@ -10,6 +10,7 @@ from hierbayes.api.fit import Fit
 from hierbayes.api.model import Model
 from hierbayes.errors import FileFormatError
 from hierbayes.posterior.storage import read_fit
+from hierbayes.spec.distinct import DistinctRows
 from hierbayes.spec.reduce import GroupTable
 
 __all__ = ["load"]
@@ -38,7 +39,11 @@ def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fi
     >>> fit.pooling().table  # doctest: +SKIP
     """
     stored = read_fit(path)
-    data = GroupTable(stored.data) if stored.kind == "group sums" else stored.data
+    data = stored.data
+    if stored.kind == "group sums":
+        data = GroupTable(data)
+    elif stored.kind == "distinct rows":
+        data = DistinctRows(data, str(data.columns[-1]))
     model = Model.from_spec(stored.spec, data, namespace=namespace)
     post = stored.idata.posterior
     for f in model.design.factors:  # the posterior's group effects are stored by position

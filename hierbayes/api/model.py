@@ -21,7 +21,7 @@ from hierbayes.backend.graph import build_model
 from hierbayes.backend.initial import jitter_scales
 from hierbayes.backend.plan import Plan, plan
 from hierbayes.core.interrupts import Interrupts
-from hierbayes.errors import DataWarning, SamplingError, SpecError
+from hierbayes.errors import SamplingError, SpecError
 from hierbayes.posterior.complete import (
     LOG_LIKELIHOOD_MAX_CELLS,
     add_group_effects,
@@ -30,15 +30,12 @@ from hierbayes.posterior.complete import (
     pointwise_log_likelihood,
 )
 from hierbayes.spec import families
-from hierbayes.spec.design import Design, build_design, incomplete_rows, model_columns
-from hierbayes.spec.dpars import parse_dpar
+from hierbayes.spec.design import Design
 from hierbayes.spec.formula import parse
+from hierbayes.spec.intake import intake
 from hierbayes.spec.modelspec import ModelSpec, check_design, describe, resolve_priors
 from hierbayes.spec.namespace import Namespace, resolve
 from hierbayes.spec.priors import Prior
-from hierbayes.spec.reduce import GroupTable, check_reducible, reduced_design, unreducible
-from hierbayes.spec.reduce import schema as source_schema
-from hierbayes.spec.sources import column_names, describe_source, open_source, to_pandas
 from hierbayes.spec.specfile import MAX_CHAINS, MAX_ITERATIONS, MAX_SEED
 from hierbayes.version import __version__
 
@@ -211,15 +208,16 @@ class Model:
         :class:`~hierbayes.errors.DataWarning` that counts them per group; their index
         labels are kept in ``model.dropped``.
     reduce : bool, optional
-        Fit from per-group sums computed where the data live, not from rows
-        (:mod:`hierbayes.spec.reduce`). By default (None) that is done when ``data`` is not a
-        pandas frame and the model reduces: a one-factor gaussian model whose terms are an
-        intercept or numeric columns as they are (``y ~ x + (x | g)``). Its rows are then
-        never read into memory, so they may be more than memory holds. Such a fit has no
-        per-row quantities (the pointwise log-likelihood, the posterior predictive of the
-        fitted rows, ``dropna=True``): :meth:`Fit.logo` compares models group by group
-        instead. ``False`` reads the rows; ``True`` reduces a pandas frame too, or says why
-        the model does not reduce.
+        Fit from what the engine holding the data computes, not from its rows
+        (:mod:`hierbayes.spec.intake`): per-group sums for a one-factor gaussian model whose
+        terms are an intercept or numeric columns as they are (``y ~ x + (x | g)``), or the
+        distinct rows with their counts for a discrete response (bernoulli, binomial, the
+        count families, cumulative) whose rows repeat. By default (None) that is done when
+        ``data`` is not a pandas frame; the rows are then never all in memory, so they may
+        be more than memory holds. Such a fit has no per-row quantities (R², the posterior
+        predictive of the fitted rows, effects): for sums, :func:`hierbayes.compare` is
+        leave-one-group-out; for distinct rows it has no log-likelihood. ``False`` reads
+        the rows; ``True`` reduces a pandas frame too, or says why the model does not.
     namespace : dict or "safe", optional
         Where the formula's function and variable names that are not data columns resolve.
         By default in the caller's namespace, as formulae's ``env`` does (so your own
@@ -280,40 +278,21 @@ class Model:
         )
         self.formula = parse(formula)
         self.namespace: Namespace = resolve(namespace, depth=1)
-        self.dropped = pd.Index([])
         self.family = families.get(family, link)
-        extra = [se, trials, offset, weights]
-        what = describe_source(data)
-        data = open_source(data)  # a path or SQL: opened once, for every read below
-        options = dict(se=se, trials=trials, offset=offset, weights=weights, **dpars)
-        why = unreducible(self.formula, self.family, **options)
-        engine = not isinstance(data, pd.DataFrame | GroupTable)
-        if why is None and engine:
-            why = unreducible(self.formula, self.family, source_schema(data), **options)
-        if reduce is None:
-            reduce = isinstance(data, GroupTable) or (why is None and engine and not dropna)
-        if reduce:
-            check_reducible(why, dropna, self.spec.parameterization)
-            self.data: pd.DataFrame | None = None
-            self.design: Design = reduced_design(self.formula, data, self.family, what=what)
-        else:
-            if not isinstance(data, pd.DataFrame):  # another engine: read the model's columns
-                schema = pd.DataFrame(columns=column_names(data))
-                data = to_pandas(data, self._used_columns(schema, extra), what=what, why=why)
-            if dropna:
-                data = self._drop_incomplete(data, extra)
-            self.data = data
-            self.design = build_design(
-                self.formula,
-                data,
-                se=se,
-                family=self.family,
-                trials=trials,
-                namespace=self.namespace,
-                offset=offset,
-                weights=weights,
-                dpars=dpars,
-            )
+        taken = intake(
+            self.formula,
+            data,
+            family=self.family,
+            namespace=self.namespace,
+            options={"se": se, "trials": trials, "offset": offset, "weights": weights},
+            dpars=dpars,
+            dropna=dropna,
+            reduce=reduce,
+            parameterization=parameterization,
+        )
+        self.data: pd.DataFrame | None = taken.data
+        self.design: Design = taken.design
+        self.dropped = taken.dropped
         self.priors: dict[str, Prior] = resolve_priors(self.spec.priors, self.design)
         check_design(self.design, self.priors, stacklevel=3)
         intercept = self.priors.get("Intercept")
@@ -322,35 +301,6 @@ class Model:
             self.spec.parameterization,
             shear=intercept is not None and intercept.support == "real",
         )
-
-    def _used_columns(self, data: pd.DataFrame, extra: list[str | None]) -> list[str]:
-        """The columns the model reads (``data`` may have no rows: only its names count)."""
-        used = model_columns(self.formula, data, self.namespace, extra)
-        for name, rhs in self.spec.dpars.items():
-            dpar = parse_dpar(name, rhs, self.family, self.formula.response)
-            used += [c for c in model_columns(dpar, data, self.namespace, []) if c not in used]
-        return used
-
-    def _drop_incomplete(self, data: pd.DataFrame, extra: list[str | None]):
-        """dropna=True: drop rows with a missing or infinite used value, and say which."""
-        mask = incomplete_rows(data, self._used_columns(data, extra))
-        if not mask.any():
-            return data
-        self.dropped = data.index[mask]
-        where = ""
-        if self.formula.groups:
-            column = self.formula.groups[0].factor_columns[0]
-            per_group = data.loc[mask, column].astype(str).value_counts(sort=False)
-            shown = ", ".join(f"{g}: {c}" for g, c in per_group.head(10).items())
-            more = ", ..." if len(per_group) > 10 else ""
-            where = f"; rows dropped per {column!r}: {shown}{more}"
-        warnings.warn(
-            f"dropna=True dropped {int(mask.sum())} of {len(data)} rows with missing or "
-            f"infinite values in the model's columns{where} (their labels: model.dropped)",
-            DataWarning,
-            stacklevel=4,
-        )
-        return data.loc[~mask]
 
     @classmethod
     def from_spec(
@@ -501,6 +451,10 @@ class Model:
             y = xr.DataArray(d.y, dims="obs", coords={"obs": index})
             idata.add_groups(observed_data=xr.Dataset({d.response: y}))
         cells = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] * d.n_obs
+        if d.multiplicity is not None:  # a distinct row's term is not one row's: no LOO
+            if log_likelihood:
+                d.require_rows("log_likelihood=True (leave-one-row-out)")
+            return
         if log_likelihood is None:
             log_likelihood = cells <= LOG_LIKELIHOOD_MAX_CELLS
         if log_likelihood:
@@ -570,6 +524,7 @@ class Model:
         offsets = self._offsets()
         if offsets:
             noise += f", with {' + '.join(offsets)}"
+        distinct = "" if d.multiplicity is None else f" ({d.n_obs} distinct, with counts)"
         if self.spec.weights:
             noise += f", weights from {self.spec.weights!r}"
         family = self.family.name
@@ -583,7 +538,7 @@ class Model:
         return (
             f"hierbayes.Model: {self.spec.formula}\n"
             f"  family {family}, {self.plan.describe()}, "
-            f"{d.n_obs} observations{noise}\n"
+            f"{d.n_rows} observations{distinct}{noise}\n"
             f"  groups: {groups}\n"
             f"  priors:\n{describe(self.priors)}"
         )

@@ -46,6 +46,7 @@ __all__ = [
     "incomplete_rows",
     "model_columns",
     "new_offset",
+    "row_moments",
 ]
 
 
@@ -63,7 +64,11 @@ class Design:
     ``eta = offset + X beta + Z u``. For the identity link, models of ``y`` with an offset are
     models of ``y - offset`` (:attr:`y_adjusted`).
 
-    ``weights`` (N,) multiply each row's log-likelihood (frequency weights), or None.
+    ``weights`` (N,) multiply each row's log-likelihood (frequency weights), or None; they
+    come from the column ``weights_column``. ``multiplicity`` (N,) is set when the rows are
+    the data's distinct rows (:mod:`hierbayes.spec.distinct`): how many rows each stands
+    for, also its weight. ``sums`` replaces the rows of a one-factor Gaussian model by
+    per-group sums (:mod:`hierbayes.spec.reduce`); y, X, codes and Z then have no rows.
     ``response_levels`` are an ordinal response's levels in order (``y`` holds their codes
     0..K-1); ``fixed_columns`` picks the kept columns of ``fixed_matrix`` (see
     :meth:`select_fixed`).
@@ -83,44 +88,62 @@ class Design:
     columns: tuple[str, ...] = ()
     offset: np.ndarray | None = None
     offset_column: str | None = None
+    weights_column: str | None = None
     offset_matrices: tuple[Any, ...] = ()
     weights: np.ndarray | None = None
     response_levels: tuple | None = None
     fixed_columns: np.ndarray | None = None
     dpars: tuple[DparDesign, ...] = ()
     sums: GroupSums | None = None
+    multiplicity: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
         return len(self.y) if self.sums is None else self.sums.n_obs
 
     def require_rows(self, what: str) -> None:
-        """Refuse ``what`` for a design made of per-group sums (no rows), saying what to do."""
-        if self.sums is not None:
-            raise SpecError(
-                f"{what} needs the data's rows, and this model holds per-group sums of its "
-                f"{self.n_obs:,} rows (computed in the engine that holds them). Fit it from "
-                "rows to get this: pass reduce=False, or a pandas frame (a sample of the rows "
-                "if they do not fit in memory)"
-            )
+        """Refuse ``what`` for a design made of per-group sums or of distinct rows with
+        counts (the engine reduced the rows), saying what to do."""
+        if self.sums is None and self.multiplicity is None:
+            return
+        held = (
+            f"per-group sums of its {self.n_rows:,} rows"
+            if self.sums is not None
+            else f"the {self.n_obs:,} distinct rows of its {self.n_rows:,} rows, with counts"
+        )
+        raise SpecError(
+            f"{what} needs the data's rows, and this model holds {held} (computed in the "
+            "engine that holds them). Fit it from rows to get this: pass reduce=False, or a "
+            "pandas frame (a sample of the rows if they do not fit in memory)"
+        )
+
+    @property
+    def n_rows(self) -> int:
+        """The data's rows: :attr:`n_obs`, or of distinct rows the rows they stand for."""
+        return self.n_obs if self.multiplicity is None else int(self.multiplicity.sum())
 
     def response_mean(self) -> float:
         """Mean of the response on the link scale (of y / trials for the binomial)."""
         if self.sums is not None:
             return self.sums.mean(self.sums.y_col)
-        return float(np.mean(self.y_link if self.trials is None else self.y / self.trials))
+        y = self.y_link if self.trials is None else self.y / self.trials
+        return row_moments(y, self.multiplicity)[0]
+
+    def offset_mean(self) -> float:
+        """Mean of the offset over the rows (0 without one)."""
+        return 0.0 if self.offset is None else row_moments(self.offset, self.multiplicity)[0]
 
     def column_sd(self, k: int) -> float:
         """Standard deviation (ddof 1) of population-level column ``k``."""
         if self.sums is not None:
             return self.sums.sd(self.sums.x_cols[k])
-        return float(np.std(self.X[:, k], ddof=1))
+        return row_moments(self.X[:, k], self.multiplicity)[1]
 
     def column_rms(self) -> np.ndarray:
         """Root mean square of each population-level column, (p,)."""
         if self.sums is not None:
             return np.array([self.sums.rms(c) for c in self.sums.x_cols])
-        return np.sqrt(np.mean(self.X**2, axis=0))
+        return np.sqrt(np.average(self.X**2, axis=0, weights=self.multiplicity))
 
     @property
     def y_adjusted(self) -> np.ndarray:
@@ -170,7 +193,7 @@ class Design:
             if self.sums is not None:
                 sd = self.sums.sd(self.sums.y_col)
             else:
-                sd = float(np.std(self.y_link, ddof=1)) if self.n_obs > 1 else 0.0
+                sd = row_moments(self.y_link, self.multiplicity)[1]
         if not np.isfinite(sd):
             raise DataError(
                 f"response column {self.response!r} holds values too large to compute with "
@@ -184,6 +207,23 @@ class Design:
         raise DataError(  # guarded in build_design; kept so the property never returns 0
             f"response column {self.response!r} is constant: no scale to fit"
         )
+
+
+def row_moments(values: np.ndarray, multiplicity: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean and SD (ddof 1; 0 for one row) of ``values`` over the rows, each value counted
+    ``multiplicity`` times when given (distinct rows standing for their rows).
+
+    Examples
+    --------
+    >>> row_moments(np.array([0.0, 1.0]), np.array([3, 1]))  # the rows 0, 0, 0, 1
+    (0.25, 0.5)
+    """
+    n = len(values) if multiplicity is None else float(np.sum(multiplicity))
+    mean = float(np.average(values, weights=multiplicity))
+    if n <= 1:
+        return mean, 0.0
+    squares = np.average((values - mean) ** 2, weights=multiplicity) * n
+    return mean, float(np.sqrt(squares / (n - 1)))
 
 
 def check_present(data: pd.DataFrame, columns: list[str]) -> None:
@@ -453,6 +493,7 @@ def build_design(
         columns=tuple(columns),
         offset=offset_values,
         offset_column=offset,
+        weights_column=weights,
         offset_matrices=offset_matrices,
         weights=_check_weights(data, weights),
         response_levels=levels,

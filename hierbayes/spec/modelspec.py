@@ -62,7 +62,7 @@ import numpy as np
 
 from hierbayes.errors import IdentifiabilityWarning, PriorWarning, SpecError, unknown_name
 from hierbayes.spec import priors as P
-from hierbayes.spec.design import Design
+from hierbayes.spec.design import Design, row_moments
 from hierbayes.spec.dpars import MODELLED
 
 __all__ = ["PARAMETERIZATIONS", "ModelSpec", "resolve_priors", "check_design"]
@@ -147,7 +147,7 @@ def _defaults(design: Design) -> dict[str, P.Prior]:
     for k, name in enumerate(design.fixed_names):
         if name == "Intercept":
             mean = design.response_mean()
-            centre = design.family.link_value(mean) - float(np.mean(design.eta_offset))
+            centre = design.family.link_value(mean) - design.offset_mean()
             out[name] = P.Normal(_sig(centre), _sig(2.5 * s))
         else:
             out[name] = P.Normal(0.0, _sig(2.5 * s / design.column_sd(k)))
@@ -165,9 +165,8 @@ def _typical(design: Design, key: str) -> float:
     (sigma: the response's scale), clipped to [0.1, 1000] (module docstring)."""
     if key == "sigma":
         return design.scale
-    y = design.y
-    m, v = float(np.mean(y)), float(np.var(y, ddof=1)) if design.n_obs > 1 else 0.0
-    v = v if v > 0 else 1e-12
+    m, sd = row_moments(design.y, design.multiplicity)
+    v = sd**2 if sd > 0 else 1e-12
     if key == "phi":
         value = m * (1.0 - m) / v - 1.0
     elif design.family.name == "gamma":
@@ -191,8 +190,8 @@ def _aux_defaults(design: Design) -> dict[str, P.Prior]:
             out[key] = P.HalfStudentT(3.0, _sig(5.0 * _typical(design, key)))
         elif key == "cutpoints":
             K = len(design.response_levels)
-            counts = np.bincount(design.y.astype(np.int64), minlength=K)
-            share = np.cumsum(counts)[:-1] / design.n_obs
+            counts = np.bincount(design.y.astype(np.int64), design.multiplicity, minlength=K)
+            share = np.cumsum(counts)[:-1] / design.n_rows
             centre = [_sig(design.family.link_value(float(p))) for p in share]
             spread = 2.5 if design.family.link == "logit" else 1.5
             out[key] = P.OrderedNormal(tuple(np.maximum.accumulate(centre)), spread)
@@ -207,7 +206,9 @@ def _dpar_defaults(design: Design) -> dict[str, P.Prior]:
             if term == "Intercept":
                 out[name] = P.Normal(_sig(math.log(_typical(design, d.name))), 2.5)
             else:
-                out[name] = P.Normal(0.0, _sig(2.5 / float(np.std(d.X[:, k], ddof=1))))
+                out[name] = P.Normal(
+                    0.0, _sig(2.5 / row_moments(d.X[:, k], design.multiplicity)[1])
+                )
         for f in d.factors:
             out[f"sd_{f.name}"] = P.HalfStudentT(3.0, 1.0)
             if f.correlated:

@@ -48,7 +48,7 @@ from hierbayes.spec.formula import Formula
 from hierbayes.spec.grouped import GroupSums
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import resolve
-from hierbayes.spec.sources import column_names, is_dask, open_frame
+from hierbayes.spec.sources import bad_rows, column_names, is_dask, open_frame
 from hierbayes.spec.terms import evaluate_terms
 
 __all__ = ["GroupTable", "check_reducible", "reduced_design", "schema", "unreducible"]
@@ -239,27 +239,10 @@ def _engine_sums(data: Any, group: str, columns: tuple[str, ...]) -> pd.DataFram
     return partial.groupby("key", dropna=False, sort=False).agg(how).reset_index()
 
 
-def _bad_rows(data: Any, column: str, missing_only: bool = False) -> np.ndarray:
-    """Positions (0..N-1, the engine's order) of rows with a missing or non-finite value."""
-    if is_dask(data) or isinstance(data, pd.DataFrame):
-        values = data[column]
-        values = values.compute() if is_dask(data) else values
-        if missing_only:
-            return np.flatnonzero(values.isna().to_numpy())
-        return np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan)))
-    import narwhals.stable.v2 as nw
-
-    col = nw.col(column)
-    flag = col.is_null() if missing_only else (~col.cast(nw.Float64).is_finite()).fill_null(True)
-    out = open_frame(data).select(flag.alias("bad"))
-    out = out.collect() if hasattr(out, "collect") else out
-    return np.flatnonzero(out["bad"].to_numpy())
-
-
 def _refuse_bad(data: Any, table: pd.DataFrame, layout: _Layout, what: str) -> None:
     """A DataError naming the first column with missing or non-finite values and its rows."""
     if table["key"].isna().any():
-        rows = _bad_rows(data, layout.group, missing_only=True)
+        rows = bad_rows(data, layout.group, missing_only=True)
         raise DataError(
             f"grouping column {layout.group!r} has missing values in "
             f"{describe_rows(pd.Index(rows))} of {what}. hierbayes never drops rows silently: "
@@ -267,7 +250,7 @@ def _refuse_bad(data: Any, table: pd.DataFrame, layout: _Layout, what: str) -> N
         )
     for a, column in enumerate(layout.columns):
         if table[f"bad{a}"].sum():
-            rows = _bad_rows(data, column)
+            rows = bad_rows(data, column)
             raise DataError(
                 f"column {column!r} has missing values (NaN/None) or infinite values in "
                 f"{describe_rows(pd.Index(rows))} of {what}. hierbayes never drops rows "

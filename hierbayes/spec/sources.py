@@ -36,9 +36,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from hierbayes.errors import DataError
+from hierbayes.errors import DataError, describe_rows
 
 __all__ = [
     "FORMATS",
@@ -49,6 +50,8 @@ __all__ = [
     "is_dask",
     "open_frame",
     "open_source",
+    "bad_rows",
+    "refuse_incomplete",
     "to_pandas",
 ]
 
@@ -261,3 +264,69 @@ def to_pandas(
     if len(out) == 0:
         raise DataError(f"data {what} has no rows")
     return out
+
+
+def bad_rows(data: Any, column: str, missing_only: bool = False) -> np.ndarray:
+    """Positions (0..N-1, the engine's order) of rows with a missing or non-finite value."""
+    if is_dask(data) or isinstance(data, pd.DataFrame):
+        values = data[column]
+        values = values.compute() if is_dask(data) else values
+        if missing_only:
+            return np.flatnonzero(values.isna().to_numpy())
+        return np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan)))
+    import narwhals.stable.v2 as nw
+
+    col = nw.col(column)
+    flag = col.is_null() if missing_only else (~col.cast(nw.Float64).is_finite()).fill_null(True)
+    out = open_frame(data).select(flag.alias("bad"))
+    out = out.collect() if hasattr(out, "collect") else out
+    return np.flatnonzero(out["bad"].to_numpy())
+
+
+def refuse_incomplete(data: Any, columns: Sequence[str], what: str) -> None:
+    """A DataError naming the first of ``columns`` with a missing or non-finite value, and
+    its rows (positions in the engine's order), counted in the engine in one pass."""
+    columns = list(columns)
+    if isinstance(data, pd.DataFrame) or is_dask(data):
+        frame = data[columns]
+        counts = frame.isna().sum()
+        counts = counts.compute() if is_dask(data) else counts
+        numeric = [c for c in columns if frame[c].dtype.kind in "fc"]
+        if numeric:
+            inf = frame[numeric].abs().eq(float("inf")).sum()
+            counts[numeric] += inf.compute() if is_dask(data) else inf
+        bad = [c for c in columns if counts[c]]
+    else:
+        import narwhals.stable.v2 as nw
+
+        frame = open_frame(data)
+        schema = frame.collect_schema()
+        flags = [
+            (
+                (~nw.col(c).is_finite()).fill_null(True)
+                if schema[c].is_numeric()
+                else nw.col(c).is_null()
+            )
+            .cast(nw.Int64)
+            .sum()
+            .alias(c)
+            for c in columns
+        ]
+        out = frame.select(*flags)
+        out = (out.collect() if hasattr(out, "collect") else out).to_pandas()
+        bad = [c for c in columns if out[c].iloc[0]]
+    if bad:
+        column = bad[0]
+        rows = pd.Index(bad_rows(data, column, missing_only=column not in _numbers(data)))
+        raise DataError(
+            f"column {column!r} has missing or infinite values in {describe_rows(rows)} of "
+            f"{what}. hierbayes never drops rows silently: filter or impute them in the engine "
+            "(e.g. SQL WHERE ... IS NOT NULL), or read the rows and pass dropna=True"
+        )
+
+
+def _numbers(data: Any) -> set[str]:
+    """The numeric columns of ``data``."""
+    if isinstance(data, pd.DataFrame) or is_dask(data):
+        return {str(c) for c, t in data.dtypes.items() if t.kind in "iufc"}
+    return {c for c, t in open_frame(data).collect_schema().items() if t.is_numeric()}

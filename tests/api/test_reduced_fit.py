@@ -4,6 +4,7 @@ by leave-one-group-out; save and load keep the sums; what needs rows says so."""
 
 from __future__ import annotations
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -138,3 +139,55 @@ def test_predictions_for_new_rows_are_those_of_the_rows_fit(fits, data):
 def test_what_needs_the_rows_says_so(fits, call, what):
     with pytest.raises(SpecError, match=f"{what} needs the data's rows.*reduce=False"):
         call(fits["sums"])
+
+
+@pytest.fixture(scope="module")
+def bernoulli_fits(tmp_path_factory) -> tuple[hb.Fit, hb.Fit, pd.DataFrame]:
+    """y ~ k + (1 | g), bernoulli, 3,000 rows: from their 240 distinct rows (Parquet) and
+    from the rows."""
+    rng = np.random.default_rng(4)
+    g, k = rng.integers(0, 40, 3000), rng.integers(0, 3, 3000)
+    eta = -0.2 + 0.6 * (k == 1) - 0.5 * (k == 2) + rng.normal(0, 0.7, 40)[g]
+    y = (rng.random(3000) < 1 / (1 + np.exp(-eta))).astype(int)
+    df = pd.DataFrame({"y": y, "k": [f"k{v}" for v in k], "g": [f"g{v:02d}" for v in g]})
+    path = tmp_path_factory.mktemp("bernoulli") / "rows.parquet"
+    df.to_parquet(path, index=False)
+    settings = {"draws": 500, "tune": 500, "random_seed": 2}
+    distinct = quiet_fit(hb.Model("y ~ k + (1 | g)", path, family="bernoulli"), **settings)
+    rows = quiet_fit(hb.Model("y ~ k + (1 | g)", df, family="bernoulli"), **settings)
+    return distinct, rows, df
+
+
+def test_distinct_rows_give_the_posterior_of_the_rows(bernoulli_fits):
+    """The same posterior (the log densities are equal, tests/spec/test_collapse.py): means
+    within 4 Monte Carlo standard errors of the difference."""
+    distinct, rows, _ = bernoulli_fits
+    assert distinct.model.design.n_obs <= 240 and distinct.model.design.n_rows == 3000
+    for name in ("Intercept", "k[k1]", "k[k2]", "sd_g"):
+        a, b = (f.idata.posterior[name] for f in (distinct, rows))
+        mcse = np.hypot(*(float(az.mcse(x.to_dataset())[name].max()) for x in (a, b)))
+        assert abs(float(a.mean()) - float(b.mean())) < 4 * mcse, name
+    b_a = distinct.idata.posterior["b_g"].mean(("chain", "draw")).to_series()
+    b_b = rows.idata.posterior["b_g"].mean(("chain", "draw")).to_series()
+    np.testing.assert_allclose(b_a.sort_index(), b_b.sort_index(), atol=0.05)
+    np.testing.assert_array_equal(
+        distinct.pooling().table.set_index("group")["n"].sort_index(),
+        rows.pooling().table.set_index("group")["n"].sort_index(),
+    )
+
+
+def test_distinct_rows_save_load_and_refuse_what_needs_rows(bernoulli_fits, tmp_path):
+    distinct, rows, df = bernoulli_fits
+    assert "log_likelihood" not in distinct.idata.groups()
+    with pytest.raises(SpecError, match="holds no log-likelihood.*reduce=False"):
+        hb.compare({"distinct": distinct, "rows": rows})
+    with pytest.raises(SpecError, match="posterior predictive.*distinct rows of its 3,000"):
+        distinct.posterior_predictive()
+    again = hb.load(distinct.save(tmp_path / "fit.nc"))
+    np.testing.assert_array_equal(
+        again.model.design.multiplicity, distinct.model.design.multiplicity
+    )
+    assert again.model.priors == distinct.model.priors
+    np.testing.assert_allclose(
+        again.predict(df.head(5)).values, distinct.predict(df.head(5)).values, rtol=0, atol=0
+    )

@@ -1,0 +1,208 @@
+"""From any data to a model's design: its rows, its per-group sums, or its distinct rows.
+
+:class:`hierbayes.Model` hands its data here (a pandas frame, a path, SQL, another engine's
+frame: :mod:`hierbayes.spec.sources`). One of three things happens, and
+:attr:`Intake.form` says which:
+
+* ``"sums"``: a one-factor Gaussian model whose terms are columns as they are reads only
+  each group's cross-products, computed in the engine (:mod:`hierbayes.spec.reduce`);
+* ``"distinct rows"``: a discrete-response model (bernoulli, binomial, the count families,
+  cumulative) whose rows repeat reads its distinct rows with their counts, one ``GROUP BY``
+  in the engine (:mod:`hierbayes.spec.distinct`), when at most half the rows are distinct;
+* ``"rows"``: anything else reads the model's columns, one row per observation.
+
+By default (``reduce=None``) data in an engine take the first of these that applies; a
+pandas frame is used as rows. ``reduce=False`` reads rows; ``reduce=True`` asks for sums or
+distinct rows, pandas frames included, and says why neither applies.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import DataError, DataWarning
+from hierbayes.spec.design import Design, build_design, incomplete_rows, model_columns
+from hierbayes.spec.distinct import (
+    WORTH,
+    DistinctRows,
+    collapse,
+    collapsible,
+    count_distinct,
+)
+from hierbayes.spec.dpars import parse_dpar
+from hierbayes.spec.families import Family
+from hierbayes.spec.formula import Formula
+from hierbayes.spec.namespace import Namespace
+from hierbayes.spec.reduce import GroupTable, check_reducible, reduced_design, unreducible
+from hierbayes.spec.reduce import schema as source_schema
+from hierbayes.spec.sources import (
+    column_names,
+    describe_source,
+    open_source,
+    refuse_incomplete,
+    to_pandas,
+)
+
+__all__ = ["Intake", "intake", "used_columns"]
+
+
+@dataclass(frozen=True, eq=False)
+class Intake:
+    """A model's design, and the rows it was built from (None for sums): ``form`` is
+    ``"rows"``, ``"sums"`` or ``"distinct rows"``; ``dropped`` the labels of the rows
+    ``dropna=True`` dropped."""
+
+    design: Design
+    data: pd.DataFrame | None
+    form: str
+    dropped: pd.Index
+
+
+def used_columns(
+    formula: Formula,
+    family: Family,
+    dpars: Mapping[str, str],
+    namespace: Namespace,
+    data: pd.DataFrame,
+    extra: list[str | None],
+) -> list[str]:
+    """The columns a model reads (``data`` may have no rows: only its names count)."""
+    used = model_columns(formula, data, namespace, extra)
+    for name, rhs in dpars.items():
+        dpar = parse_dpar(name, rhs, family, formula.response)
+        used += [c for c in model_columns(dpar, data, namespace, []) if c not in used]
+    return used
+
+
+def _drop_incomplete(
+    formula: Formula, data: pd.DataFrame, columns: list[str]
+) -> tuple[pd.DataFrame, pd.Index]:
+    """dropna=True: drop rows with a missing or infinite used value, and say which."""
+    mask = incomplete_rows(data, columns)
+    if not mask.any():
+        return data, pd.Index([])
+    where = ""
+    if formula.groups:
+        column = formula.groups[0].factor_columns[0]
+        per_group = data.loc[mask, column].astype(str).value_counts(sort=False)
+        shown = ", ".join(f"{g}: {c}" for g, c in per_group.head(10).items())
+        more = ", ..." if len(per_group) > 10 else ""
+        where = f"; rows dropped per {column!r}: {shown}{more}"
+    warnings.warn(
+        f"dropna=True dropped {int(mask.sum())} of {len(data)} rows with missing or "
+        f"infinite values in the model's columns{where} (their labels: model.dropped)",
+        DataWarning,
+        stacklevel=5,
+    )
+    return data.loc[~mask], data.index[mask]
+
+
+def intake(
+    formula: Formula,
+    data: Any,
+    *,
+    family: Family,
+    namespace: Namespace,
+    options: Mapping[str, str | None],
+    dpars: Mapping[str, str],
+    dropna: bool = False,
+    reduce: bool | None = None,
+    parameterization: str = "auto",
+) -> Intake:
+    """The design of ``formula`` on ``data`` (module docstring). ``options`` are the column
+    arguments ``se``, ``trials``, ``offset`` and ``weights``; ``dpars`` the formulas of
+    auxiliary parameters."""
+    what = describe_source(data)
+    data = open_source(data)  # a path or SQL: opened once, for every read below
+    if isinstance(data, GroupTable):  # a saved fit's sums
+        return Intake(reduced_design(formula, data, family, what=what), None, "sums", pd.Index([]))
+    if isinstance(data, DistinctRows):  # a saved fit's distinct rows
+        return _distinct_design(formula, data, family, namespace, options, dpars, data.count)
+    engine = not isinstance(data, pd.DataFrame)
+    why = unreducible(formula, family, **options, **dpars)
+    if why is None and engine:
+        why = unreducible(formula, family, source_schema(data), **options, **dpars)
+    if why is None and parameterization not in ("auto", "marginal") and not reduce:
+        why = f"parameterization={parameterization!r} samples the group effects from the rows"
+    automatic = reduce is None and engine and not dropna
+    if why is None and (reduce or automatic):
+        check_reducible(why, dropna, parameterization)
+        return Intake(reduced_design(formula, data, family, what=what), None, "sums", pd.Index([]))
+    extra = [options.get(k) for k in ("se", "trials", "offset", "weights")]
+    names = data if not engine else pd.DataFrame(columns=column_names(data))
+    columns = used_columns(formula, family, dpars, namespace, names, extra)
+    no_collapse = collapsible(family, options.get("se"), options.get("weights"))
+    if reduce and (no_collapse or dropna):
+        check_reducible(f"{why}; nor do its rows collapse: {no_collapse}", dropna, "auto")
+    if no_collapse is None and (reduce or automatic):
+        counted = count_distinct(data, columns)
+        if reduce or counted[1] <= WORTH * counted[0]:
+            return _distinct(formula, data, family, namespace, options, dpars, columns, counted)
+        why = f"{counted[1]:,} of its {counted[0]:,} rows are distinct, too few repeat to collapse"
+    if engine:
+        data = to_pandas(data, columns, what=what, why=why)
+    dropped = pd.Index([])
+    if dropna:
+        data, dropped = _drop_incomplete(formula, data, columns)
+    design = build_design(formula, data, family=family, namespace=namespace, dpars=dpars, **options)
+    return Intake(design, data, "rows", dropped)
+
+
+def _distinct(
+    formula: Formula,
+    data: Any,
+    family: Family,
+    namespace: Namespace,
+    options: Mapping[str, str | None],
+    dpars: Mapping[str, str],
+    columns: list[str],
+    counted: tuple[int, int],
+) -> Intake:
+    """The design of the distinct rows, each counted as many times as it occurs."""
+    what = describe_source(data)
+    refuse_incomplete(data, columns, what)  # names the engine's rows, before collapsing
+    frame, count = collapse(data, columns, what=what, counted=counted)
+    return _distinct_design(
+        formula, DistinctRows(frame, count), family, namespace, options, dpars, counted[0]
+    )
+
+
+def _distinct_design(
+    formula: Formula,
+    distinct: DistinctRows,
+    family: Family,
+    namespace: Namespace,
+    options: Mapping[str, str | None],
+    dpars: Mapping[str, str],
+    rows: int | None = None,
+) -> Intake:
+    """The design of distinct rows, each weighted by its count, which is also its
+    multiplicity (the rows it stands for)."""
+    frame, count = distinct.frame, distinct.count
+    try:
+        design = build_design(
+            formula,
+            frame,
+            family=family,
+            namespace=namespace,
+            dpars=dpars,
+            **{**options, "weights": count},
+        )
+    except DataError as exc:
+        total = f"{rows:,}" if rows is not None else f"{int(frame[count].sum()):,}"
+        raise DataError(
+            f"{exc} (rows here are the {len(frame):,} distinct rows of the data's {total}, "
+            "counted in the engine: pass reduce=False to read the rows and have them named)"
+        ) from None
+    m = design.weights
+    factors = tuple(
+        replace(f, sizes=np.bincount(f.codes, m, minlength=f.n_groups)) for f in design.factors
+    )
+    design = replace(design, multiplicity=m, factors=factors)
+    return Intake(design, frame, "distinct rows", pd.Index([]))
