@@ -218,17 +218,26 @@ def _normal(expr: str, seed: int, stream: int) -> str:
     return f"sqrt(-2.0 * ln({u1})) * cos(2.0 * pi() * {u2})"
 
 
-def simulate_parquet(path: str | Path, rows: int, groups: int = 10_000, *, seed: int) -> dict:
-    """Write varying-intercept-and-slope data to a Parquet file with DuckDB, rows never in
+def simulate_parquet(
+    path: str | Path, rows: int, groups: int = 10_000, *, seed: int, family: str = "gaussian"
+) -> dict:
+    """Write grouped data with known truth to a Parquet file with DuckDB, rows never in
     Python; returns the truth.
 
-    For row i (0..rows-1) in group ``g = i mod groups``,
-    ``y = 1 + 0.5 x + u0_g + u1_g x + e`` with ``x`` and ``e`` standard normal and
-    ``(u0_g, u1_g)`` normal with SDs 1 and 0.3 and correlation 0.4. Every number is a
-    function of the row (or group) number and ``seed`` through DuckDB's 64-bit hash, so the
-    same arguments write the same file on any machine, whatever DuckDB's thread count (the
-    group effects share row 0..J-1's numbers with other streams: independent hashes). The
-    matching model is ``y ~ x + (x | g)``; 10^8 rows take 1.7 GiB.
+    For row i (0..rows-1) in group ``g = i mod groups``:
+
+    * ``family="gaussian"``: ``y = 1 + 0.5 x + u0_g + u1_g x + e`` with ``x`` and ``e``
+      standard normal and ``(u0_g, u1_g)`` normal with SDs 1 and 0.3 and correlation 0.4;
+      the model is ``y ~ x + (x | g)``; 10^8 rows take 1.7 GiB;
+    * ``family="bernoulli"``: a three-level predictor ``k`` (0, 1, 2 equally often) and
+      ``y ~ Bernoulli(logit^-1(-0.5 + 0.8 [k = 1] - 0.6 [k = 2] + u0_g))``, ``u0_g`` normal
+      with SD 1; the model is ``y ~ C(k) + (1 | g)``, whose 10^8 rows are at most 6 groups'
+      worth of distinct rows per group.
+
+    Every number is a function of the row (or group) number and ``seed`` through DuckDB's
+    64-bit hash, so the same arguments write the same file on any machine, whatever DuckDB's
+    thread count (the group effects share row 0..J-1's numbers with other streams:
+    independent hashes).
 
     Examples
     --------
@@ -247,13 +256,25 @@ def simulate_parquet(path: str | Path, rows: int, groups: int = 10_000, *, seed:
         )
     effects = f"""SELECT range AS g, {_normal("range", seed, 0)} AS z0,
                          {_normal("range", seed, 2)} AS z1 FROM range({int(groups)})"""
-    rows_sql = f"""SELECT range % {int(groups)} AS g, {_normal("range", seed, 4)} AS x,
-                          {_normal("range", seed, 6)} AS e FROM range({int(rows)})"""
+    if family == "gaussian":
+        rows_sql = f"""SELECT range % {int(groups)} AS g, {_normal("range", seed, 4)} AS x,
+                              {_normal("range", seed, 6)} AS e FROM range({int(rows)})"""
+        columns = """r.x, 1.0 + 0.5 * r.x + z0 + 0.3 * (0.4 * z0 + sqrt(0.84) * z1) * r.x + r.e
+                     AS y"""
+        truth = {"Intercept": 1.0, "x": 0.5, "sd_Intercept": 1.0, "sd_x": 0.3, "corr": 0.4}
+        truth["sigma"] = 1.0
+    elif family == "bernoulli":
+        u = _uniform("range", seed, 8)
+        rows_sql = f"""SELECT range % {int(groups)} AS g, (hash(range * 64 + 9) % 3)::INTEGER
+                              AS k, {u} AS u FROM range({int(rows)})"""
+        eta = "-0.5 + 0.8 * (r.k = 1)::INTEGER - 0.6 * (r.k = 2)::INTEGER + z0"
+        columns = f"r.k, (r.u < 1.0 / (1.0 + exp(-({eta}))))::INTEGER AS y"
+        truth = {"Intercept": -0.5, "C(k)[1]": 0.8, "C(k)[2]": -0.6, "sd_Intercept": 1.0}
+    else:
+        raise SpecError(unknown_name("family", str(family), ["bernoulli", "gaussian"]))
     duckdb.connect().execute(
         f"""COPY (
-            SELECT r.g::INTEGER AS g, r.x,
-                   1.0 + 0.5 * r.x + z0 + 0.3 * (0.4 * z0 + sqrt(0.84) * z1) * r.x + r.e AS y
-            FROM ({rows_sql}) r JOIN ({effects}) USING (g)
+            SELECT r.g::INTEGER AS g, {columns} FROM ({rows_sql}) r JOIN ({effects}) USING (g)
         ) TO '{Path(path)}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"""
     )
-    return {"Intercept": 1.0, "x": 0.5, "sd_Intercept": 1.0, "sd_x": 0.3, "corr": 0.4, "sigma": 1.0}
+    return truth

@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,9 @@ __all__ = ["COLLAPSIBLE", "DistinctRows", "collapse", "collapsible", "count_dist
 COLLAPSIBLE = ("binary", "binomial", "count", "ordinal")
 #: collapsing is worth it (auto) when the distinct rows are at most this share of the rows
 WORTH = 0.5
+#: rows looked at first (auto): when as many as WORTH of them differ, nothing is collapsed and
+#: the rows, perhaps all distinct, are not counted in full
+LOOK = 1_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,20 +76,27 @@ def _count_column(columns: Sequence[str]) -> str:
     return name
 
 
-def count_distinct(data: Any, columns: Sequence[str]) -> tuple[int, int]:
-    """(rows, distinct rows) of ``columns``, counted in the engine."""
+def count_distinct(data: Any, columns: Sequence[str], head: int | None = None) -> tuple[int, int]:
+    """(rows, distinct rows) of ``columns``, counted in the engine (a hash aggregate), or of
+    the first ``head`` rows only: a cheap look before counting rows that may all differ."""
     columns = list(columns)
-    if isinstance(data, pd.DataFrame):
+    if isinstance(data, pd.DataFrame) or is_dask(data):
         frame = data[columns]
+        if head is not None:
+            with warnings.catch_warnings():  # Dask: a first partition shorter than head
+                warnings.filterwarnings("ignore", "Insufficient elements for `head`")
+                frame = frame.head(head)  # Dask: of the first partition, as pandas
+        if is_dask(frame):
+            return int(frame.shape[0].compute()), int(frame.drop_duplicates().shape[0].compute())
         return len(frame), len(frame.drop_duplicates())
-    if is_dask(data):
-        frame = data[columns]
-        return int(frame.shape[0].compute()), int(frame.drop_duplicates().shape[0].compute())
     import narwhals.stable.v2 as nw
 
     frame = open_frame(data).select(columns)
+    frame = frame if head is None else frame.head(head)
     rows = frame.select(nw.len())
-    distinct = frame.unique().select(nw.len())
+    # a GROUP BY, not unique(): narwhals writes DuckDB's unique() as a window over every row
+    # (10^8 rows: 5.3 s and 2.5 GB, against 0.4 s and nothing to speak of)
+    distinct = frame.group_by(columns, drop_null_keys=False).agg(nw.len()).select(nw.len())
     rows, distinct = (f.collect() if hasattr(f, "collect") else f for f in (rows, distinct))
     return int(rows.item()), int(distinct.item())
 

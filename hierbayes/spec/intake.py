@@ -29,6 +29,7 @@ import pandas as pd
 from hierbayes.errors import DataError, DataWarning
 from hierbayes.spec.design import Design, build_design, incomplete_rows, model_columns
 from hierbayes.spec.distinct import (
+    LOOK,
     WORTH,
     DistinctRows,
     collapse,
@@ -141,10 +142,16 @@ def intake(
     if reduce and (no_collapse or dropna):
         check_reducible(f"{why}; nor do its rows collapse: {no_collapse}", dropna, "auto")
     if no_collapse is None and (reduce or automatic):
-        counted = count_distinct(data, columns)
+        counted = count_distinct(data, columns, head=None if reduce else LOOK)
+        if counted[1] <= WORTH * counted[0] and counted[0] == LOOK:  # a look only: count all
+            counted = count_distinct(data, columns)
         if reduce or counted[1] <= WORTH * counted[0]:
             return _distinct(formula, data, family, namespace, options, dpars, columns, counted)
-        why = f"{counted[1]:,} of its {counted[0]:,} rows are distinct, too few repeat to collapse"
+        look = " first" if counted[0] == LOOK else ""
+        why = (
+            f"{counted[1]:,} of its{look} {counted[0]:,} rows are distinct, too few repeat to "
+            "collapse"
+        )
     if engine:
         data = to_pandas(data, columns, what=what, why=why)
     dropped = pd.Index([])
