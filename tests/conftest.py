@@ -61,6 +61,27 @@ def quiet_fit(model: hb.Model, **kwargs) -> hb.Fit:
         return model.fit(**kwargs)
 
 
+def assert_same_draws(a: hb.Fit, b: hb.Fit, names, atol: float) -> None:
+    """Two fits' draws of ``names`` agree to ``atol`` (same design and seed by two routes)."""
+    for name in names:
+        np.testing.assert_allclose(
+            a.idata.posterior[name].values,
+            b.idata.posterior[name].values,
+            rtol=0,
+            atol=atol,
+            err_msg=name,
+        )
+
+
+def write_files(frame: pd.DataFrame, root) -> None:
+    """``frame`` as Parquet (whole, and in two parts) and CSV in the folder ``root``."""
+    frame.to_parquet(root / "all.parquet", index=False)
+    half = len(frame) // 2
+    frame.iloc[:half].to_parquet(root / "part-1.parquet", index=False)
+    frame.iloc[half:].to_parquet(root / "part-2.parquet", index=False)
+    frame.to_csv(root / "all.csv", index=False)
+
+
 @pytest.fixture(scope="session")
 def eight_fit(eight_models) -> hb.Fit:
     """Non-centered eight schools, 4 x 2000 draws: the reference-posterior run (about 10 s)."""

@@ -104,6 +104,28 @@ def _drop_incomplete(
     return data.loc[~mask], data.index[mask]
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a model asks of its data: formula, family, names, column options, dpars."""
+
+    formula: Formula
+    family: Family
+    namespace: Namespace
+    options: Mapping[str, str | None]
+    dpars: Mapping[str, str]
+
+    def design(self, frame: pd.DataFrame, **options: str | None) -> Design:
+        """:func:`~hierbayes.spec.design.build_design` of ``frame``, ``options`` overriding."""
+        return build_design(
+            self.formula,
+            frame,
+            family=self.family,
+            namespace=self.namespace,
+            dpars=self.dpars,
+            **{**self.options, **options},
+        )
+
+
 def intake(
     formula: Formula,
     data: Any,
@@ -119,12 +141,13 @@ def intake(
     """The design of ``formula`` on ``data`` (module docstring). ``options`` are the column
     arguments ``se``, ``trials``, ``offset`` and ``weights``; ``dpars`` the formulas of
     auxiliary parameters."""
+    request = _Request(formula, family, namespace, options, dpars)
     what = describe_source(data)
     data = open_source(data)  # a path or SQL: opened once, for every read below
     if isinstance(data, GroupTable):  # a saved fit's sums
         return Intake(reduced_design(formula, data, family, what=what), None, "sums", pd.Index([]))
     if isinstance(data, DistinctRows):  # a saved fit's distinct rows
-        return _distinct_design(formula, data, family, namespace, options, dpars, data.count)
+        return _distinct_design(request, data)
     engine = not isinstance(data, pd.DataFrame)
     why = unreducible(formula, family, **options, **dpars)
     if why is None and engine:
@@ -146,7 +169,9 @@ def intake(
         if counted[1] <= WORTH * counted[0] and counted[0] == LOOK:  # a look only: count all
             counted = count_distinct(data, columns)
         if reduce or counted[1] <= WORTH * counted[0]:
-            return _distinct(formula, data, family, namespace, options, dpars, columns, counted)
+            refuse_incomplete(data, columns, what)  # names the engine's rows, before collapsing
+            frame, count = collapse(data, columns, what=what, counted=counted)
+            return _distinct_design(request, DistinctRows(frame, count), counted[0])
         look = " first" if counted[0] == LOOK else ""
         why = (
             f"{counted[1]:,} of its{look} {counted[0]:,} rows are distinct, too few repeat to "
@@ -157,50 +182,15 @@ def intake(
     dropped = pd.Index([])
     if dropna:
         data, dropped = _drop_incomplete(formula, data, columns)
-    design = build_design(formula, data, family=family, namespace=namespace, dpars=dpars, **options)
-    return Intake(design, data, "rows", dropped)
+    return Intake(request.design(data), data, "rows", dropped)
 
 
-def _distinct(
-    formula: Formula,
-    data: Any,
-    family: Family,
-    namespace: Namespace,
-    options: Mapping[str, str | None],
-    dpars: Mapping[str, str],
-    columns: list[str],
-    counted: tuple[int, int],
-) -> Intake:
-    """The design of the distinct rows, each counted as many times as it occurs."""
-    what = describe_source(data)
-    refuse_incomplete(data, columns, what)  # names the engine's rows, before collapsing
-    frame, count = collapse(data, columns, what=what, counted=counted)
-    return _distinct_design(
-        formula, DistinctRows(frame, count), family, namespace, options, dpars, counted[0]
-    )
-
-
-def _distinct_design(
-    formula: Formula,
-    distinct: DistinctRows,
-    family: Family,
-    namespace: Namespace,
-    options: Mapping[str, str | None],
-    dpars: Mapping[str, str],
-    rows: int | None = None,
-) -> Intake:
+def _distinct_design(request: _Request, distinct: DistinctRows, rows: int | None = None) -> Intake:
     """The design of distinct rows, each weighted by its count, which is also its
     multiplicity (the rows it stands for)."""
     frame, count = distinct.frame, distinct.count
     try:
-        design = build_design(
-            formula,
-            frame,
-            family=family,
-            namespace=namespace,
-            dpars=dpars,
-            **{**options, "weights": count},
-        )
+        design = request.design(frame, weights=count)
     except DataError as exc:
         total = f"{rows:,}" if rows is not None else f"{int(frame[count].sum()):,}"
         raise DataError(

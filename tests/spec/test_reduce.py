@@ -17,6 +17,7 @@ from hierbayes.errors import DataError, SpecError
 from hierbayes.spec.families import GAUSSIAN, get
 from hierbayes.spec.formula import parse
 from hierbayes.spec.reduce import reduced_design, unreducible
+from tests.conftest import write_files
 from tests.spec.test_sources import inputs
 
 STATS = ("ZtZ", "ZtX", "Zty", "XtX", "Xty", "yty", "n_obs")
@@ -38,11 +39,7 @@ def slopes_data() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def files(slopes_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("reduce")
-    slopes_data.to_parquet(root / "all.parquet", index=False)
-    half = len(slopes_data) // 2
-    slopes_data.iloc[:half].to_parquet(root / "part-1.parquet", index=False)
-    slopes_data.iloc[half:].to_parquet(root / "part-2.parquet", index=False)
-    slopes_data.to_csv(root / "all.csv", index=False)
+    write_files(slopes_data, root)
     return root
 
 

@@ -18,7 +18,7 @@ import hierbayes as hb
 from hierbayes.errors import DataError
 from hierbayes.spec import sources
 from hierbayes.spec.sources import column_names, to_pandas
-from tests.conftest import quiet_fit
+from tests.conftest import assert_same_draws, quiet_fit, write_files
 
 FORMULA = "y ~ x + (1 | g)"
 
@@ -28,12 +28,7 @@ def files(regression_data, tmp_path_factory):
     """The regression data with an unused text column, as Parquet (whole and in two parts)
     and CSV."""
     root = tmp_path_factory.mktemp("sources")
-    wide = regression_data.assign(note="unused")
-    wide.to_parquet(root / "all.parquet", index=False)
-    half = len(wide) // 2
-    wide.iloc[:half].to_parquet(root / "part-1.parquet", index=False)
-    wide.iloc[half:].to_parquet(root / "part-2.parquet", index=False)
-    wide.to_csv(root / "all.csv", index=False)
+    write_files(regression_data.assign(note="unused"), root)
     return root
 
 
@@ -71,14 +66,7 @@ def test_every_input_gives_the_pandas_design(regression_data, files):
 def test_a_parquet_file_gives_the_pandas_posterior(regression_data, regression_fit, files):
     """Same design, same seed, same settings as the session's pandas fit: the same draws."""
     fit = quiet_fit(hb.Model(FORMULA, files / "all.parquet"), draws=500, tune=500, random_seed=3)
-    for name in ("Intercept", "x", "sd_g", "sigma", "b_g"):
-        np.testing.assert_allclose(
-            fit.idata.posterior[name].values,
-            regression_fit.idata.posterior[name].values,
-            rtol=0,
-            atol=1e-10,
-            err_msg=name,
-        )
+    assert_same_draws(fit, regression_fit, ("Intercept", "x", "sd_g", "sigma", "b_g"), 1e-10)
     new = regression_data.head(7)
     np.testing.assert_allclose(
         regression_fit.predict(pl.from_pandas(new)).values,
