@@ -41,12 +41,12 @@ from hierbayes.spec.families import Family
 from hierbayes.spec.formula import Formula
 from hierbayes.spec.namespace import Namespace
 from hierbayes.spec.reduce import GroupTable, check_reducible, reduced_design, unreducible
-from hierbayes.spec.reduce import schema as source_schema
 from hierbayes.spec.sources import (
     column_names,
     describe_source,
     open_source,
     refuse_incomplete,
+    schema,
     to_pandas,
 )
 
@@ -151,7 +151,7 @@ def intake(
     engine = not isinstance(data, pd.DataFrame)
     why = unreducible(formula, family, **options, **dpars)
     if why is None and engine:
-        why = unreducible(formula, family, source_schema(data), **options, **dpars)
+        why = unreducible(formula, family, schema(data), **options, **dpars)
     if why is None and parameterization not in ("auto", "marginal") and not reduce:
         why = f"parameterization={parameterization!r} samples the group effects from the rows"
     automatic = reduce is None and engine and not dropna

@@ -42,16 +42,17 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import DataError, SpecError, describe_rows
+from hierbayes.spec.columns import is_number_type
 from hierbayes.spec.design import Design, FactorDesign, check_present
 from hierbayes.spec.families import Family
 from hierbayes.spec.formula import Formula
 from hierbayes.spec.grouped import GroupSums
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import resolve
-from hierbayes.spec.sources import bad_rows, column_names, is_dask, open_frame
+from hierbayes.spec.sources import bad_flag, bad_rows, column_names, is_dask, open_frame, schema
 from hierbayes.spec.terms import evaluate_terms
 
-__all__ = ["GroupTable", "check_reducible", "reduced_design", "schema", "unreducible"]
+__all__ = ["GroupTable", "check_reducible", "reduced_design", "unreducible"]
 
 #: relative size below which a column's spread within a group counts as none
 _RTOL = 1e-9
@@ -146,7 +147,7 @@ def unreducible(
     for column in [layout.group, *layout.columns] if schema is not None else []:
         if column not in schema:
             return f"column {column!r} is not in the data"
-        if column != layout.group and not _is_number(schema[column]):
+        if column != layout.group and not is_number_type(schema[column]):
             return f"column {column!r} holds {schema[column]}, not numbers"
     return None
 
@@ -172,20 +173,6 @@ def check_reducible(why: str | None, dropna: bool, parameterization: str) -> Non
         )
 
 
-def _is_number(dtype: Any) -> bool:
-    """A numeric, non-boolean column type (narwhals' or a pandas/NumPy dtype)."""
-    if hasattr(dtype, "is_numeric"):
-        return bool(dtype.is_numeric())
-    return np.dtype(dtype).kind in "iuf"
-
-
-def schema(data: Any) -> dict[str, Any]:
-    """Column name -> type of ``data`` (anything :mod:`hierbayes.spec.sources` reads)."""
-    if isinstance(data, pd.DataFrame) or is_dask(data):
-        return {str(c): t for c, t in data.dtypes.items()}
-    return dict(open_frame(data).collect_schema())
-
-
 def _sums_narwhals(frame: Any, group: str, columns: tuple[str, ...]) -> pd.DataFrame:
     """One grouped aggregation of ``frame`` (narwhals, eager or lazy): per group the count,
     the sums of the columns and of their pairwise products, minima, maxima, bad values."""
@@ -196,10 +183,7 @@ def _sums_narwhals(frame: Any, group: str, columns: tuple[str, ...]) -> pd.DataF
     frame = frame.select(nw.col(group).alias("key"), *values)
     pairs = [(a, b) for a in range(m) for b in range(a, m)]
     products = [(nw.col(f"v{a}") * nw.col(f"v{b}")).alias(f"p{a}_{b}") for a, b in pairs]
-    bad = [
-        (~nw.col(f"v{a}").is_finite()).fill_null(True).cast(nw.Int64).alias(f"bad{a}")
-        for a in range(m)
-    ]
+    bad = [bad_flag(f"v{a}", numeric=True).cast(nw.Int64).alias(f"bad{a}") for a in range(m)]
     frame = frame.with_columns(*products, *bad)
     sums = [f"v{a}" for a in range(m)] + [f"p{a}_{b}" for a, b in pairs]
     out = frame.group_by("key").agg(
@@ -215,18 +199,13 @@ def _sums_narwhals(frame: Any, group: str, columns: tuple[str, ...]) -> pd.DataF
 
 
 def _partition_sums(part: pd.DataFrame, group: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    import narwhals.stable.v2 as nw
-
-    return _sums_narwhals(nw.from_native(part, eager_only=True), group, columns)
+    return _sums_narwhals(open_frame(part), group, columns)
 
 
 def _engine_sums(data: Any, group: str, columns: tuple[str, ...]) -> pd.DataFrame:
     """Per-group sums of ``data``'s columns, computed by its engine; one row per group."""
     if not is_dask(data):
-        import narwhals.stable.v2 as nw
-
-        frame = nw.from_native(data) if isinstance(data, pd.DataFrame) else open_frame(data)
-        return _sums_narwhals(frame, group, columns)
+        return _sums_narwhals(open_frame(data), group, columns)
     import dask
 
     parts = [dask.delayed(_partition_sums)(p, group, columns) for p in data.to_delayed()]
@@ -242,7 +221,7 @@ def _engine_sums(data: Any, group: str, columns: tuple[str, ...]) -> pd.DataFram
 def _refuse_bad(data: Any, table: pd.DataFrame, layout: _Layout, what: str) -> None:
     """A DataError naming the first column with missing or non-finite values and its rows."""
     if table["key"].isna().any():
-        rows = bad_rows(data, layout.group, missing_only=True)
+        rows = bad_rows(data, layout.group, numeric=False)
         raise DataError(
             f"grouping column {layout.group!r} has missing values in "
             f"{describe_rows(pd.Index(rows))} of {what}. hierbayes never drops rows silently: "
@@ -356,7 +335,7 @@ def _group_table(data: Any, layout: _Layout, what: str) -> pd.DataFrame:
         if column not in types:
             check_present(pd.DataFrame(columns=column_names(data)), [column])
     for column in layout.columns:
-        if not _is_number(types[column]):
+        if not is_number_type(types[column]):
             kind = "response" if column == layout.columns[-1] else "predictor"
             raise DataError(
                 f"{kind} column {column!r} has type {types[column]}; the per-group sums "

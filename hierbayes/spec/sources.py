@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import DataError, describe_rows
+from hierbayes.spec.columns import is_number_type
 
 __all__ = [
     "FORMATS",
@@ -50,8 +51,10 @@ __all__ = [
     "is_dask",
     "open_frame",
     "open_source",
+    "bad_flag",
     "bad_rows",
     "refuse_incomplete",
+    "schema",
     "to_pandas",
 ]
 
@@ -202,6 +205,28 @@ def column_names(data: Any) -> list[str]:
     return list(open_frame(data).collect_schema().names())
 
 
+def schema(data: Any) -> dict[str, Any]:
+    """Column name -> type of ``data``, from its schema, not its rows (:func:`is_number_type`
+    reads either kind of type).
+
+    Examples
+    --------
+    >>> {c: str(t) for c, t in schema(pd.DataFrame({"y": [1.0], "g": ["a"]})).items()}
+    {'y': 'float64', 'g': 'str'}
+    """
+    if isinstance(data, pd.DataFrame) or is_dask(data):
+        return {str(c): t for c, t in data.dtypes.items()}
+    return dict(open_frame(data).collect_schema())
+
+
+def bad_flag(column: str, numeric: bool) -> Any:
+    """The narwhals expression, true where ``column`` is missing or (``numeric``) not finite."""
+    import narwhals.stable.v2 as nw
+
+    col = nw.col(column)
+    return (~col.cast(nw.Float64).is_finite()).fill_null(True) if numeric else col.is_null()
+
+
 def describe_source(data: Any) -> str:
     """How errors name ``data``: a path or SQL text quoted, else its type's name.
 
@@ -266,19 +291,11 @@ def to_pandas(
     return out
 
 
-def bad_rows(data: Any, column: str, missing_only: bool = False) -> np.ndarray:
-    """Positions (0..N-1, the engine's order) of rows with a missing or non-finite value."""
-    if is_dask(data) or isinstance(data, pd.DataFrame):
-        values = data[column]
-        values = values.compute() if is_dask(data) else values
-        if missing_only:
-            return np.flatnonzero(values.isna().to_numpy())
-        return np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan)))
-    import narwhals.stable.v2 as nw
-
-    col = nw.col(column)
-    flag = col.is_null() if missing_only else (~col.cast(nw.Float64).is_finite()).fill_null(True)
-    out = open_frame(data).select(flag.alias("bad"))
+def bad_rows(data: Any, column: str, numeric: bool = True) -> np.ndarray:
+    """Positions (0..N-1, the engine's order) of rows whose ``column`` is missing or, if
+    ``numeric``, not finite (:func:`bad_flag`)."""
+    frame = data[[column]].compute() if is_dask(data) else data
+    out = open_frame(frame).select(bad_flag(column, numeric).alias("bad"))
     out = out.collect() if hasattr(out, "collect") else out
     return np.flatnonzero(out["bad"].to_numpy())
 
@@ -286,47 +303,27 @@ def bad_rows(data: Any, column: str, missing_only: bool = False) -> np.ndarray:
 def refuse_incomplete(data: Any, columns: Sequence[str], what: str) -> None:
     """A DataError naming the first of ``columns`` with a missing or non-finite value, and
     its rows (positions in the engine's order), counted in the engine in one pass."""
-    columns = list(columns)
-    if isinstance(data, pd.DataFrame) or is_dask(data):
-        frame = data[columns]
-        counts = frame.isna().sum()
-        counts = counts.compute() if is_dask(data) else counts
-        numeric = [c for c in columns if frame[c].dtype.kind in "fc"]
-        if numeric:
-            inf = frame[numeric].abs().eq(float("inf")).sum()
-            counts[numeric] += inf.compute() if is_dask(data) else inf
-        bad = [c for c in columns if counts[c]]
-    else:
-        import narwhals.stable.v2 as nw
+    import narwhals.stable.v2 as nw
 
-        frame = open_frame(data)
-        schema = frame.collect_schema()
-        flags = [
-            (
-                (~nw.col(c).is_finite()).fill_null(True)
-                if schema[c].is_numeric()
-                else nw.col(c).is_null()
-            )
-            .cast(nw.Int64)
-            .sum()
-            .alias(c)
-            for c in columns
-        ]
-        out = frame.select(*flags)
-        out = (out.collect() if hasattr(out, "collect") else out).to_pandas()
-        bad = [c for c in columns if out[c].iloc[0]]
+    numbers = {c for c, t in schema(data).items() if is_number_type(t)}
+    flags = [bad_flag(c, c in numbers).cast(nw.Int64).sum().alias(c) for c in columns]
+    if is_dask(data):  # per partition, where each lives; then added up
+        import dask
+
+        def count(part: pd.DataFrame) -> pd.DataFrame:
+            return open_frame(part).select(*flags).to_pandas()
+
+        parts = dask.compute(*[dask.delayed(count)(p) for p in data[list(columns)].to_delayed()])
+        counts = pd.concat(parts).sum()
+    else:
+        out = open_frame(data).select(*flags)
+        counts = (out.collect() if hasattr(out, "collect") else out).to_pandas().iloc[0]
+    bad = [c for c in columns if counts[c]]
     if bad:
         column = bad[0]
-        rows = pd.Index(bad_rows(data, column, missing_only=column not in _numbers(data)))
+        rows = pd.Index(bad_rows(data, column, numeric=column in numbers))
         raise DataError(
             f"column {column!r} has missing or infinite values in {describe_rows(rows)} of "
             f"{what}. hierbayes never drops rows silently: filter or impute them in the engine "
             "(e.g. SQL WHERE ... IS NOT NULL), or read the rows and pass dropna=True"
         )
-
-
-def _numbers(data: Any) -> set[str]:
-    """The numeric columns of ``data``."""
-    if isinstance(data, pd.DataFrame) or is_dask(data):
-        return {str(c) for c, t in data.dtypes.items() if t.kind in "iufc"}
-    return {c for c, t in open_frame(data).collect_schema().items() if t.is_numeric()}

@@ -212,7 +212,7 @@ def test_the_sums_of_a_dask_frame_are_computed_on_the_workers(slopes_data):
     rows = hb.Model("y ~ x + (x | g)", slopes_data).design
     frame = dd.from_pandas(slopes_data, npartitions=4)
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         with get_task_stream(client) as stream:

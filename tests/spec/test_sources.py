@@ -184,7 +184,7 @@ def test_a_dask_frame_is_computed_on_the_active_cluster(regression_data):
     reference = hb.Model(FORMULA, regression_data).design
     frame = dd.from_pandas(regression_data, npartitions=4)
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         with get_task_stream(client) as stream:
