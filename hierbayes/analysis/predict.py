@@ -56,16 +56,17 @@ def _not_numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").isna().to_numpy()
 
 
+def _predictors(design: Design, spec: ModelSpec) -> list[str]:
+    """The columns new rows need: the model's, less the response, se, trials and weights."""
+    left_out = (design.response, spec.se, spec.trials, design.weights_column)
+    return [c for c in design.columns if c not in left_out]
+
+
 def _check_new_data(
     model_data: pd.DataFrame | None, design: Design, spec: ModelSpec, data: pd.DataFrame, kind: str
 ) -> None:
     """Numeric columns hold numbers; for kind="response", SEs > 0 and whole trials >= 1."""
-    predictors = [
-        c
-        for c in design.columns
-        if c not in (design.response, spec.se, spec.trials, design.weights_column)
-    ]
-    for column in predictors:
+    for column in _predictors(design, spec):
         if model_data is None:  # per-group sums: every column in them is numeric
             numeric = design.sums is not None and column in design.sums.names
         else:
@@ -203,11 +204,7 @@ def predict(
         raise SpecError(f"random_seed must be None or a whole number >= 0, got {random_seed!r}")
     post = _draw_subset(idata.posterior, draws)
     idata = az.InferenceData(posterior=post)
-    needed = [
-        c
-        for c in design.columns
-        if c not in (design.response, spec.se, spec.trials, design.weights_column)
-    ]
+    needed = _predictors(design, spec)
     if kind == "response":
         needed += [c for c in (spec.se, spec.trials) if c is not None]
     check_columns(data, needed)

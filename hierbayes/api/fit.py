@@ -103,9 +103,12 @@ class Fit:
         design = self.model.design
         if design.sums is not None:  # no rows: the per-group sums
             kind, data = "group sums", design.sums.table
-        else:  # the rows, or the distinct rows with their count (the weights column) last
-            kind = "rows" if design.multiplicity is None else "distinct rows"
-            data = self.model.data[list(design.columns)]
+        elif design.multiplicity is None:
+            kind, data = "rows", self.model.data[list(design.columns)]
+        else:  # the distinct rows, their count (the weights column) last, as load reads it
+            count = design.weights_column
+            columns = [c for c in design.columns if c != count] + [count]
+            kind, data = "distinct rows", self.model.data[columns]
         write_fit(Path(path), self.idata, self.model.spec, data, self.target_accept, kind)
 
     def pooling(self, hdi_prob: float = 0.94, empirical_bayes: bool = True) -> PoolingReport:

@@ -60,8 +60,9 @@ class FactorDesign:
     level2 : ndarray of bool, shape (p,)
         All population columns that are level-2 for this factor, owned or not.
     sizes : ndarray, shape (J,), optional
-        Observations per group, for a design of per-group sums (whose ``codes`` and ``Z``
-        have no rows: :mod:`hierbayes.spec.reduce`).
+        Observations per group when the design's rows are not the data's: per-group sums
+        (whose ``codes`` and ``Z`` have no rows: :mod:`hierbayes.spec.reduce`), or distinct
+        rows with counts (:mod:`hierbayes.spec.distinct`).
     """
 
     name: str
