@@ -73,6 +73,23 @@ def assert_same_draws(a: hb.Fit, b: hb.Fit, names, atol: float) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def factors_data() -> pd.DataFrame:
+    """Classes (c) nested in 12 schools (b), crossed with 8 raters (d); x a row predictor, w a
+    school-level one. Sorted by b, c, d, and the first class holds every rater, so the rows'
+    first-appearance order of every factor is the sums' sorted order."""
+    rng = np.random.default_rng(44)
+    b = rng.integers(0, 12, 2400)
+    c = rng.integers(0, 4, 2400)
+    d = rng.integers(0, 8, 2400)
+    b[:8], c[:8], d[:8] = 0, 0, np.arange(8)
+    x, w = rng.normal(size=2400), rng.normal(size=12)
+    y = 1.0 + 0.5 * x + 0.4 * w[b] + rng.normal(0, 0.8, 12)[b] + rng.normal(0, 0.3, 12)[b] * x
+    y = y + rng.normal(0, 0.5, (12, 4))[b, c] + rng.normal(0, 0.6, 8)[d] + rng.normal(size=2400)
+    frame = pd.DataFrame({"y": y, "x": x, "w": w[b], "b": [f"s{k:02d}" for k in b], "c": c, "d": d})
+    return frame.sort_values(["b", "c", "d"], kind="stable").reset_index(drop=True)
+
+
 def write_files(frame: pd.DataFrame, root) -> None:
     """``frame`` as Parquet (whole, and in two parts) and CSV in the folder ``root``."""
     frame.to_parquet(root / "all.parquet", index=False)

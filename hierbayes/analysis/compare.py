@@ -64,10 +64,8 @@ def compare(fits: Mapping[str, Comparable]) -> pd.DataFrame:
         raise SpecError("compare needs at least two fits, as a dict of name -> fit")
     for name, f in fits.items():
         if "log_likelihood" not in f.idata.groups():
-            raise SpecError(
-                f"fit {name!r} holds no log-likelihood: fit it with log_likelihood=True (a "
-                "model of distinct rows with counts has none per row: pass reduce=False)"
-            )
+            why = f.idata.attrs.get("log_likelihood_absent", "fit it with log_likelihood=True")
+            raise SpecError(f"fit {name!r} holds no log-likelihood: {why}")
     units = {name: f.idata.attrs.get("log_likelihood_unit", "row") for name, f in fits.items()}
     first = next(iter(fits))
     for name, unit in units.items():

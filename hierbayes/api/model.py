@@ -27,6 +27,8 @@ from hierbayes.posterior.complete import (
     add_group_effects,
     group_log_likelihood,
     group_observations,
+    log_likelihood_groups,
+    no_log_likelihood,
     pointwise_log_likelihood,
 )
 from hierbayes.spec import families
@@ -404,6 +406,9 @@ class Model:
         0
         """
         _check_fit_arguments(draws, tune, chains, cores, target_accept, random_seed)
+        absent = no_log_likelihood(self.design)
+        if log_likelihood and absent:
+            raise SpecError(f"log_likelihood=True: {absent}")
         if random_seed is None:
             random_seed = int(np.random.SeedSequence().entropy % (MAX_SEED + 1))
         random_seed = int(random_seed)
@@ -440,20 +445,21 @@ class Model:
         if self.plan.marginal and d.factors:
             rng = np.random.default_rng([random_seed, 1])  # apart from the sampler's streams
             add_group_effects(d, idata, rng)
+        absent = no_log_likelihood(d)
+        if absent:
+            idata.attrs["log_likelihood_absent"] = absent
         if d.sums is not None:  # no rows: per group, the sums and the marginal likelihood
             idata.add_groups(observed_data=group_observations(d))
-            if log_likelihood is not False:
+            if log_likelihood is not False and not absent:
                 idata.add_groups(log_likelihood=group_log_likelihood(d, idata))
-                idata.attrs["log_likelihood_unit"] = f"group of {d.factors[0].name!r}"
+                idata.attrs["log_likelihood_unit"] = f"group of {log_likelihood_groups(d)[0]!r}"
             return
         if "observed_data" not in idata.groups():
             index = d.index if d.index.is_unique else np.arange(d.n_obs)
             y = xr.DataArray(d.y, dims="obs", coords={"obs": index})
             idata.add_groups(observed_data=xr.Dataset({d.response: y}))
         cells = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] * d.n_obs
-        if d.multiplicity is not None:  # a distinct row's term is not one row's: no LOO
-            if log_likelihood:
-                d.require_rows("log_likelihood=True (leave-one-row-out)")
+        if absent:
             return
         if log_likelihood is None:
             log_likelihood = cells <= LOG_LIKELIHOOD_MAX_CELLS

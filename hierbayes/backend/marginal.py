@@ -173,7 +173,7 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
         raise SpecError("sufficient_stats needs the factor when the model has more than one")
     f = design.factors[0] if factor is None else factor
     if design.sums is not None:
-        return _from_sums(design.sums)
+        return _from_sums(design.sums.by_factor(design.factors.index(f), f.n_groups))
     w = _row_weights(design)
     y, X, Z, J = design.y_adjusted, design.X, f.Z, f.n_groups  # y - offset
     Zw = Z * w[:, None]
@@ -192,7 +192,7 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
 
 
 def _from_sums(sums: GroupSums) -> GroupStats:
-    """The statistics of a design of per-group sums (:mod:`hierbayes.spec.grouped`)."""
+    """The statistics of one factor's per-group sums (:mod:`hierbayes.spec.grouped`)."""
     x, (z,), y = sums.x_cols, sums.z_cols, (sums.y_col,)
     total = sums.total
     return GroupStats(

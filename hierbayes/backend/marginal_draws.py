@@ -35,7 +35,7 @@ from hierbayes.backend.marginal_multi import (
 )
 from hierbayes.core.parallel import run_chunks
 
-__all__ = ["draw_nested_effects", "draw_crossed_effects"]
+__all__ = ["draw_nested_effects", "draw_crossed_effects", "nested_group_loglik"]
 
 
 def _absorb(G: Matrix, e: Entries, L: Matrix, cross: Matrix, sqrt: Callable) -> tuple:
@@ -222,4 +222,80 @@ def draw_crossed_effects(
             out[sl, :, i] = u
 
     _chunked(S, C * sum(u.shape[2] for u in effects) + J * q * q, rng, fill)
+    return out
+
+
+def nested_group_loglik(
+    stats: NestedStats,
+    beta: np.ndarray,
+    chol1: np.ndarray,
+    chol2: np.ndarray,
+    sigma: np.ndarray,
+    outer_rr: np.ndarray,
+    outer_n: np.ndarray,
+) -> np.ndarray:
+    """Each outer group's log-likelihood with both levels of effects integrated out, per draw.
+
+    The nested log-likelihood (:mod:`hierbayes.backend.marginal_multi`) is a sum over the
+    outer groups j of ``-1/2 [n_j log 2pi sigma^2 + sum_{k in j} log|M_k| + log|M_j|
+    + r_j'r_j / sigma^2 - sum_{k in j} |a_k|^2 - |a_j|^2]``, r = y - X beta: log p(y_j), the
+    density of group j's data alone (leave-one-group-out's term).
+
+    Parameters
+    ----------
+    stats, beta, chol1, chol2 : as for :func:`draw_nested_effects`.
+    sigma : ndarray, shape (S,)
+    outer_rr : ndarray, shape (J, p + 1, p + 1)
+        Each outer group's cross-products of ``[X, y]``.
+    outer_n : ndarray, shape (J,)
+        Each outer group's rows.
+
+    Returns
+    -------
+    ndarray, shape (S, J)
+
+    Examples
+    --------
+    >>> from scipy.stats import multivariate_normal
+    >>> from hierbayes.backend.marginal_multi import _example_design, nested_stats
+    >>> y = np.array([0.5, -1.0, 2.0, 0.0])
+    >>> s = nested_stats(_example_design("y ~ 0 + (1 | b/c)", "aabb", "xyxy", y=y))
+    >>> rr = np.array([[[0.5**2 + 1.0]], [[4.0]]])  # per group of b: y'y
+    >>> one = np.ones((1, 1, 1))
+    >>> ll = nested_group_loglik(s, np.zeros((1, 0)), one, one, np.ones(1), rr, np.array([2, 2]))
+    >>> cov = np.ones((2, 2)) + 2 * np.eye(2)  # a group of b: 1 1' + Z2 Z2' + I
+    >>> bool(np.allclose(ll[0], [multivariate_normal(np.zeros(2), cov).logpdf(y[:2]),
+    ...                          multivariate_normal(np.zeros(2), cov).logpdf(y[2:])]))
+    True
+    """
+    g = stats.inner
+    S, K, J = beta.shape[0], len(stats.parent), stats.n_outer
+    q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
+    out = np.empty((S, J))
+    by_outer = _summer(stats.parent, J)
+    Z1Z1, Z2Z1, Z2Z2 = _matrix(stats.Z1Z1), _matrix(stats.Z2Z1), _matrix(g.ZtZ)
+    m = outer_rr.shape[1]
+    rr = outer_rr.reshape(J, m * m)
+
+    def fill(sl: slice, gen: np.random.Generator) -> None:
+        n = sl.stop - sl.start
+        tau = _scale(sigma, sl)
+        z1e = _project(stats.Z1y, stats.Z1X, beta[sl]) * np.reshape(tau, (-1, 1, 1))
+        z2e = _project(g.Zty, g.ZtX, beta[sl]) * np.reshape(tau, (-1, 1, 1))
+        C2, a2, H = _absorb(
+            Z2Z2, [z2e[:, :, i] for i in range(q2)], _lower(chol2[sl], q2, tau), Z2Z1, np.sqrt
+        )
+        A, c = _outer_terms(Z1Z1, [z1e[:, :, i] for i in range(q1)], a2, H)
+        A_j = [[by_outer(np.broadcast_to(A[i][k], (n, K))) for k in range(q1)] for i in range(q1)]
+        C1, a1, _ = _absorb(A_j, [by_outer(x) for x in c], _lower(chol1[sl], q1, tau), [], np.sqrt)
+        inner = sum(2.0 * np.log(C2[i][i]) - a2[i] ** 2 for i in range(q2))  # (n, K)
+        outer = sum(2.0 * np.log(C1[i][i]) - a1[i] ** 2 for i in range(q1))  # (n, J)
+        v = np.concatenate([-beta[sl], np.ones((n, 1))], axis=1)  # r = [X, y] v
+        r_sq = (v[:, :, None] * v[:, None, :]).reshape(n, m * m) @ rr.T  # (n, J)
+        log_2pi_s2 = np.log(2.0 * np.pi) + 2.0 * np.log(sigma[sl, None])
+        out[sl] = -0.5 * (
+            outer_n * log_2pi_s2 + by_outer(inner) + outer + r_sq * np.reshape(tau, (-1, 1)) ** 2
+        )
+
+    _chunked(S, K * (q1 + q2) ** 2, np.random.default_rng(0), fill)
     return out

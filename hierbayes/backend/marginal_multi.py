@@ -71,7 +71,7 @@ from hierbayes.errors import SpecError
 from hierbayes.spec.design import Design, FactorDesign, build_design
 from hierbayes.spec.families import GAUSSIAN
 from hierbayes.spec.formula import parse
-from hierbayes.spec.terms import nesting
+from hierbayes.spec.terms import nesting_codes
 
 __all__ = [
     "MarginalLayout",
@@ -125,7 +125,7 @@ def marginal_layout(design: Design) -> MarginalLayout:
         a, b = factors
         pairs = [(a, b), (b, a)] if b.n_groups >= a.n_groups else [(b, a), (a, b)]
         for outer, inner in pairs:
-            if nesting(outer, inner) is not None:
+            if _nesting(design, outer, inner) is not None:
                 names = (outer.name, inner.name)
                 return MarginalLayout("nested", names, (), {f.name: "marginal" for f in factors})
     marg = max(factors, key=lambda f: f.n_groups)  # the first of the largest
@@ -143,6 +143,17 @@ def _example_design(formula: str, b: str, c: str, y: Sequence[float] | None = No
 
 def _factor(design: Design, name: str) -> FactorDesign:
     return next(f for f in design.factors if f.name == name)
+
+
+def _codes(design: Design, f: FactorDesign) -> np.ndarray:
+    """Each row's group of ``f``; with per-cell sums, each cell's."""
+    if design.sums is None:
+        return f.codes
+    return design.sums.cells[:, design.factors.index(f)]
+
+
+def _nesting(design: Design, outer: FactorDesign, inner: FactorDesign) -> np.ndarray | None:
+    return nesting_codes(_codes(design, outer), _codes(design, inner), inner.n_groups)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,11 +186,24 @@ def nested_stats(design: Design) -> NestedStats:
     if layout.kind != "nested":
         raise SpecError(f"the grouping factors of this model are not nested ({layout.kind})")
     outer, inner = (_factor(design, n) for n in layout.marginal)
+    if design.sums is not None:  # the inner groups' sums hold every product needed
+        s = design.sums.by_factor(design.factors.index(inner), inner.n_groups)
+        z1, z2 = design.sums.z_cols[design.factors.index(outer)], s.z_cols[0]
+        x, y = s.x_cols, s.y_col
+        return NestedStats(
+            parent=_nesting(design, outer, inner),
+            n_outer=outer.n_groups,
+            Z1Z1=s.block(z1, z1),
+            Z2Z1=s.block(z2, z1),
+            Z1X=s.block(z1, x),
+            Z1y=s.block(z1, (y,))[:, :, 0],
+            inner=sufficient_stats(design, inner),
+        )
     w = _row_weights(design)
     y, X, codes, K = design.y_adjusted, design.X, inner.codes, inner.n_groups
     Z1w = outer.Z * w[:, None]
     return NestedStats(
-        parent=nesting(outer, inner),
+        parent=_nesting(design, outer, inner),
         n_outer=outer.n_groups,
         Z1Z1=group_crossprod(Z1w, outer.Z, codes, K),
         Z2Z1=group_crossprod(inner.Z * w[:, None], outer.Z, codes, K),
@@ -223,6 +247,8 @@ def crossed_stats(design: Design) -> CrossedStats:
         raise SpecError(f"the grouping factors of this model are not crossed ({layout.kind})")
     f = _factor(design, layout.marginal[0])
     others = [_factor(design, n) for n in layout.sampled]
+    if design.sums is not None:  # the cells' sums hold every product needed
+        return _crossed_from_sums(design, f, others)
     w = _row_weights(design)
     y, X = design.y_adjusted, design.X
     joint = np.column_stack([f.codes] + [o.codes for o in others])
@@ -241,6 +267,24 @@ def crossed_stats(design: Design) -> CrossedStats:
         cell_codes=cells[:, 1:].copy(),
         ZZo=group_crossprod(f.Z * w[:, None], Zo, cell, len(cells)),
         ZoZo=group_crossprod(Zow, Zo, cell, len(cells)),
+    )
+
+
+def _crossed_from_sums(design: Design, f: FactorDesign, others: list[FactorDesign]) -> CrossedStats:
+    """:func:`crossed_stats` of a design of per-cell sums."""
+    sums, where = design.sums, design.factors.index
+    x, y = sums.x_cols, (sums.y_col,)
+    zf = sums.z_cols[where(f)]
+    zo = tuple(c for o in others for c in sums.z_cols[where(o)])
+    by = [(sums.by_factor(where(o), o.n_groups), sums.z_cols[where(o)]) for o in others]
+    return CrossedStats(
+        marg=sufficient_stats(design, f),
+        ZoX=tuple(s.block(z, x) for s, z in by),
+        Zoy=tuple(s.block(z, y)[:, :, 0] for s, z in by),
+        cell_group=sums.cells[:, where(f)].copy(),
+        cell_codes=sums.cells[:, [where(o) for o in others]].copy(),
+        ZZo=sums.block(zf, zo),
+        ZoZo=sums.block(zo, zo),
     )
 
 

@@ -110,6 +110,8 @@ def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray
     >>> lam.shape, float(tau2[0])  # the schools vary less than their SEs: tau^2 = 0
     ((8, 1), 0.0)
     """
+    if design.sums is not None:
+        return _reliability_sums(design, f)
     r, inv_phi, w = _residuals(design)
     J = f.n_groups
     if design.family.link == "identity" and design.se is None:
@@ -135,6 +137,33 @@ def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray
             tau2[k] = max(0.0, float(np.mean(bhat[ok, k] ** 2) - np.mean(1.0 / info[ok, k])))
     lam = tau2 * info / (1.0 + tau2 * info)
     return lam, tau2
+
+
+def _reliability_sums(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`reliability` of a Gaussian design of sums: the same quantities, from each
+    group's cross-products of ``A = [1, x, ..., y]`` with the residual r = A c."""
+    s = design.sums.by_factor(design.factors.index(f), f.n_groups)
+    coef = complete_pooling_fit(design)[0]
+    c = np.zeros(len(s.names))
+    c[s.y_col] = 1.0
+    np.subtract.at(c, list(s.x_cols), coef)
+    Gc = s.gram @ c  # (J, k): per group, sums of each column times r
+    n, r_sum, r_sq = s.n, Gc[:, 0], np.einsum("jk,k->j", Gc, c)
+    within = float(np.sum(r_sq - r_sum**2 / np.maximum(n, 1)))
+    dof = design.n_obs - f.n_groups
+    N = design.n_obs
+    var = within / dof if dof > 0 and within > 0 else (r_sq.sum() - r_sum.sum() ** 2 / N) / N or 1.0
+    z = s.z_cols[0]
+    info = np.einsum("jkk->jk", s.block(z, z)) / var
+    score = Gc[:, list(z)] / var
+    ok = info > 0
+    bhat = np.where(ok, score / np.where(ok, info, 1.0), 0.0)
+    tau2 = np.zeros(len(z))
+    for k in range(len(z)):
+        if ok[:, k].any():
+            m = ok[:, k]
+            tau2[k] = max(0.0, float(np.mean(bhat[m, k] ** 2) - np.mean(1.0 / info[m, k])))
+    return tau2 * info / (1.0 + tau2 * info), tau2
 
 
 def shear_factors(design: Design, graph: dict[str, np.ndarray]) -> tuple[str, ...]:

@@ -18,7 +18,11 @@ import numpy as np
 import xarray as xr
 
 from hierbayes.backend.marginal import draw_group_effects, sigma_by_group, sufficient_stats
-from hierbayes.backend.marginal_draws import draw_crossed_effects, draw_nested_effects
+from hierbayes.backend.marginal_draws import (
+    draw_crossed_effects,
+    draw_nested_effects,
+    nested_group_loglik,
+)
 from hierbayes.backend.marginal_multi import (
     crossed_stats,
     marginal_layout,
@@ -42,6 +46,8 @@ __all__ = [
     "add_group_effects",
     "group_log_likelihood",
     "group_observations",
+    "log_likelihood_groups",
+    "no_log_likelihood",
     "pointwise_log_likelihood",
 ]
 
@@ -181,21 +187,40 @@ def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
     the group, so it compares only with other LOGO fits of the same groups. Stored as
     float32 (computed in float64): a draw's term of a group of 1,000 rows, about -1,400, is
     kept to 1e-4, far below its spread over the draws, and the array is half the size
-    (160 MB at 4,000 draws and 10^4 groups).
+    (160 MB at 4,000 draws and 10^4 groups). With nested factors the groups are the outer
+    factor's, both levels of effects integrated out
+    (:func:`hierbayes.backend.marginal_draws.nested_group_loglik`).
     """
-    sums, (f,) = design.sums, design.factors
-    post = idata.posterior
-    values = group_loglik_sums(
-        sums.gram,
-        sums.n,
-        sums.x_cols,
-        sums.z_cols[0],
-        sums.y_col,
-        fixed_draws(idata, design),
-        _chol(idata, f),
-        posterior_draws(idata, "sigma"),
-        dtype=np.float32,
-    )
+    sums, post = design.sums, idata.posterior
+    beta, sigma = fixed_draws(idata, design), posterior_draws(idata, "sigma")
+    if sums.cells is None:
+        (f,) = design.factors
+        values = group_loglik_sums(
+            sums.gram,
+            sums.n,
+            sums.x_cols,
+            sums.z_cols[0],
+            sums.y_col,
+            beta,
+            _chol(idata, f),
+            sigma,
+            dtype=np.float32,
+        )
+    else:
+        f, inner = (
+            next(g for g in design.factors if g.name == n) for n in log_likelihood_groups(design)
+        )
+        outer = sums.by_factor(design.factors.index(f), f.n_groups)
+        xy = [*sums.x_cols, sums.y_col]
+        values = nested_group_loglik(
+            nested_stats(design),
+            beta,
+            _chol(idata, f),
+            _chol(idata, inner),
+            sigma,
+            outer.gram[:, xy][:, :, xy],
+            outer.n,
+        ).astype(np.float32)
     da = xr.DataArray(
         _reshape(post, values),
         dims=("chain", "draw", f.name),
@@ -204,15 +229,56 @@ def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
     return xr.Dataset({design.response: da})
 
 
+def log_likelihood_groups(design: Design) -> tuple[str, ...] | None:
+    """The factor whose groups a design of sums splits its log-likelihood into, as (outer,
+    inner) with nested factors, (factor,) with one; None when it does not split (crossed)."""
+    if design.sums.cells is None:
+        return (design.factors[0].name,)
+    layout = marginal_layout(design)
+    return layout.marginal if layout.kind == "nested" else None
+
+
+def no_log_likelihood(design: Design) -> str | None:
+    """Why a fit of ``design`` holds no log-likelihood (and what to do), or None.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> no_log_likelihood(hb.Model("y ~ 1 + (1 | school)", hb.datasets.load("eight_schools"),
+    ...                            se="sigma").design) is None
+    True
+    """
+    if design.multiplicity is not None:
+        return (
+            "a model of distinct rows with counts has no log-likelihood per row (a distinct "
+            "row's term is not one row's): pass reduce=False to read the rows"
+        )
+    if design.sums is not None and log_likelihood_groups(design) is None:
+        return (
+            "a model of per-cell sums with crossed factors has no log-likelihood per group "
+            "(its marginal likelihood does not split into groups; leave-one-group-out needs "
+            "one factor or nested ones): pass reduce=False to read the rows"
+        )
+    return None
+
+
 def group_observations(design: Design) -> xr.Dataset:
-    """The ``observed_data`` group of a design of per-group sums: each group's count, sum
-    and sum of squares of the response (what two fits of the same data share)."""
-    sums, (f,) = design.sums, design.factors
+    """The ``observed_data`` group of a design of sums: the count, sum and sum of squares of
+    the response in each group that the log-likelihood is split into
+    (:func:`log_likelihood_groups`: what two fits compared by leave-one-group-out share), or
+    with crossed factors in each cell."""
+    sums, statistic = design.sums, ["n", "sum", "sum_of_squares"]
+    split = log_likelihood_groups(design)
+    if split is not None:
+        f = next(g for g in design.factors if g.name == split[0])
+        sums = sums.by_factor(design.factors.index(f), f.n_groups)
+        dims, coords = (f.name, "statistic"), {f.name: list(f.levels)}
+    else:  # a cell is named by its group of every factor
+        dims = ("cell", "statistic")
+        coords = {
+            f.name: ("cell", list(f.levels[sums.cells[:, i]])) for i, f in enumerate(design.factors)
+        }
     y = sums.y_col
     values = np.stack([sums.n, sums.gram[:, 0, y], sums.gram[:, y, y]], axis=1)
-    da = xr.DataArray(
-        values,
-        dims=(f.name, "statistic"),
-        coords={f.name: list(f.levels), "statistic": ["n", "sum", "sum_of_squares"]},
-    )
+    da = xr.DataArray(values, dims=dims, coords={**coords, "statistic": statistic})
     return xr.Dataset({design.response: da})

@@ -4,8 +4,9 @@
 frame: :mod:`hierbayes.spec.sources`). One of three things happens, and
 :attr:`Intake.form` says which:
 
-* ``"sums"``: a one-factor Gaussian model whose terms are columns as they are reads only
-  each group's cross-products, computed in the engine (:mod:`hierbayes.spec.reduce`);
+* ``"sums"``: a Gaussian model whose terms are columns as they are reads only each group's
+  (with several grouping factors, each cell's) cross-products, computed in the engine
+  (:mod:`hierbayes.spec.reduce`);
 * ``"distinct rows"``: a discrete-response model (bernoulli, binomial, the count families,
   cumulative) whose rows repeat reads its distinct rows with their counts, one ``GROUP BY``
   in the engine (:mod:`hierbayes.spec.distinct`), when at most half the rows are distinct;

@@ -1,7 +1,11 @@
 """A Gaussian model's per-group sums computed where its rows live, and the design they make.
 
 A one-factor Gaussian model ``y ~ x + (x | g)`` needs of its data only each group's
-cross-products ``A_j'A_j`` of ``A = [1, x, ..., y]`` (:mod:`hierbayes.spec.grouped`). So
+cross-products ``A_j'A_j`` of ``A = [1, x, ..., y]`` (:mod:`hierbayes.spec.grouped`). With
+nested or crossed factors (``(1 | b/c)``, ``(1 | b) + (1 | d)``) the same cross-products per
+*cell*, each distinct combination of the grouping columns, give every statistic the nested
+and crossed marginal likelihoods need (:mod:`hierbayes.backend.marginal_multi`); a factor's
+groups add up their cells. So
 ``hb.Model(formula, data)`` with data in an engine (a Parquet or CSV path or glob, SQL, a
 DuckDB relation, polars, pyarrow, a Dask frame) computes them there, as one grouped
 aggregation:
@@ -16,7 +20,7 @@ group's minimum and maximum of every column (group-level predictors are the colu
 within every group). Only the bad rows are then looked up, to name them.
 
 What reduces (:func:`unreducible` says why a model does not): the gaussian family with its
-identity link; one grouping column; population and group-level terms that are an intercept
+identity link; population and group-level terms that are an intercept
 or a numeric column as it is (``x``, not ``log(x)`` or ``C(k)``); no ``se=``, ``weights=``,
 offset, ``trials=`` or formula for sigma. Anything else is read as rows.
 
@@ -50,7 +54,7 @@ from hierbayes.spec.grouped import GroupSums
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import resolve
 from hierbayes.spec.sources import bad_flag, bad_rows, column_names, is_dask, open_frame, schema
-from hierbayes.spec.terms import evaluate_terms
+from hierbayes.spec.terms import evaluate_terms, group_labels, hand_out_level2
 
 __all__ = ["GroupTable", "check_reducible", "reduced_design", "unreducible"]
 
@@ -59,14 +63,24 @@ _RTOL = 1e-9
 
 
 @dataclass(frozen=True)
+class _FactorLayout:
+    """One grouping factor of a reducible model: its name (``g``, or ``a:b`` for nested or
+    interacted columns), its grouping columns, varying terms and blocks."""
+
+    name: str
+    columns: tuple[str, ...]
+    varying: tuple[str, ...]  # group-level term names ("Intercept" or a column)
+    blocks: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
 class _Layout:
     """Which data columns a reducible model reads, and how its terms map onto them."""
 
-    group: str
+    keys: tuple[str, ...]  # the grouping columns: the sums are per distinct combination
     columns: tuple[str, ...]  # data columns of A after "1", the response last
     fixed: tuple[str, ...]  # population-level term names ("Intercept" or a column)
-    varying: tuple[str, ...]  # group-level term names
-    blocks: tuple[tuple[int, ...], ...]
+    factors: tuple[_FactorLayout, ...]
 
 
 def _plain_terms(rhs: str, where: str) -> tuple[str, ...] | str:
@@ -92,34 +106,37 @@ def _layout(formula: Formula, family: Family, options: dict[str, Any]) -> _Layou
         return f"{given[0]}= is not in the per-group sums"
     if formula.offsets:
         return "an offset(...) term is not in the per-group sums"
-    factors = {g.factor for g in formula.groups}
-    if len(factors) != 1:
-        return f"the sums serve one grouping factor, and the model has {len(factors)}"
-    (group,) = factors
-    if ":" in group:
-        return f"the grouping factor {group!r} combines columns"
+    if not formula.groups:
+        return "the model has no grouping factor"
     fixed = _plain_terms(formula.fixed, "population-level")
     if isinstance(fixed, str):
         return fixed
-    varying: list[str] = []
-    blocks: list[tuple[int, ...]] = []
+    by_factor: dict[str, list] = {}
     for g in formula.groups:
-        names = _plain_terms(g.expr, "group-level")
-        if isinstance(names, str):
-            return names
-        idx = tuple(range(len(varying), len(varying) + len(names)))
-        blocks.extend([idx] if g.correlated else [(i,) for i in idx])
-        varying.extend(names)
-    if len(set(varying)) < len(varying) or (len(blocks) > 1 and any(len(b) > 1 for b in blocks)):
-        return "its group-level terms repeat a coefficient or mix correlated blocks"
-    data_columns = [n for n in dict.fromkeys([*fixed, *varying]) if n != "Intercept"]
-    return _Layout(
-        group=group,
-        columns=(*data_columns, formula.response),
-        fixed=fixed,
-        varying=tuple(varying),
-        blocks=tuple(blocks),
-    )
+        by_factor.setdefault(g.factor, []).append(g)
+    factors = []
+    for name, terms in by_factor.items():
+        varying: list[str] = []
+        blocks: list[tuple[int, ...]] = []
+        for g in terms:
+            names = _plain_terms(g.expr, "group-level")
+            if isinstance(names, str):
+                return names
+            idx = tuple(range(len(varying), len(varying) + len(names)))
+            blocks.extend([idx] if g.correlated else [(i,) for i in idx])
+            varying.extend(names)
+        if len(set(varying)) < len(varying) or (
+            len(blocks) > 1 and any(len(b) > 1 for b in blocks)
+        ):
+            return f"its terms varying by {name!r} repeat a coefficient or mix correlated blocks"
+        factors.append(_FactorLayout(name, terms[0].factor_columns, tuple(varying), tuple(blocks)))
+    keys = tuple(dict.fromkeys(c for f in factors for c in f.columns))
+    all_varying = [n for f in factors for n in f.varying]
+    data_columns = [n for n in dict.fromkeys([*fixed, *all_varying]) if n != "Intercept"]
+    both = sorted(set(keys) & {*data_columns, formula.response})
+    if both:
+        return f"column {both[0]!r} is both a grouping column and a number in the formula"
+    return _Layout(keys, (*data_columns, formula.response), fixed, tuple(factors))
 
 
 def unreducible(
@@ -144,10 +161,10 @@ def unreducible(
     layout = _layout(formula, family, options)
     if isinstance(layout, str):
         return layout
-    for column in [layout.group, *layout.columns] if schema is not None else []:
+    for column in [*layout.keys, *layout.columns] if schema is not None else []:
         if column not in schema:
             return f"column {column!r} is not in the data"
-        if column != layout.group and not is_number_type(schema[column]):
+        if column not in layout.keys and not is_number_type(schema[column]):
             return f"column {column!r} holds {schema[column]}, not numbers"
     return None
 
@@ -173,20 +190,27 @@ def check_reducible(why: str | None, dropna: bool, parameterization: str) -> Non
         )
 
 
-def _sums_narwhals(frame: Any, group: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """One grouped aggregation of ``frame`` (narwhals, eager or lazy): per group the count,
-    the sums of the columns and of their pairwise products, minima, maxima, bad values."""
+def _key_names(n: int) -> list[str]:
+    """The sums table's columns of the grouping columns' values."""
+    return [f"key{i}" for i in range(n)]
+
+
+def _sums_narwhals(frame: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> pd.DataFrame:
+    """One grouped aggregation of ``frame`` (narwhals, eager or lazy): per distinct
+    combination of the ``keys`` the count, the sums of the columns and of their pairwise
+    products, minima, maxima, bad values."""
     import narwhals.stable.v2 as nw
 
     m = len(columns)
     values = [nw.col(c).cast(nw.Float64).alias(f"v{i}") for i, c in enumerate(columns)]
-    frame = frame.select(nw.col(group).alias("key"), *values)
+    names = _key_names(len(keys))
+    frame = frame.select(*(nw.col(k).alias(n) for k, n in zip(keys, names, strict=True)), *values)
     pairs = [(a, b) for a in range(m) for b in range(a, m)]
     products = [(nw.col(f"v{a}") * nw.col(f"v{b}")).alias(f"p{a}_{b}") for a, b in pairs]
     bad = [bad_flag(f"v{a}", numeric=True).cast(nw.Int64).alias(f"bad{a}") for a in range(m)]
     frame = frame.with_columns(*products, *bad)
     sums = [f"v{a}" for a in range(m)] + [f"p{a}_{b}" for a, b in pairs]
-    out = frame.group_by("key").agg(
+    out = frame.group_by(*names).agg(
         nw.len().alias("n"),
         *(nw.col(s).sum().alias(f"s_{s}") for s in sums),
         *(nw.col(f"v{a}").min().alias(f"min{a}") for a in range(m)),
@@ -198,35 +222,41 @@ def _sums_narwhals(frame: Any, group: str, columns: tuple[str, ...]) -> pd.DataF
     return out.to_pandas()
 
 
-def _partition_sums(part: pd.DataFrame, group: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    return _sums_narwhals(open_frame(part), group, columns)
+def _partition_sums(
+    part: pd.DataFrame, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    return _sums_narwhals(open_frame(part), keys, columns)
 
 
-def _engine_sums(data: Any, group: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Per-group sums of ``data``'s columns, computed by its engine; one row per group."""
+def _engine_sums(data: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Sums of ``data``'s columns per distinct combination of the ``keys``, computed by its
+    engine; one row per combination."""
     if not is_dask(data):
-        return _sums_narwhals(open_frame(data), group, columns)
+        return _sums_narwhals(open_frame(data), keys, columns)
     import dask
 
-    parts = [dask.delayed(_partition_sums)(p, group, columns) for p in data.to_delayed()]
+    parts = [dask.delayed(_partition_sums)(p, keys, columns) for p in data.to_delayed()]
     partial = pd.concat(dask.compute(*parts), ignore_index=True)
+    names = _key_names(len(keys))
     how = {
         c: "min" if c.startswith("min") else "max" if c.startswith("max") else "sum"
         for c in partial.columns
-        if c != "key"
+        if c not in names
     }
-    return partial.groupby("key", dropna=False, sort=False).agg(how).reset_index()
+    return partial.groupby(names, dropna=False, sort=False).agg(how).reset_index()
 
 
 def _refuse_bad(data: Any, table: pd.DataFrame, layout: _Layout, what: str) -> None:
     """A DataError naming the first column with missing or non-finite values and its rows."""
-    if table["key"].isna().any():
-        rows = bad_rows(data, layout.group, numeric=False)
-        raise DataError(
-            f"grouping column {layout.group!r} has missing values in "
-            f"{describe_rows(pd.Index(rows))} of {what}. hierbayes never drops rows silently: "
-            "filter them out in the engine (e.g. SQL WHERE ... IS NOT NULL) or give them a group"
-        )
+    for key, column in zip(_key_names(len(layout.keys)), layout.keys, strict=True):
+        if table[key].isna().any():
+            rows = bad_rows(data, column, numeric=False)
+            raise DataError(
+                f"grouping column {column!r} has missing values in "
+                f"{describe_rows(pd.Index(rows))} of {what}. hierbayes never drops rows "
+                "silently: filter them out in the engine (e.g. SQL WHERE ... IS NOT NULL) or "
+                "give them a group"
+            )
     for a, column in enumerate(layout.columns):
         if table[f"bad{a}"].sum():
             rows = bad_rows(data, column)
@@ -273,51 +303,83 @@ def _check_predictors(sums: GroupSums, names: tuple[str, ...], where: str) -> No
             )
 
 
-def _factor(layout: _Layout, sums: GroupSums, levels: pd.Index, fixed: tuple[str, ...]):
-    """The factor's design without rows: its terms, blocks and level-2 map from the sums."""
-    J, p, q = len(levels), len(fixed), len(layout.varying)
+def _factor(
+    f: _FactorLayout,
+    columns: tuple[str, ...],
+    sums: GroupSums,
+    levels: pd.Index,
+    fixed: tuple[str, ...],
+) -> FactorDesign:
+    """A factor's design without rows: its terms, blocks and level-2 map from its groups'
+    sums (``sums`` with one row per group of the factor)."""
+    J, p, q = len(levels), len(fixed), len(f.varying)
     W, level2 = np.zeros((J, q, p)), np.zeros(p, dtype=bool)
     for c, name in enumerate(fixed):
-        if name in layout.varying:  # the mean of its own varying coefficient
-            W[:, layout.varying.index(name), c], level2[c] = 1.0, True
-        elif "Intercept" in layout.varying:  # a group-level predictor, constant in each group
-            a = layout.columns.index(name)
+        if name in f.varying:  # the mean of its own varying coefficient
+            W[:, f.varying.index(name), c], level2[c] = 1.0, True
+        elif "Intercept" in f.varying:  # a group-level predictor, constant in each group
+            a = columns.index(name)
             low, high = sums.minimum[:, a], sums.maximum[:, a]
             scale = max(float(np.max(np.abs(sums.maximum[:, a]))), 1.0)
             if np.all(high - low <= _RTOL * scale):
-                W[:, layout.varying.index("Intercept"), c], level2[c] = low, True
+                W[:, f.varying.index("Intercept"), c], level2[c] = low, True
     return FactorDesign(
-        name=layout.group,
+        name=f.name,
         codes=np.empty(0, dtype=np.int64),
         levels=levels,
         Z=np.empty((0, q)),
-        terms=layout.varying,
-        blocks=layout.blocks,
+        terms=f.varying,
+        blocks=f.blocks,
         W=W,
         owns=level2,
         level2=level2,
-        columns=(layout.group,),
+        columns=f.columns,
         sizes=sums.n,
     )
 
 
-def _matrices(formula: Formula, layout: _Layout, head: pd.DataFrame) -> tuple[Any, tuple]:
-    """formulae's matrices of the population and group-level terms, evaluated on a few rows:
-    what :func:`hierbayes.analysis.predict.predict` re-evaluates on new rows. Their column
-    names must be the layout's (they are, for columns taken as they are)."""
+def _matrices(formula: Formula, layout: _Layout, head: pd.DataFrame) -> tuple[Any, list]:
+    """formulae's matrices of the population-level terms and of each factor's group-level
+    terms, evaluated on a few rows: what :func:`hierbayes.analysis.predict.predict`
+    re-evaluates on new rows. Their column names must be the layout's (they are, for
+    columns taken as they are)."""
     safe = resolve("safe")
     _, names, fixed = evaluate_terms(formula.fixed, head, "population-level terms", safe)
-    varying, matrices = [], []
-    for g in formula.groups:
-        _, znames, matrix = evaluate_terms(g.expr, head, f"group-level term {g}", safe)
-        varying.extend(znames)
-        matrices.append(matrix)
-    if tuple(names) != layout.fixed or tuple(varying) != layout.varying:
+    found, per_factor = [tuple(names)], []
+    for f in layout.factors:
+        varying, matrices = [], []
+        for g in (g for g in formula.groups if g.factor == f.name):
+            _, znames, matrix = evaluate_terms(g.expr, head, f"group-level term {g}", safe)
+            varying.extend(znames)
+            matrices.append(matrix)
+        found.append(tuple(varying))
+        per_factor.append(tuple(matrices))
+    if found != [layout.fixed, *(f.varying for f in layout.factors)]:
         raise SpecError(  # a guard: plain columns keep their names in formulae
-            f"the model does not reduce to per-group sums: its terms read as {list(names)} "
-            f"and {varying}; pass reduce=False"
+            f"the model does not reduce to per-group sums: its terms read as {found}; pass "
+            "reduce=False"
         )
-    return fixed, tuple(matrices)
+    return fixed, per_factor
+
+
+def _cells(table: pd.DataFrame, layout: _Layout) -> tuple[list[pd.Index], np.ndarray]:
+    """Each factor's levels, and each cell's (row of ``table``'s) group of every factor,
+    (C, F). One grouping column: its values in sorted order; several (``a:b``): labels
+    ``"a1:b1"`` in the order of the sorted columns."""
+    keys = table[_key_names(len(layout.keys))].set_axis(list(layout.keys), axis=1)
+    levels, codes = [], []
+    for f in layout.factors:
+        labels = group_labels(keys, f.columns)
+        c, uniques = pd.factorize(labels, sort=len(f.columns) == 1)
+        if len(uniques) < 2:
+            raise DataError(
+                f"grouping column {f.name!r} has {len(uniques)} level(s) ({list(uniques)}): a "
+                "varying effect needs at least 2 groups; drop the term or group by another "
+                "column"
+            )
+        levels.append(pd.Index(uniques, name=f.name))
+        codes.append(c.astype(np.int64))
+    return levels, np.column_stack(codes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,9 +391,10 @@ class GroupTable:
 
 
 def _group_table(data: Any, layout: _Layout, what: str) -> pd.DataFrame:
-    """The per-group sums of ``data`` (validated), one row per group in sorted label order."""
+    """The sums of ``data`` (validated), one row per distinct combination of the grouping
+    columns, sorted by them."""
     types = schema(data)
-    for column in (layout.group, *layout.columns):
+    for column in (*layout.keys, *layout.columns):
         if column not in types:
             check_present(pd.DataFrame(columns=column_names(data)), [column])
     for column in layout.columns:
@@ -342,35 +405,33 @@ def _group_table(data: Any, layout: _Layout, what: str) -> pd.DataFrame:
                 "need numbers (cast it in the engine, or pass reduce=False to read the rows "
                 "and let the formula treat it as a category)"
             )
-    table = _engine_sums(data, layout.group, layout.columns)
+    table = _engine_sums(data, layout.keys, layout.columns)
     if table.empty:
         raise DataError(f"data {what} has no rows")
     _refuse_bad(data, table, layout, what)
     table = table.drop(columns=[f"bad{a}" for a in range(len(layout.columns))])
-    return table.sort_values("key", kind="stable").reset_index(drop=True)
+    keys = _key_names(len(layout.keys))
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def reduced_design(
     formula: Formula, data: Any, family: Family, *, what: str = "the data", **options: Any
 ) -> Design:
-    """The design of a one-factor Gaussian model as per-group sums computed in the engine.
+    """The design of a Gaussian model as sums computed in the engine: per group with one
+    grouping column, else per cell (distinct combination of the grouping columns).
 
     ``data`` is anything :mod:`hierbayes.spec.sources` reads (a pandas frame too), or a
     :class:`GroupTable` of sums computed before; ``options``
     as for :func:`unreducible`, whose reason is the SpecError when the model does not
-    reduce. Groups are in sorted order of their labels. Bad values are DataErrors naming the
-    column and rows (positions 0..N-1 in the engine's order), as the row path names them.
+    reduce. Groups are in sorted order of their labels (:func:`_cells`). Bad values are
+    DataErrors naming the column and rows (positions 0..N-1 in the engine's order), as the
+    row path names them.
     """
     layout = _layout(formula, family, options)
     if isinstance(layout, str):
         raise SpecError(f"the model does not reduce to per-group sums: {layout}")
     table = data.table if isinstance(data, GroupTable) else _group_table(data, layout, what)
-    levels = pd.Index(table["key"].to_numpy(), name=layout.group)
-    if len(levels) < 2:
-        raise DataError(
-            f"grouping column {layout.group!r} has {len(levels)} level(s) ({list(levels)}): a "
-            "varying effect needs at least 2 groups; drop the term or group by another column"
-        )
+    levels, cells = _cells(table, layout)
     m = len(layout.columns)
     names = ("1", *layout.columns)
     gram = _gram(table, m)
@@ -379,9 +440,7 @@ def reduced_design(
             f"the columns {list(layout.columns)} hold values too large to compute with (their "
             "products overflow): rescale them, e.g. divide by a power of 10"
         )
-    index = {
-        n: (0 if n == "Intercept" else names.index(n)) for n in {*layout.fixed, *layout.varying}
-    }
+    index = {n: (0 if n == "Intercept" else names.index(n)) for n in ("Intercept", *layout.columns)}
     minimum = np.column_stack([table[f"min{a}"].to_numpy(dtype=float) for a in range(m)])
     sums = GroupSums(
         names=names,
@@ -389,37 +448,49 @@ def reduced_design(
         minimum=minimum,
         maximum=np.column_stack([table[f"max{a}"].to_numpy(dtype=float) for a in range(m)]),
         x_cols=tuple(index[n] for n in layout.fixed),
-        z_cols=(tuple(index[n] for n in layout.varying),),
+        z_cols=tuple(tuple(index[n] for n in f.varying) for f in layout.factors),
         y_col=m,
         table=table,
+        cells=cells,
     )
+    if len(layout.factors) == 1:  # the groups are the cells: one row of sums per group
+        sums = replace(sums.by_factor(0, len(levels[0])), table=table)
     if sums.sd(sums.y_col) == 0:
         raise DataError(
             f"response column {formula.response!r} is constant ({sums.mean(m):g} in every "
             "row): there is nothing to model"
         )
     _check_predictors(sums, layout.fixed, "population-level terms")
-    _check_predictors(sums, layout.varying, f"group-level terms of {layout.group!r}")
-    if not layout.fixed and not layout.varying:
+    for f in layout.factors:
+        _check_predictors(sums, f.varying, f"group-level terms of {f.name!r}")
+    if not layout.fixed and not any(f.varying for f in layout.factors):
         raise SpecError(f"formula {formula.text!r} has no terms to estimate")
     p = len(layout.fixed)
-    # formulae's matrices, for predictions on new rows: evaluated on one row per group
+    # formulae's matrices, for predictions on new rows: evaluated on one row per cell
     head = pd.DataFrame(dict(zip(layout.columns, minimum.T, strict=True)))
     fixed_matrix, matrices = _matrices(formula, layout, head)
-    factor = replace(_factor(layout, sums, levels, layout.fixed), matrices=matrices)
+    factors = [
+        replace(
+            _factor(f, layout.columns, sums.by_factor(i, len(lv)), lv, layout.fixed),
+            matrices=matrices[i],
+        )
+        for i, (f, lv) in enumerate(zip(layout.factors, levels, strict=True))
+    ]
     design = Design(
         response=formula.response,
         y=np.empty(0),
         X=np.empty((0, p)),
         fixed_names=layout.fixed,
         se=None,
-        factors=(factor,),
+        factors=tuple(hand_out_level2(factors, list(cells.T))),
         fixed_matrix=fixed_matrix,
         index=pd.RangeIndex(0),
         family=family,
         formula=formula,
-        columns=(*layout.columns[:-1], layout.group, formula.response),
+        columns=(*layout.columns[:-1], *layout.keys, formula.response),
         sums=sums,
     )
-    check_names(design.response, design.fixed_names, aux=design.aux, factors=[layout.group])
+    check_names(
+        design.response, design.fixed_names, aux=design.aux, factors=[f.name for f in factors]
+    )
     return design

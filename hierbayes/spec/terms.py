@@ -28,7 +28,9 @@ __all__ = [
     "evaluate_new",
     "evaluate_terms",
     "group_labels",
+    "hand_out_level2",
     "nesting",
+    "nesting_codes",
 ]
 
 
@@ -290,10 +292,23 @@ def build_factors(
     for term in groups:
         by_factor.setdefault(term.factor, []).append(term)
     factors = [_factor_design(name, terms, data, X, namespace) for name, terms in by_factor.items()]
+    return hand_out_level2(factors, [f.codes for f in factors])
+
+
+def hand_out_level2(factors: list[FactorDesign], codes: list[np.ndarray]) -> list[FactorDesign]:
+    """``factors`` with ``owns`` set (:func:`build_factors`), given each factor's group codes
+    of the same rows (or cells)."""
+    if not factors:
+        return []
     depth = [
-        sum(nesting(outer, f) is not None for outer in factors if outer is not f) for f in factors
+        sum(
+            nesting_codes(c_o, c_f, f.n_groups) is not None
+            for o, c_o in zip(factors, codes, strict=True)
+            if o is not f
+        )
+        for f, c_f in zip(factors, codes, strict=True)
     ]
-    taken = np.zeros(X.shape[1], dtype=bool)
+    taken = np.zeros(len(factors[0].owns), dtype=bool)
     owners: dict[int, FactorDesign] = {}
     for i in sorted(range(len(factors)), key=lambda i: depth[i]):  # stable: formula order
         owners[i] = replace(factors[i], owns=factors[i].level2 & ~taken)
@@ -316,8 +331,22 @@ def nesting(outer: FactorDesign, inner: FactorDesign) -> np.ndarray | None:
     >>> nesting(outer, inner).tolist(), nesting(inner, outer)
     ([0, 0, 1, 1], None)
     """
-    parent = np.full(inner.n_groups, -1)
-    parent[inner.codes] = outer.codes
-    if (parent < 0).any() or not np.array_equal(parent[inner.codes], outer.codes):
+    return nesting_codes(outer.codes, inner.codes, inner.n_groups)
+
+
+def nesting_codes(outer: np.ndarray, inner: np.ndarray, n_inner: int) -> np.ndarray | None:
+    """:func:`nesting` of two factors given as group codes of the same rows (or cells), the
+    inner one with ``n_inner`` groups.
+
+    Examples
+    --------
+    >>> nesting_codes(np.array([0, 0, 1]), np.array([0, 1, 2]), 3).tolist()
+    [0, 0, 1]
+    >>> nesting_codes(np.array([0, 1, 1]), np.array([0, 0, 1]), 2) is None
+    True
+    """
+    parent = np.full(n_inner, -1)
+    parent[inner] = outer
+    if (parent < 0).any() or not np.array_equal(parent[inner], outer):
         return None
     return parent

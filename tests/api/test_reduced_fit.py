@@ -4,6 +4,8 @@ by leave-one-group-out; save and load keep the sums; what needs rows says so."""
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -185,3 +187,114 @@ def test_distinct_rows_save_load_and_refuse_what_needs_rows(bernoulli_fits, tmp_
     np.testing.assert_allclose(
         again.predict(df.head(5)).values, distinct.predict(df.head(5)).values, rtol=0, atol=0
     )
+
+
+NESTED, CROSSED = "y ~ x + w + (1 | b/c)", "y ~ x + (x | b) + (1 | d)"
+
+
+@pytest.fixture(scope="module")
+def factor_fits(factors_data, tmp_path_factory) -> dict[str, hb.Fit]:
+    """Nested and crossed models from per-cell sums (Parquet through DuckDB) and from rows."""
+    path = tmp_path_factory.mktemp("cells") / "data.parquet"
+    factors_data.to_parquet(path, index=False)
+    settings = {"draws": 200, "tune": 200, "random_seed": 5}
+    return {
+        "nested sums": quiet_fit(hb.Model(NESTED, path), **settings),
+        "nested rows": quiet_fit(hb.Model(NESTED, factors_data), **settings),
+        "crossed sums": quiet_fit(hb.Model(CROSSED, path), **settings),
+        "crossed rows": quiet_fit(hb.Model(CROSSED, factors_data), **settings),
+        "schools sums": quiet_fit(hb.Model("y ~ x + w + (1 | b)", path), **settings),
+    }
+
+
+def test_nested_sums_give_the_draws_of_the_rows(factor_fits):
+    """Both levels integrated out: same graph and seed, the draws agree to rounding, the
+    exact group effects of both factors included."""
+    sums, rows = factor_fits["nested sums"], factor_fits["nested rows"]
+    assert sums.model.data is None and sums.model.design.sums.cells is not None
+    names = ("Intercept", "x", "w", "sd_b", "sd_b:c", "sigma", "b_b", "b_b:c")
+    assert_same_draws(sums, rows, names, 1e-7)
+
+
+def test_crossed_sums_draw_the_group_effects_of_the_rows(factor_fits):
+    """Crossed: the log densities agree (tests/backend/test_marginal_multi.py) but NUTS
+    trajectories part at the 1e-12 level, so the draws are compared given one posterior:
+    the integrated factor's effects drawn from the sums equal those drawn from the rows."""
+    from hierbayes.posterior.complete import add_group_effects
+
+    sums, rows = factor_fits["crossed sums"], factor_fits["crossed rows"]
+    assert sums.idata.attrs["parameterization_used"] == rows.idata.attrs["parameterization_used"]
+    done = {}
+    for name, design in (("sums", sums.model.design), ("rows", rows.model.design)):
+        idata = rows.idata.copy()
+        del idata.posterior["u_b"], idata.posterior["b_b"]
+        add_group_effects(design, idata, np.random.default_rng(3))
+        done[name] = idata.posterior["b_b"].values
+    np.testing.assert_allclose(done["sums"], done["rows"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["nested", "crossed"])
+def test_the_pooling_report_of_cell_sums_is_the_rows(factor_fits, kind):
+    """Each factor's no pooling and complete pooling from its groups' sums equal the rows'."""
+    a = factor_fits[f"{kind} sums"].pooling().table
+    b = factor_fits[f"{kind} rows"].pooling().table
+    assert (
+        a[["factor", "group", "term"]]
+        .astype(str)
+        .equals(b[["factor", "group", "term"]].astype(str))
+    )
+    exact = ["n", "se", "no_pooling", "complete_pooling"]
+    np.testing.assert_allclose(a[exact].to_numpy(float), b[exact].to_numpy(float), atol=1e-10)
+    if kind == "nested":
+        cols = ["partial_pooling", "reliability", "shrinkage"]
+        np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), atol=1e-6)
+
+
+def test_nested_log_likelihood_is_each_schools_marginal_likelihood(factor_fits, factors_data):
+    """Nested: log p(y_j) per school with the school's and its classes' effects integrated
+    out, checked on the rows of three schools with a multivariate normal density; compared
+    by leave-one-school-out with a fit by schools alone."""
+    fit = factor_fits["nested sums"]
+    ll = fit.idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "b")
+    assert fit.idata.attrs["log_likelihood_unit"] == "group of 'b'"
+    p = fit.idata.posterior.isel(chain=1, draw=150)
+    for school in ("s00", "s05", "s11"):
+        rows = factors_data[factors_data["b"] == school]
+        X = np.column_stack([np.ones(len(rows)), rows["x"], rows["w"]])
+        classes = pd.factorize(rows["c"])[0]
+        cov = float(p["sd_b"][0]) ** 2 + float(p["sd_b:c"][0]) ** 2 * (
+            classes[:, None] == classes[None, :]
+        )
+        cov = cov + float(p["sigma"]) ** 2 * np.eye(len(rows))
+        mean = X @ [float(p[name]) for name in ("Intercept", "x", "w")]
+        expected = multivariate_normal(mean, cov).logpdf(rows["y"].to_numpy())
+        got = float(ll.isel(chain=1, draw=150).sel(b=school))
+        np.testing.assert_allclose(got, expected, rtol=1e-6)  # stored as float32
+    with warnings.catch_warnings():  # 2 x 200 draws: R-hat, ESS and Pareto k are not under test
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        table = hb.compare({"classes": fit, "schools": factor_fits["schools sums"]})
+    assert table.index[0] == "classes" and table.loc["schools", "elpd_diff"] > 10, table
+
+
+def test_crossed_cell_sums_have_no_log_likelihood_and_say_so(factor_fits):
+    fit, rows = factor_fits["crossed sums"], factor_fits["crossed rows"]
+    assert "log_likelihood" not in fit.idata.groups()
+    assert fit.idata.observed_data["y"].dims == ("cell", "statistic")
+    with pytest.raises(SpecError, match="crossed factors has no log-likelihood.*reduce=False"):
+        hb.compare({"sums": fit, "rows": rows})
+    with pytest.raises(SpecError, match="log_likelihood=True: .*crossed factors"):
+        fit.model.fit(log_likelihood=True)  # refused before sampling
+
+
+def test_nested_cell_sums_save_load_and_predict(factor_fits, factors_data, tmp_path):
+    fit, rows = factor_fits["nested sums"], factor_fits["nested rows"]
+    new = factors_data.sample(7, random_state=2)
+    np.testing.assert_allclose(
+        fit.predict(new, random_seed=1).values, rows.predict(new, random_seed=1).values, atol=1e-6
+    )
+    again = hb.load(fit.save(tmp_path / "fit.nc"))
+    np.testing.assert_array_equal(again.model.design.sums.gram, fit.model.design.sums.gram)
+    np.testing.assert_array_equal(again.model.design.sums.cells, fit.model.design.sums.cells)
+    pd.testing.assert_frame_equal(again.pooling().table, fit.pooling().table)
+    assert again.idata.attrs["log_likelihood_unit"] == "group of 'b'"

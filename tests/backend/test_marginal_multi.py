@@ -426,3 +426,56 @@ def test_marginal_and_non_centered_agree(case):
     z = mcse_distance(fits["auto"].idata, fits["non-centered"].idata, CASES[case][2])
     print(f"{case} (4 x 1500): |diff| / MCSE", {k: round(float(v), 2) for k, v in z.items()})
     assert max(z.values()) < 4.0
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["y ~ x + w + (1 | b/c)", "y ~ x + w + (x | b) + (1 | d)"],
+)
+def test_per_cell_sums_give_the_statistics_plan_and_density_of_the_rows(factors_data, formula):
+    """A design of per-cell sums (data in DuckDB): the nested or crossed statistics, the
+    auto plan (reliabilities from the sums) and the model's log density and gradient at
+    random points are the rows' (same factor orders: the fixture's rows are sorted)."""
+    import duckdb
+
+    from hierbayes.backend.plan import reliability
+
+    rows = hb.Model(formula, factors_data)
+    sums = hb.Model(formula, duckdb.connect().from_df(factors_data))
+    assert sums.design.sums is not None and sums.design.sums.cells is not None
+    kind = marginal_layout(rows.design).kind
+    assert marginal_layout(sums.design) == marginal_layout(rows.design)
+    stats = nested_stats if kind == "nested" else crossed_stats
+    a, b = stats(sums.design), stats(rows.design)
+    for name in a.__dataclass_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        if name in ("inner", "marg"):
+            x, y = (
+                [x.ZtZ, x.ZtX, x.Zty, x.XtX, x.Xty, x.yty],
+                [y.ZtZ, y.ZtX, y.Zty, y.XtX, y.Xty, y.yty],
+            )
+        elif name in ("cell_group", "cell_codes", "ZZo", "ZoZo"):  # cells in another order
+            continue
+        for u, v in zip(
+            np.atleast_1d(x) if not isinstance(x, (list, tuple)) else x,
+            np.atleast_1d(y) if not isinstance(y, (list, tuple)) else y,
+            strict=True,
+        ):
+            np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-9, err_msg=name)
+    for f, r in zip(sums.design.factors, rows.design.factors, strict=True):
+        np.testing.assert_allclose(
+            reliability(sums.design, f)[0], reliability(rows.design, r)[0], rtol=1e-9
+        )
+    assert sums.plan.describe() == rows.plan.describe()
+    assert sums.plan.sampled.keys() == rows.plan.sampled.keys()
+    for name, centered in sums.plan.sampled.items():
+        np.testing.assert_array_equal(centered, rows.plan.sampled[name])
+    graph_s, graph_r = sums.build(), rows.build()
+    logp_s, logp_r = graph_s.compile_logp(), graph_r.compile_logp()
+    dlogp_s, dlogp_r = graph_s.compile_dlogp(), graph_r.compile_dlogp()
+    rng = np.random.default_rng(3)
+    start = graph_r.initial_point()
+    for _ in range(3):
+        point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in start.items()}
+        np.testing.assert_allclose(logp_s(point), logp_r(point), rtol=1e-12)
+        np.testing.assert_allclose(dlogp_s(point), dlogp_r(point), rtol=1e-9, atol=1e-8)

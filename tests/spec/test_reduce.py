@@ -90,13 +90,57 @@ def test_formulas_give_the_statistics_and_level2_map_of_the_rows(slopes_data, fo
 
 
 @pytest.mark.parametrize(
+    ("formula", "keys"),
+    [
+        ("y ~ x + w + (1 | b/c)", ["b", "c"]),
+        ("y ~ x + w + (x | b) + (1 | d)", ["b", "d"]),
+        ("y ~ x + (1 | b/c) + (1 | d)", ["b", "c", "d"]),
+        ("y ~ x + (1 | b:c)", ["b", "c"]),
+    ],
+)
+def test_nested_and_crossed_factors_give_the_factors_of_the_rows(factors_data, formula, keys):
+    """Sums per cell (distinct values of the grouping columns): each factor's levels, sizes,
+    level-2 map and owned columns are the rows' (w is a school-level predictor, owned by the
+    outermost factor)."""
+    rows = hb.Model(formula, factors_data).design
+    reduced = hb.Model(formula, duckdb.connect().from_df(factors_data)).design
+    assert reduced.sums is not None and reduced.n_obs == rows.n_obs
+    assert len(reduced.sums.gram) == factors_data.groupby(keys).ngroups
+    for f, r in zip(reduced.factors, rows.factors, strict=True):
+        assert (f.name, list(f.levels), f.terms, f.blocks) == (
+            r.name,
+            list(r.levels),
+            r.terms,
+            r.blocks,
+        )
+        np.testing.assert_array_equal(f.counts, r.counts, err_msg=f.name)
+        np.testing.assert_allclose(f.W, r.W, rtol=0, atol=1e-12, err_msg=f.name)
+        np.testing.assert_array_equal(f.level2, r.level2, err_msg=f.name)
+        np.testing.assert_array_equal(f.owns, r.owns, err_msg=f.name)
+    assert (
+        hb.Model(formula, factors_data, reduce=True).priors
+        == hb.Model(formula, factors_data).priors
+    )
+
+
+def test_a_missing_value_in_a_second_grouping_column_is_named(factors_data):
+    bad = factors_data.assign(d=factors_data["d"].astype(float))
+    bad.loc[[5, 70], "d"] = np.nan
+    with pytest.raises(
+        DataError, match=r"grouping column 'd' has missing values in 2 rows \(5, 70\)"
+    ):
+        hb.Model("y ~ x + (1 | b) + (1 | d)", duckdb.connect().from_df(bad))
+
+
+@pytest.mark.parametrize(
     ("formula", "options", "reason"),
     [
         ("y ~ log(x) + (1 | g)", {}, "population-level term log(x) is not a column"),
         ("y ~ C(k) + (1 | g)", {}, "term C(k) is not a column"),
         ("y ~ x + (np.exp(x) | g)", {}, "group-level term np.exp(x)"),
-        ("y ~ x + (1 | g) + (1 | h)", {}, "one grouping factor, and the model has 2"),
-        ("y ~ x + (1 | a/b)", {}, "one grouping factor, and the model has 2"),
+        ("y ~ x + (1 | x)", {}, "column 'x' is both a grouping column and a number"),
+        ("y ~ x + (1 | g) + (1 | g:x)", {}, "column 'x' is both a grouping column"),
+        ("y ~ x", {}, "the model has no grouping factor"),
         ("y ~ x + (1 | g) + offset(z)", {}, "offset(...)"),
         ("y ~ x + (1 | g)", {"se": "s"}, "se= is not in the per-group sums"),
         ("y ~ x + (1 | g)", {"weights": "v"}, "weights= is not"),
