@@ -1,8 +1,10 @@
 """Command line: ``hierbayes eight-schools`` (the tutorial) and ``hierbayes fit SPEC.toml``.
 
 Both fit a model, print the model, the diagnostics and the pooling table, and write
-``pooling.png``, ``pooling.csv`` and ``posterior.nc`` (the fit as :meth:`hierbayes.Fit.save`
-writes it, so ``hb.load`` reads it back ready to report and predict) into ``--out``. The
+``pooling.png``, ``pooling.csv``, ``ppc.png`` (not for a model of per-group sums or distinct
+rows: a Parquet file is read by DuckDB, :func:`hierbayes.spec.specfile.model_data`),
+``summary.txt`` and ``posterior.nc`` (the fit as :meth:`hierbayes.Fit.save` writes it, so
+``hb.load`` reads it back ready to report and predict) into ``--out``. The
 files appear together, each complete, once all are written
 (:func:`hierbayes.posterior.storage.atomic_write_all`).
 
@@ -34,7 +36,7 @@ from hierbayes.spec.priors import from_string
 from hierbayes.spec.specfile import (
     SAMPLER_KEYS,
     RunSpec,
-    read_data,
+    model_data,
     read_spec,
     sampler_problem,
     spec_from_tables,
@@ -104,7 +106,7 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    model = Model.from_spec(spec.model, read_data(spec.data))
+    model = Model.from_spec(spec.model, model_data(spec.data))
     print(model, end="\n\n")
     fit = model.fit(**settings)  # Ctrl-C raises KeyboardInterrupt (hierbayes.core.interrupts)
     summary = repr(fit)  # lme4's layout, printed and written
@@ -125,9 +127,13 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
             (out / "pooling.png", lambda p: figure.savefig(p, dpi=120, format="png")),
             (out / "pooling.csv", lambda p: report.table.to_csv(p, index=False)),
         ]
-    ppc = fit.plot_ppc(draws=100, random_seed=settings.get("random_seed"))
+    ppc = None
+    if model.design.sums is None and model.design.multiplicity is None:  # rows to replicate
+        ppc = fit.plot_ppc(draws=100, random_seed=settings.get("random_seed"))
+        writes += [(out / "ppc.png", lambda p: ppc.savefig(p, dpi=120, format="png"))]
+    else:
+        print(f"note: no ppc.png: the model holds {_reduced(model)}, not rows")
     writes += [
-        (out / "ppc.png", lambda p: ppc.savefig(p, dpi=120, format="png")),
         (out / "summary.txt", lambda p: p.write_text(f"{summary}\n", encoding="utf-8")),
         (out / "posterior.nc", fit.write_netcdf),  # hb.load reads it
     ]
@@ -139,6 +145,13 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
                 plt.close(fig)
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0 if fit.diagnostics.ok else 1
+
+
+def _reduced(model: Model) -> str:
+    d = model.design
+    if d.sums is not None:
+        return f"the sums of its {d.n_obs:,} rows, computed in DuckDB"
+    return f"the {d.n_obs:,} distinct rows of its {d.n_rows:,} rows, with counts"
 
 
 def _parser() -> argparse.ArgumentParser:

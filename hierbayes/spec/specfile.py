@@ -56,7 +56,7 @@ __all__ = [
     "spec_from_tables",
     "spec_text",
     "read_csv",
-    "read_data",
+    "model_data",
     "sampler_problem",
     "SAMPLER_KEYS",
     "MAX_ITERATIONS",
@@ -352,14 +352,16 @@ def spec_from_tables(
     )
 
 
-def read_data(path: str | Path) -> pd.DataFrame:
-    """Read a data file: Parquet (``.parquet``, ``.pq``) or else CSV (:func:`read_csv`); a
-    missing or unreadable file is a :class:`DataError`.
+def model_data(path: str | Path) -> pd.DataFrame | str:
+    """What a spec's data file gives :class:`hierbayes.Model`: a Parquet file's path, which
+    the model reads through DuckDB (:mod:`hierbayes.spec.intake`: per-group sums, distinct
+    rows or the model's columns, so a file larger than memory fits), or a CSV file read as
+    rows (:func:`read_csv`). A missing file is a :class:`DataError`.
 
     Examples
     --------
     >>> from hierbayes.api.datasets import resource_path
-    >>> read_data(resource_path("data", "eight_schools.csv")).shape
+    >>> model_data(resource_path("data", "eight_schools.csv")).shape
     (8, 3)
     """
     path = Path(path)
@@ -367,14 +369,7 @@ def read_data(path: str | Path) -> pd.DataFrame:
         return read_csv(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist")
-    try:
-        return pd.read_parquet(path)
-    except ImportError as exc:
-        raise DataError(f"reading Parquet needs pyarrow: pip install pyarrow ({exc})") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"data file {str(path)!r} cannot be read as Parquet: {type(exc).__name__}: {exc}"
-        ) from None
+    return str(path)
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

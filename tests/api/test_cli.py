@@ -652,6 +652,34 @@ def test_parquet_data_reach_the_model(tmp_path, recorded, eight):
     assert len(recorded) == 1
 
 
+def test_a_parquet_file_is_reduced_in_duckdb(tmp_path, capsys, factors_data):
+    """A Parquet file reaches the model as a path: a Gaussian model's sums are computed in
+    DuckDB, so no rows are replicated (no ppc.png, with a note) and the saved fit holds the
+    sums; the posterior is the one hb.Model(path) gives for the same seed."""
+    data = tmp_path / "classes.parquet"
+    factors_data.to_parquet(data, index=False)
+    formula, out = "y ~ x + w + (1 | b)", tmp_path / "out"
+    args = ["fit", "--formula", formula, "--data", str(data), "--out", str(out)]
+    settings = ["--draws", "200", "--tune", "200", "--chains", "2", "--seed", "3", "--no-progress"]
+    with warnings.catch_warnings():  # 2 x 200 draws: the diagnostics are not under test
+        warnings.simplefilter("ignore", hb.SamplingWarning)
+        assert main([*args, *settings]) in (0, 1)
+    assert "note: no ppc.png: the model holds the sums of its 2,400 rows" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [n for n in WRITTEN if n != "ppc.png"]
+    fit = hb.load(out / "posterior.nc")
+    assert fit.model.design.sums is not None and fit.model.data is None
+    same = quiet_fit(hb.Model(formula, data), draws=200, tune=200, random_seed=3)
+    np.testing.assert_array_equal(fit.idata.posterior["sd_b"], same.idata.posterior["sd_b"])
+
+
+def test_a_damaged_parquet_file_exits_2_before_sampling(tmp_path, capsys, recorded):
+    data = tmp_path / "bad.parquet"
+    data.write_bytes(b"PAR1 not really parquet")
+    assert main(["fit", "--formula", "y ~ x + (1 | g)", "--data", str(data)]) == 2
+    assert "bad.parquet" in capsys.readouterr().err
+    assert recorded == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -659,6 +687,7 @@ def test_parquet_data_reach_the_model(tmp_path, recorded, eight):
         (["SPEC", "--formula", "y ~ 1"], "give a spec file or --formula, not both"),
         (["--formula", "y ~ 1", "--data", "DATA", "--family", "gausian"], "unknown family"),
         (["--formula", "y ~ 1", "--data", "nope.csv"], "data file 'nope.csv' does not exist"),
+        (["--formula", "y ~ 1", "--data", "nope.parquet"], "data file 'nope.parquet' does not"),
     ],
 )
 def test_formula_and_data_errors_exit_2_before_sampling(
