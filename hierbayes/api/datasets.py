@@ -219,7 +219,13 @@ def _normal(expr: str, seed: int, stream: int) -> str:
 
 
 def simulate_parquet(
-    path: str | Path, rows: int, groups: int = 10_000, *, seed: int, family: str = "gaussian"
+    path: str | Path,
+    rows: int,
+    groups: int = 10_000,
+    *,
+    seed: int,
+    family: str = "gaussian",
+    crossed: int = 0,
 ) -> dict:
     """Write grouped data with known truth to a Parquet file with DuckDB, rows never in
     Python; returns the truth.
@@ -233,6 +239,10 @@ def simulate_parquet(
       ``y ~ Bernoulli(logit^-1(-0.5 + 0.8 [k = 1] - 0.6 [k = 2] + u0_g))``, ``u0_g`` normal
       with SD 1; the model is ``y ~ C(k) + (1 | g)``, whose 10^8 rows are at most 6 groups'
       worth of distinct rows per group.
+
+    ``crossed=H`` (gaussian) adds a second grouping column ``h``, crossed with ``g``: row i's
+    ``h`` is a hash of i modulo H, and its effect ``v_h``, normal with SD 0.5, is added to
+    ``y``; the model is ``y ~ x + (x | g) + (1 | h)``.
 
     Every number is a function of the row (or group) number and ``seed`` through DuckDB's
     64-bit hash, so the same arguments write the same file on any machine, whatever DuckDB's
@@ -256,13 +266,24 @@ def simulate_parquet(
         )
     effects = f"""SELECT range AS g, {_normal("range", seed, 0)} AS z0,
                          {_normal("range", seed, 2)} AS z1 FROM range({int(groups)})"""
+    if crossed and (family != "gaussian" or crossed < 2):
+        raise SpecError("simulate_parquet's crossed= needs the gaussian family and >= 2 groups")
     if family == "gaussian":
+        h, v, join = "", "", ""
+        if crossed:
+            h = f", (hash(range * 64 + 10) % {int(crossed)})::INTEGER AS h"
+            v = " + 0.5 * v.zh"
+            join = f"""JOIN (SELECT range AS h, {_normal("range", seed, 12)} AS zh
+                             FROM range({int(crossed)})) v USING (h)"""
         rows_sql = f"""SELECT range % {int(groups)} AS g, {_normal("range", seed, 4)} AS x,
-                              {_normal("range", seed, 6)} AS e FROM range({int(rows)})"""
-        columns = """r.x, 1.0 + 0.5 * r.x + z0 + 0.3 * (0.4 * z0 + sqrt(0.84) * z1) * r.x + r.e
+                              {_normal("range", seed, 6)} AS e{h} FROM range({int(rows)})"""
+        columns = f"""{"r.h, " if crossed else ""}r.x,
+                     1.0 + 0.5 * r.x + z0 + 0.3 * (0.4 * z0 + sqrt(0.84) * z1) * r.x + r.e{v}
                      AS y"""
         truth = {"Intercept": 1.0, "x": 0.5, "sd_Intercept": 1.0, "sd_x": 0.3, "corr": 0.4}
         truth["sigma"] = 1.0
+        if crossed:
+            truth["sd_h"] = 0.5
     elif family == "bernoulli":
         u = _uniform("range", seed, 8)
         rows_sql = f"""SELECT range % {int(groups)} AS g, (hash(range * 64 + 9) % 3)::INTEGER
@@ -275,6 +296,7 @@ def simulate_parquet(
     duckdb.connect().execute(
         f"""COPY (
             SELECT r.g::INTEGER AS g, {columns} FROM ({rows_sql}) r JOIN ({effects}) USING (g)
+            {join if family == "gaussian" else ""}
         ) TO '{Path(path)}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"""
     )
     return truth
