@@ -256,6 +256,11 @@ def simulate_parquet(
     >>> truth = simulate_parquet(path, rows=1000, groups=10, seed=1)
     >>> duckdb.sql(f"SELECT count(*), count(DISTINCT g) FROM '{path}'").fetchall(), truth["x"]
     ([(1000, 10)], 0.5)
+    >>> crossed = os.path.join(tempfile.mkdtemp(), "crossed.parquet")
+    >>> simulate_parquet(crossed, rows=1000, groups=10, seed=1, crossed=5)["sd_h"]
+    0.5
+    >>> duckdb.sql(f"SELECT count(DISTINCT h), count(DISTINCT (g, h)) FROM '{crossed}'").fetchall()
+    [(5, 50)]
     """
     import duckdb
 
