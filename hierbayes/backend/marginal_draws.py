@@ -96,6 +96,30 @@ def _draw(C: Matrix, mean: Entries, chol: np.ndarray, gen: np.random.Generator) 
     return [_dot([(chol[:, i, k, None], x[k]) for k in range(i + 1)]) for i in range(q)]
 
 
+def _nested_terms(
+    stats: NestedStats, beta: np.ndarray, chol1: np.ndarray, chol2: np.ndarray, tau: Any
+) -> tuple:
+    """Both levels of a nested model integrated out for a chunk of draws (``beta``, ``chol1``,
+    ``chol2`` of those draws, ``tau`` = 1/sigma (n, 1) or 1.0): (C1, a1) of the outer groups,
+    (C2, a2, H) of the inner ones, entry by entry (:mod:`hierbayes.backend.marginal_multi`)."""
+    g, (n, K) = stats.inner, (beta.shape[0], len(stats.parent))
+    q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
+    by_outer = _summer(stats.parent, stats.n_outer)
+    z1e = _project(stats.Z1y, stats.Z1X, beta) * np.reshape(tau, (-1, 1, 1))
+    z2e = _project(g.Zty, g.ZtX, beta) * np.reshape(tau, (-1, 1, 1))
+    C2, a2, H = _absorb(
+        _matrix(g.ZtZ),
+        [z2e[:, :, i] for i in range(q2)],
+        _lower(chol2, q2, tau),
+        _matrix(stats.Z2Z1),
+        np.sqrt,
+    )
+    A, c = _outer_terms(_matrix(stats.Z1Z1), [z1e[:, :, i] for i in range(q1)], a2, H)
+    A_j = [[by_outer(np.broadcast_to(A[i][k], (n, K))) for k in range(q1)] for i in range(q1)]
+    C1, a1, _ = _absorb(A_j, [by_outer(x) for x in c], _lower(chol1, q1, tau), [], np.sqrt)
+    return C1, a1, C2, a2, H
+
+
 def draw_nested_effects(
     stats: NestedStats,
     beta: np.ndarray,
@@ -132,25 +156,13 @@ def draw_nested_effects(
     >>> u.shape, v.shape, bool(abs(u[:, 1, 0].mean() - 0.5) < 0.05)  # E u_b = 2 / 4
     ((4000, 2, 1), (4000, 4, 1), True)
     """
-    g = stats.inner
     S, K, J = beta.shape[0], len(stats.parent), stats.n_outer
-    q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
+    q1, q2 = stats.Z1Z1.shape[1], stats.inner.ZtZ.shape[1]
     out1, out2 = np.empty((S, J, q1)), np.empty((S, K, q2))
-    by_outer = _summer(stats.parent, J)
-    Z1Z1, Z2Z1, Z2Z2 = _matrix(stats.Z1Z1), _matrix(stats.Z2Z1), _matrix(g.ZtZ)
 
     def fill(sl: slice, gen: np.random.Generator) -> None:
         tau = _scale(sigma, sl)
-        z1e = _project(stats.Z1y, stats.Z1X, beta[sl]) * np.reshape(tau, (-1, 1, 1))
-        z2e = _project(g.Zty, g.ZtX, beta[sl]) * np.reshape(tau, (-1, 1, 1))
-        C2, a2, H = _absorb(
-            Z2Z2, [z2e[:, :, i] for i in range(q2)], _lower(chol2[sl], q2, tau), Z2Z1, np.sqrt
-        )
-        A, c = _outer_terms(Z1Z1, [z1e[:, :, i] for i in range(q1)], a2, H)
-        n = sl.stop - sl.start
-        A_j = [[by_outer(np.broadcast_to(A[i][k], (n, K))) for k in range(q1)] for i in range(q1)]
-        c_j = [by_outer(x) for x in c]
-        C1, a1, _ = _absorb(A_j, c_j, _lower(chol1[sl], q1, tau), [], np.sqrt)
+        C1, a1, C2, a2, H = _nested_terms(stats, beta[sl], chol1[sl], chol2[sl], tau)
         u1 = _draw(C1, a1, chol1[sl], gen)
         shift = [u1[k][:, stats.parent] * tau for k in range(q1)]
         mean = [a2[i] - _dot([(H[i][k], shift[k]) for k in range(q1)]) for i in range(q2)]
@@ -268,26 +280,17 @@ def nested_group_loglik(
     ...                          multivariate_normal(np.zeros(2), cov).logpdf(y[2:])]))
     True
     """
-    g = stats.inner
     S, K, J = beta.shape[0], len(stats.parent), stats.n_outer
-    q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
+    q1, q2 = stats.Z1Z1.shape[1], stats.inner.ZtZ.shape[1]
     out = np.empty((S, J))
     by_outer = _summer(stats.parent, J)
-    Z1Z1, Z2Z1, Z2Z2 = _matrix(stats.Z1Z1), _matrix(stats.Z2Z1), _matrix(g.ZtZ)
     m = outer_rr.shape[1]
     rr = outer_rr.reshape(J, m * m)
 
     def fill(sl: slice, gen: np.random.Generator) -> None:
         n = sl.stop - sl.start
         tau = _scale(sigma, sl)
-        z1e = _project(stats.Z1y, stats.Z1X, beta[sl]) * np.reshape(tau, (-1, 1, 1))
-        z2e = _project(g.Zty, g.ZtX, beta[sl]) * np.reshape(tau, (-1, 1, 1))
-        C2, a2, H = _absorb(
-            Z2Z2, [z2e[:, :, i] for i in range(q2)], _lower(chol2[sl], q2, tau), Z2Z1, np.sqrt
-        )
-        A, c = _outer_terms(Z1Z1, [z1e[:, :, i] for i in range(q1)], a2, H)
-        A_j = [[by_outer(np.broadcast_to(A[i][k], (n, K))) for k in range(q1)] for i in range(q1)]
-        C1, a1, _ = _absorb(A_j, [by_outer(x) for x in c], _lower(chol1[sl], q1, tau), [], np.sqrt)
+        C1, a1, C2, a2, _ = _nested_terms(stats, beta[sl], chol1[sl], chol2[sl], tau)
         inner = sum(2.0 * np.log(C2[i][i]) - a2[i] ** 2 for i in range(q2))  # (n, K)
         outer = sum(2.0 * np.log(C1[i][i]) - a1[i] ** 2 for i in range(q1))  # (n, J)
         v = np.concatenate([-beta[sl], np.ones((n, 1))], axis=1)  # r = [X, y] v
