@@ -53,7 +53,7 @@ def _factor_table(
     level1 = ~f.level2  # population columns with one common coefficient
     identity = design.family.link == "identity"
     if design.sums is not None:  # each group's least squares from its sums
-        sums = design.sums.by_factor(design.factors.index(f), f.n_groups)
+        sums = design.factor_sums(f)
         common = [c for c, level in zip(sums.x_cols, level1, strict=True) if level]
         coef, cov, valid, group_se, _ = no_pooling_sums(
             sums.gram, sums.n, sums.z_cols[0], sums.y_col, common

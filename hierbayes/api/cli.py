@@ -128,11 +128,11 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
             (out / "pooling.csv", lambda p: report.table.to_csv(p, index=False)),
         ]
     ppc = None
-    if model.design.sums is None and model.design.multiplicity is None:  # rows to replicate
+    if model.design.reduced is None:  # rows to replicate
         ppc = fit.plot_ppc(draws=100, random_seed=settings.get("random_seed"))
         writes += [(out / "ppc.png", lambda p: ppc.savefig(p, dpi=120, format="png"))]
     else:
-        print(f"note: no ppc.png: the model holds {_reduced(model)}, not rows")
+        print(f"note: no ppc.png: the model holds {model.design.reduced}, not rows")
     writes += [
         (out / "summary.txt", lambda p: p.write_text(f"{summary}\n", encoding="utf-8")),
         (out / "posterior.nc", fit.write_netcdf),  # hb.load reads it
@@ -145,13 +145,6 @@ def run(spec: RunSpec, out: Path, settings: dict[str, Any], written: list[Path])
                 plt.close(fig)
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0 if fit.diagnostics.ok else 1
-
-
-def _reduced(model: Model) -> str:
-    d = model.design
-    if d.sums is not None:
-        return f"the sums of its {d.n_obs:,} rows, computed in DuckDB"
-    return f"the {d.n_obs:,} distinct rows of its {d.n_rows:,} rows, with counts"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -248,7 +248,7 @@ class Model:
     def __init__(
         self,
         formula: str,
-        data: pd.DataFrame,
+        data: Any,
         *,
         se: str | None = None,
         family: str = "gaussian",
@@ -308,7 +308,7 @@ class Model:
     def from_spec(
         cls,
         spec: ModelSpec,
-        data: pd.DataFrame,
+        data: Any,
         namespace: Mapping[str, Any] | str | Namespace = "safe",
     ) -> Model:
         """Build a model from a :class:`~hierbayes.spec.modelspec.ModelSpec` and its data.
@@ -425,7 +425,7 @@ class Model:
             progressbar=default_progressbar() if progressbar is None else progressbar,
             jitter_scales=jitter_scales(self.design, sheared=bool(self.plan.shear)),
         )
-        self._complete(idata, random_seed=random_seed, log_likelihood=log_likelihood)
+        self._complete(idata, random_seed=random_seed, log_likelihood=log_likelihood, absent=absent)
         idata.attrs.update(
             self._attrs(random_seed=random_seed, target_accept=target_accept, sampler=sampler)
         )
@@ -438,21 +438,27 @@ class Model:
         return fit
 
     def _complete(
-        self, idata: az.InferenceData, *, random_seed: int, log_likelihood: bool | None
+        self,
+        idata: az.InferenceData,
+        *,
+        random_seed: int,
+        log_likelihood: bool | None,
+        absent: str | None,
     ) -> None:
-        """Add what no sampler gives: marginal group effects, observed data, log-likelihood."""
+        """Add what no sampler gives: marginal group effects, observed data, log-likelihood
+        (unless ``absent`` says why the model has none: :func:`no_log_likelihood`)."""
         d = self.design
         if self.plan.marginal and d.factors:
             rng = np.random.default_rng([random_seed, 1])  # apart from the sampler's streams
             add_group_effects(d, idata, rng)
-        absent = no_log_likelihood(d)
         if absent:
             idata.attrs["log_likelihood_absent"] = absent
         if d.sums is not None:  # no rows: per group, the sums and the marginal likelihood
             idata.add_groups(observed_data=group_observations(d))
             if log_likelihood is not False and not absent:
                 idata.add_groups(log_likelihood=group_log_likelihood(d, idata))
-                idata.attrs["log_likelihood_unit"] = f"group of {log_likelihood_groups(d)[0]!r}"
+                unit = log_likelihood_groups(d)[0].name
+                idata.attrs["log_likelihood_unit"] = f"group of {unit!r}"
             return
         if "observed_data" not in idata.groups():
             index = d.index if d.index.is_unique else np.arange(d.n_obs)

@@ -173,7 +173,7 @@ def sufficient_stats(design: Design, factor: FactorDesign | None = None) -> Grou
         raise SpecError("sufficient_stats needs the factor when the model has more than one")
     f = design.factors[0] if factor is None else factor
     if design.sums is not None:
-        return _from_sums(design.sums.by_factor(design.factors.index(f), f.n_groups))
+        return _from_sums(design.factor_sums(f))
     w = _row_weights(design)
     y, X, Z, J = design.y_adjusted, design.X, f.Z, f.n_groups  # y - offset
     Zw = Z * w[:, None]

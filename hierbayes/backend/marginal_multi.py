@@ -61,6 +61,7 @@ from hierbayes.backend.marginal import (
     _cholesky,
     _collapsed_loglik,
     _forward,
+    _from_sums,
     _residual_sq,
     _row_weights,
     marginal_unavailable,
@@ -187,7 +188,7 @@ def nested_stats(design: Design) -> NestedStats:
         raise SpecError(f"the grouping factors of this model are not nested ({layout.kind})")
     outer, inner = (_factor(design, n) for n in layout.marginal)
     if design.sums is not None:  # the inner groups' sums hold every product needed
-        s = design.sums.by_factor(design.factors.index(inner), inner.n_groups)
+        s = design.factor_sums(inner)
         z1, z2 = design.sums.z_cols[design.factors.index(outer)], s.z_cols[0]
         x, y = s.x_cols, s.y_col
         return NestedStats(
@@ -197,7 +198,7 @@ def nested_stats(design: Design) -> NestedStats:
             Z2Z1=s.block(z2, z1),
             Z1X=s.block(z1, x),
             Z1y=s.block(z1, (y,))[:, :, 0],
-            inner=sufficient_stats(design, inner),
+            inner=_from_sums(s),
         )
     w = _row_weights(design)
     y, X, codes, K = design.y_adjusted, design.X, inner.codes, inner.n_groups
@@ -276,7 +277,7 @@ def _crossed_from_sums(design: Design, f: FactorDesign, others: list[FactorDesig
     x, y = sums.x_cols, (sums.y_col,)
     zf = sums.z_cols[where(f)]
     zo = tuple(c for o in others for c in sums.z_cols[where(o)])
-    by = [(sums.by_factor(where(o), o.n_groups), sums.z_cols[where(o)]) for o in others]
+    by = [(design.factor_sums(o), sums.z_cols[where(o)]) for o in others]
     return CrossedStats(
         marg=sufficient_stats(design, f),
         ZoX=tuple(s.block(z, x) for s, z in by),

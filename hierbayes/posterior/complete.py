@@ -207,10 +207,8 @@ def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
             dtype=np.float32,
         )
     else:
-        f, inner = (
-            next(g for g in design.factors if g.name == n) for n in log_likelihood_groups(design)
-        )
-        outer = sums.by_factor(design.factors.index(f), f.n_groups)
+        f, inner = log_likelihood_groups(design)
+        outer = design.factor_sums(f)
         xy = [*sums.x_cols, sums.y_col]
         values = nested_group_loglik(
             nested_stats(design),
@@ -229,13 +227,15 @@ def group_log_likelihood(design: Design, idata: az.InferenceData) -> xr.Dataset:
     return xr.Dataset({design.response: da})
 
 
-def log_likelihood_groups(design: Design) -> tuple[str, ...] | None:
-    """The factor whose groups a design of sums splits its log-likelihood into, as (outer,
+def log_likelihood_groups(design: Design) -> tuple[FactorDesign, ...] | None:
+    """The factor whose groups a design of sums splits its log-likelihood into, first: (outer,
     inner) with nested factors, (factor,) with one; None when it does not split (crossed)."""
     if design.sums.cells is None:
-        return (design.factors[0].name,)
+        return design.factors[:1]
     layout = marginal_layout(design)
-    return layout.marginal if layout.kind == "nested" else None
+    if layout.kind != "nested":
+        return None
+    return tuple(next(f for f in design.factors if f.name == n) for n in layout.marginal)
 
 
 def no_log_likelihood(design: Design) -> str | None:
@@ -270,8 +270,8 @@ def group_observations(design: Design) -> xr.Dataset:
     sums, statistic = design.sums, ["n", "sum", "sum_of_squares"]
     split = log_likelihood_groups(design)
     if split is not None:
-        f = next(g for g in design.factors if g.name == split[0])
-        sums = sums.by_factor(design.factors.index(f), f.n_groups)
+        f = split[0]
+        sums = design.factor_sums(f)
         dims, coords = (f.name, "statistic"), {f.name: list(f.levels)}
     else:  # a cell is named by its group of every factor
         dims = ("cell", "statistic")

@@ -101,21 +101,31 @@ class Design:
     def n_obs(self) -> int:
         return len(self.y) if self.sums is None else self.sums.n_obs
 
+    @property
+    def reduced(self) -> str | None:
+        """What the design holds in place of the data's rows, in words, when the engine
+        reduced them (per-group sums, or distinct rows with counts); None for rows."""
+        if self.sums is not None:
+            return f"per-group sums of its {self.n_rows:,} rows"
+        if self.multiplicity is not None:
+            return f"the {self.n_obs:,} distinct rows of its {self.n_rows:,} rows, with counts"
+        return None
+
     def require_rows(self, what: str) -> None:
         """Refuse ``what`` for a design made of per-group sums or of distinct rows with
         counts (the engine reduced the rows), saying what to do."""
-        if self.sums is None and self.multiplicity is None:
+        if self.reduced is None:
             return
-        held = (
-            f"per-group sums of its {self.n_rows:,} rows"
-            if self.sums is not None
-            else f"the {self.n_obs:,} distinct rows of its {self.n_rows:,} rows, with counts"
-        )
         raise SpecError(
-            f"{what} needs the data's rows, and this model holds {held} (computed in the "
+            f"{what} needs the data's rows, and this model holds {self.reduced} (computed in the "
             "engine that holds them). Fit it from rows to get this: pass reduce=False, or a "
             "pandas frame (a sample of the rows if they do not fit in memory)"
         )
+
+    def factor_sums(self, f: FactorDesign) -> GroupSums:
+        """The per-group sums of factor ``f``'s groups, of a design of sums (with several
+        factors, its cells added up: :meth:`~hierbayes.spec.grouped.GroupSums.by_factor`)."""
+        return self.sums.by_factor(self.factors.index(f), f.n_groups)
 
     @property
     def n_rows(self) -> int:

@@ -664,7 +664,10 @@ def test_a_parquet_file_is_reduced_in_duckdb(tmp_path, capsys, factors_data):
     with warnings.catch_warnings():  # 2 x 200 draws: the diagnostics are not under test
         warnings.simplefilter("ignore", hb.SamplingWarning)
         assert main([*args, *settings]) in (0, 1)
-    assert "note: no ppc.png: the model holds the sums of its 2,400 rows" in capsys.readouterr().out
+    assert (
+        "note: no ppc.png: the model holds per-group sums of its 2,400 rows, not rows"
+        in capsys.readouterr().out
+    )
     assert sorted(p.name for p in out.iterdir()) == [n for n in WRITTEN if n != "ppc.png"]
     fit = hb.load(out / "posterior.nc")
     assert fit.model.design.sums is not None and fit.model.data is None
