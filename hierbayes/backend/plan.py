@@ -118,31 +118,19 @@ def reliability(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray
         n = np.bincount(f.codes, minlength=J)
         means = np.bincount(f.codes, r, minlength=J) / np.maximum(n, 1)
         within = float(np.sum((r - means[f.codes]) ** 2))
-        dof = design.n_obs - J
-        var = within / dof if dof > 0 and within > 0 else float(np.var(r)) or 1.0
+        var = _residual_variance(within, design.n_obs - J, float(np.var(r)))
         inv_phi = w = (1.0 if design.weights is None else design.weights) / np.full(
             design.n_obs, var
         )
-    q = f.Z.shape[1]
-    info = np.empty((J, q))
-    bhat = np.zeros((J, q))
-    tau2 = np.zeros(q)
-    for k in range(q):
-        z = f.Z[:, k]
-        info[:, k] = np.bincount(f.codes, w * z**2, minlength=J)
-        ok = info[:, k] > 0
-        score = np.bincount(f.codes, z * r * inv_phi, minlength=J)
-        bhat[ok, k] = score[ok] / info[ok, k]
-        if ok.any():
-            tau2[k] = max(0.0, float(np.mean(bhat[ok, k] ** 2) - np.mean(1.0 / info[ok, k])))
-    lam = tau2 * info / (1.0 + tau2 * info)
-    return lam, tau2
+    info = np.stack([np.bincount(f.codes, w * z**2, minlength=J) for z in f.Z.T], axis=1)
+    score = np.stack([np.bincount(f.codes, z * r * inv_phi, minlength=J) for z in f.Z.T], axis=1)
+    return _from_information(info, score)
 
 
 def _reliability_sums(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.ndarray]:
     """:func:`reliability` of a Gaussian design of sums: the same quantities, from each
     group's cross-products of ``A = [1, x, ..., y]`` with the residual r = A c."""
-    s = design.sums.by_factor(design.factors.index(f), f.n_groups)
+    s = design.factor_sums(f)
     coef = complete_pooling_fit(design)[0]
     c = np.zeros(len(s.names))
     c[s.y_col] = 1.0
@@ -150,19 +138,30 @@ def _reliability_sums(design: Design, f: FactorDesign) -> tuple[np.ndarray, np.n
     Gc = s.gram @ c  # (J, k): per group, sums of each column times r
     n, r_sum, r_sq = s.n, Gc[:, 0], np.einsum("jk,k->j", Gc, c)
     within = float(np.sum(r_sq - r_sum**2 / np.maximum(n, 1)))
-    dof = design.n_obs - f.n_groups
     N = design.n_obs
-    var = within / dof if dof > 0 and within > 0 else (r_sq.sum() - r_sum.sum() ** 2 / N) / N or 1.0
+    var = _residual_variance(within, N - f.n_groups, (r_sq.sum() - r_sum.sum() ** 2 / N) / N)
     z = s.z_cols[0]
-    info = np.einsum("jkk->jk", s.block(z, z)) / var
-    score = Gc[:, list(z)] / var
-    ok = info > 0
-    bhat = np.where(ok, score / np.where(ok, info, 1.0), 0.0)
-    tau2 = np.zeros(len(z))
-    for k in range(len(z)):
-        if ok[:, k].any():
-            m = ok[:, k]
-            tau2[k] = max(0.0, float(np.mean(bhat[m, k] ** 2) - np.mean(1.0 / info[m, k])))
+    return _from_information(np.einsum("jkk->jk", s.block(z, z)) / var, Gc[:, list(z)] / var)
+
+
+def _residual_variance(within: float, dof: int, total: float) -> float:
+    """The residual variance: the within-group sum of squares over its degrees of freedom,
+    else the residuals' variance ``total``, else 1."""
+    return within / dof if dof > 0 and within > 0 else float(total) or 1.0
+
+
+def _from_information(info: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lambda, tau^2) from each group's information (J, q) and score (J, q) about its
+    coefficients: the moment estimate tau_k^2 = mean(bhat^2) - mean(1 / info) over the groups
+    with information, and lambda = tau^2 info / (1 + tau^2 info)."""
+    q = info.shape[1]
+    bhat = np.zeros_like(info)
+    tau2 = np.zeros(q)
+    for k in range(q):
+        ok = info[:, k] > 0
+        bhat[ok, k] = score[ok, k] / info[ok, k]
+        if ok.any():
+            tau2[k] = max(0.0, float(np.mean(bhat[ok, k] ** 2) - np.mean(1.0 / info[ok, k])))
     return tau2 * info / (1.0 + tau2 * info), tau2
 
 

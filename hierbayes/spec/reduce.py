@@ -54,7 +54,12 @@ from hierbayes.spec.grouped import GroupSums
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import resolve
 from hierbayes.spec.sources import bad_flag, bad_rows, column_names, is_dask, open_frame, schema
-from hierbayes.spec.terms import evaluate_terms, group_labels, hand_out_level2
+from hierbayes.spec.terms import (
+    check_two_levels,
+    evaluate_terms,
+    group_labels,
+    hand_out_level2,
+)
 
 __all__ = ["GroupTable", "check_reducible", "reduced_design", "unreducible"]
 
@@ -371,12 +376,7 @@ def _cells(table: pd.DataFrame, layout: _Layout) -> tuple[list[pd.Index], np.nda
     for f in layout.factors:
         labels = group_labels(keys, f.columns)
         c, uniques = pd.factorize(labels, sort=len(f.columns) == 1)
-        if len(uniques) < 2:
-            raise DataError(
-                f"grouping column {f.name!r} has {len(uniques)} level(s) ({list(uniques)}): a "
-                "varying effect needs at least 2 groups; drop the term or group by another "
-                "column"
-            )
+        check_two_levels(f.name, uniques)
         levels.append(pd.Index(uniques, name=f.name))
         codes.append(c.astype(np.int64))
     return levels, np.column_stack(codes)

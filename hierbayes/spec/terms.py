@@ -9,6 +9,7 @@ level-2 map. Used by :mod:`hierbayes.spec.design` for the model's linear predict
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from hierbayes.spec.namespace import Namespace
 __all__ = [
     "FactorDesign",
     "build_factors",
+    "check_two_levels",
     "check_predictors",
     "evaluate_new",
     "evaluate_terms",
@@ -233,11 +235,7 @@ def _factor_design(
             f"({same}, e.g. the number 1 and the text '1'): they would count as different "
             "groups; convert the column to one type, e.g. data[col].astype(str)"
         )
-    if len(levels) < 2:
-        raise DataError(
-            f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
-            "effect needs at least 2 groups; drop the term or group by another column"
-        )
+    check_two_levels(name, levels)
     blocks, columns, names, matrices = [], [], [], []
     for term in terms:
         Z, znames, matrix = evaluate_terms(term.expr, data, f"group-level term {term}", namespace)
@@ -275,6 +273,24 @@ def _factor_design(
         columns=terms[0].factor_columns,
         matrices=tuple(matrices),
     )
+
+
+def check_two_levels(name: str, levels: Sequence[Any]) -> None:
+    """A DataError unless grouping factor ``name`` has at least two levels.
+
+    Examples
+    --------
+    >>> check_two_levels("school", ["a", "b"])
+    >>> check_two_levels("school", ["a"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    hierbayes.errors.DataError: grouping column 'school' has 1 level(s) (['a']): a varying ...
+    """
+    if len(levels) < 2:
+        raise DataError(
+            f"grouping column {name!r} has {len(levels)} level(s) ({list(levels)}): a varying "
+            "effect needs at least 2 groups; drop the term or group by another column"
+        )
 
 
 def build_factors(
