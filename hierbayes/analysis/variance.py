@@ -105,7 +105,7 @@ def icc_draws(design: Design, idata: az.InferenceData) -> dict[str, np.ndarray]:
         residual = posterior_draws(idata, "sigma") ** 2
     elif family.name == "poisson":
         eta = fixed_draws(idata, design) @ design.X.T + design.eta_offset
-        lam = np.average(np.exp(eta + total[:, None] / 2.0), axis=1, weights=design.multiplicity)
+        lam = design.mean_per_row(np.exp(eta + total[:, None] / 2.0))
         residual = np.log1p(1.0 / lam)
     else:
         residual = np.full_like(total, LATENT_VARIANCE[family.link])

@@ -105,6 +105,9 @@ class Fit:
             kind, data = "group sums", design.sums.table
         elif design.multiplicity is None:
             kind, data = "rows", self.model.data[list(design.columns)]
+        elif design.summed_offsets is not None:  # the cells, their count and offsets last
+            frame = self.model.data
+            kind, data = "cells", frame[[*design.columns, *frame.columns[-2:]]]
         else:  # the distinct rows, their count (the weights column) last, as load reads it
             count = design.weights_column
             columns = [c for c in design.columns if c != count] + [count]

@@ -12,6 +12,7 @@ from hierbayes.errors import FileFormatError
 from hierbayes.posterior.storage import read_fit
 from hierbayes.spec.distinct import DistinctRows
 from hierbayes.spec.reduce import GroupTable
+from hierbayes.spec.summed import SummedCells
 
 __all__ = ["load"]
 
@@ -44,6 +45,8 @@ def load(path: str | Path, *, namespace: Mapping[str, Any] | str = "safe") -> Fi
         data = GroupTable(data)
     elif stored.kind == "distinct rows":
         data = DistinctRows(data, str(data.columns[-1]))
+    elif stored.kind == "cells":
+        data = SummedCells(data, str(data.columns[-2]), str(data.columns[-1]))
     model = Model.from_spec(stored.spec, data, namespace=namespace)
     post = stored.idata.posterior
     for f in model.design.factors:  # the posterior's group effects are stored by position

@@ -211,15 +211,19 @@ class Model:
         labels are kept in ``model.dropped``.
     reduce : bool, optional
         Fit from what the engine holding the data computes, not from its rows
-        (:mod:`hierbayes.spec.intake`): per-group sums for a one-factor gaussian model whose
-        terms are an intercept or numeric columns as they are (``y ~ x + (x | g)``), or the
-        distinct rows with their counts for a discrete response (bernoulli, binomial, the
-        count families, cumulative) whose rows repeat. By default (None) that is done when
-        ``data`` is not a pandas frame; the rows are then never all in memory, so they may
-        be more than memory holds. Such a fit has no per-row quantities (R², the posterior
-        predictive of the fitted rows, effects): for sums, :func:`hierbayes.compare` is
-        leave-one-group-out; for distinct rows it has no log-likelihood. ``False`` reads
-        the rows; ``True`` reduces a pandas frame too, or says why the model does not.
+        (:mod:`hierbayes.spec.intake`): per-group (per-cell) sums for a gaussian model whose
+        terms are an intercept or numeric columns as they are (``y ~ x + (x | g)``, nested
+        or crossed factors too); a Poisson model's counts and exposures summed per cell of
+        its predictors and groups (``c ~ k + offset(log(t)) + (1 | g)``); or the distinct
+        rows with their counts for a discrete response (bernoulli, binomial, the count
+        families, cumulative) whose rows repeat. Only terms computed row by row collapse
+        (not ``scale(x)`` or ``bs(x)``). By default (None) that is done when ``data`` is
+        not a pandas frame; the rows are then never all in memory, so they may be more than
+        memory holds. Such a fit has no per-row quantities (R², the posterior predictive of
+        the fitted rows, effects): for sums, :func:`hierbayes.compare` is
+        leave-one-group-out (one factor or nested ones); for distinct rows and cells it has
+        no log-likelihood. ``False`` reads the rows; ``True`` reduces a pandas frame too, or
+        says why the model does not.
     namespace : dict or "safe", optional
         Where the formula's function and variable names that are not data columns resolve.
         By default in the caller's namespace, as formulae's ``env`` does (so your own
@@ -537,6 +541,8 @@ class Model:
         if offsets:
             noise += f", with {' + '.join(offsets)}"
         distinct = "" if d.multiplicity is None else f" ({d.n_obs} distinct, with counts)"
+        if d.summed_offsets is not None:
+            distinct = f" (in {d.n_obs} cells, counts and exposures summed)"
         if self.spec.weights:
             noise += f", weights from {self.spec.weights!r}"
         family = self.family.name

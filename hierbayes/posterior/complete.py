@@ -250,8 +250,8 @@ def no_log_likelihood(design: Design) -> str | None:
     """
     if design.multiplicity is not None:
         return (
-            "a model of distinct rows with counts has no log-likelihood per row (a distinct "
-            "row's term is not one row's): pass reduce=False to read the rows"
+            f"a model of {design.reduced} has no log-likelihood per row (the term of a "
+            "distinct row or cell is not one row's): pass reduce=False to read the rows"
         )
     if design.sums is not None and log_likelihood_groups(design) is None:
         return (

@@ -40,7 +40,7 @@ __all__ = ["StoredFit", "read_fit", "write_fit", "data_hash", "atomic_write", "a
 
 FORMAT = "hierbayes-fit/1"
 #: what ``constant_data`` holds: the model's columns, or its per-group sums
-DATA_KINDS = ("rows", "group sums", "distinct rows")
+DATA_KINDS = ("rows", "group sums", "distinct rows", "cells")
 
 
 def data_hash(data: pd.DataFrame) -> str:
@@ -218,7 +218,9 @@ def write_fit(
     ``data`` holds the columns the model uses, one row per observation (``kind="rows"``), or
     a model's per-group sums, one row per group (``kind="group sums"``,
     :mod:`hierbayes.spec.reduce`), or its distinct rows with their count last
-    (``kind="distinct rows"``, :mod:`hierbayes.spec.distinct`). :meth:`hierbayes.Fit.save`
+    (``kind="distinct rows"``, :mod:`hierbayes.spec.distinct`), or its cells of summed rows
+    with their count and summed offsets last (``kind="cells"``, :mod:`hierbayes.spec.summed`).
+    :meth:`hierbayes.Fit.save`
     calls it on a temporary file (:func:`atomic_write`), and the CLI on its ``posterior.nc``
     among the files it writes together (:func:`atomic_write_all`); :func:`read_fit` reads
     either.

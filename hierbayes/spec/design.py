@@ -67,7 +67,10 @@ class Design:
     ``weights`` (N,) multiply each row's log-likelihood (frequency weights), or None; they
     come from the column ``weights_column``. ``multiplicity`` (N,) is set when the rows are
     the data's distinct rows (:mod:`hierbayes.spec.distinct`): how many rows each stands
-    for, also its weight. ``sums`` replaces the rows of a one-factor Gaussian model by
+    for, also its weight. ``summed_offsets`` (N,) is set when the rows are cells of a
+    Poisson model's rows, their counts and exposures summed (:mod:`hierbayes.spec.summed`):
+    the sum of each cell's rows' offsets (``multiplicity`` then counts the rows, which are
+    not weights). ``sums`` replaces the rows of a one-factor Gaussian model by
     per-group sums (:mod:`hierbayes.spec.reduce`); y, X, codes and Z then have no rows.
     ``response_levels`` are an ordinal response's levels in order (``y`` holds their codes
     0..K-1); ``fixed_columns`` picks the kept columns of ``fixed_matrix`` (see
@@ -96,6 +99,7 @@ class Design:
     dpars: tuple[DparDesign, ...] = ()
     sums: GroupSums | None = None
     multiplicity: np.ndarray | None = None
+    summed_offsets: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
@@ -107,6 +111,10 @@ class Design:
         reduced them (per-group sums, or distinct rows with counts); None for rows."""
         if self.sums is not None:
             return f"per-group sums of its {self.n_rows:,} rows"
+        if self.summed_offsets is not None:
+            return (
+                f"the {self.n_obs:,} cells of its {self.n_rows:,} rows, counts and exposures summed"
+            )
         if self.multiplicity is not None:
             return f"the {self.n_obs:,} distinct rows of its {self.n_rows:,} rows, with counts"
         return None
@@ -133,15 +141,39 @@ class Design:
         return self.n_obs if self.multiplicity is None else int(self.multiplicity.sum())
 
     def response_mean(self) -> float:
-        """Mean of the response on the link scale (of y / trials for the binomial)."""
+        """Mean of the response over the rows (of y / trials for the binomial; of log y for
+        the lognormal)."""
         if self.sums is not None:
             return self.sums.mean(self.sums.y_col)
+        if self.summed_offsets is not None:
+            return float(self.mean_per_row(self.y))
         y = self.y_link if self.trials is None else self.y / self.trials
         return row_moments(y, self.multiplicity)[0]
 
     def offset_mean(self) -> float:
         """Mean of the offset over the rows (0 without one)."""
+        if self.summed_offsets is not None:
+            return float(self.mean_per_row(self.summed_offsets))
         return 0.0 if self.offset is None else row_moments(self.offset, self.multiplicity)[0]
+
+    def mean_per_row(self, totals: np.ndarray) -> np.ndarray | float:
+        """The mean over the data's rows of a quantity that adds up over rows (a count, a
+        Poisson mean), given for each of the design's rows along the last axis: each row's
+        value, a distinct row's for each row it stands for, or a cell's sum over its rows.
+
+        Examples
+        --------
+        >>> import hierbayes as hb, polars as pl
+        >>> df = pl.DataFrame({"y": [1, 2, 0], "t": [1.0, 1.0, 2.0], "k": ["a", "a", "b"]})
+        >>> d = hb.Model("y ~ k + offset(np.log(t))", df, family="poisson", reduce=True).design
+        >>> d.y.tolist(), float(d.mean_per_row(d.y))  # 2 cells of 3 rows: 3 counts per row
+        ([3.0, 0.0], 1.0)
+        """
+        if self.summed_offsets is not None:
+            return np.sum(totals, axis=-1) / self.n_rows
+        if self.multiplicity is not None:
+            return np.average(totals, axis=-1, weights=self.multiplicity)
+        return np.mean(totals, axis=-1)
 
     def column_sd(self, k: int) -> float:
         """Standard deviation (ddof 1) of population-level column ``k``."""

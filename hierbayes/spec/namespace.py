@@ -30,7 +30,15 @@ from formulae.transforms import TRANSFORMS
 
 from hierbayes.errors import SpecError
 
-__all__ = ["SAFE", "SAFE_FUNCTIONS", "Namespace", "caller", "check_safe", "resolve"]
+__all__ = [
+    "SAFE",
+    "SAFE_FUNCTIONS",
+    "Namespace",
+    "caller",
+    "check_safe",
+    "not_row_by_row",
+    "resolve",
+]
 
 #: NumPy's elementwise functions a formula may call by name (``log(x)``) or as ``np.log(x)``.
 SAFE_FUNCTIONS: tuple[str, ...] = (
@@ -165,3 +173,46 @@ def check_safe(text: str, names: Iterable[tuple[str, bool]], columns: Iterable[s
             "work in Python and pass it: hb.Model(formula, data) finds your names, and "
             "hb.load(path, namespace={...}) takes them"
         )
+
+
+def _learns_state(name: str) -> bool:
+    """A formulae transform that learns from all the rows (a class: scale, bs, poly...)."""
+    return inspect.isclass(TRANSFORMS.get(name))
+
+
+def not_row_by_row(names: Iterable[tuple[str, bool]], namespace: Namespace) -> str | None:
+    """Why a formula's terms may not be computed row by row, or None when they are.
+
+    A model fitted from the data's distinct rows (or their cells) evaluates its terms on
+    those, not on the rows, so a term must give each row a value from that row alone.
+    formulae's stateful transforms learn from all the rows they see (the mean and SD of
+    ``scale(x)``, the knots of ``bs(x)``), and distinct rows would teach them other values;
+    a method of a column (``x.mean()``) or a function of the caller's may do the same. NumPy's
+    ufuncs, ``C``, ``I`` and formulae's other transforms are row by row.
+
+    Examples
+    --------
+    >>> ns = resolve("safe")
+    >>> not_row_by_row([("log", True), ("x", False), ("C", True)], ns) is None
+    True
+    >>> not_row_by_row([("scale", True), ("x", False)], ns)
+    'scale(...) learns from all the rows it sees (its state: a mean, an SD, knots)'
+    """
+    for name, call in names:
+        if not call:
+            continue
+        if name in _FORMULAE_NAMES:
+            if _learns_state(name):
+                return (
+                    f"{name}(...) learns from all the rows it sees (its state: a mean, an SD, "
+                    "knots)"
+                )
+            continue
+        value = namespace.lookup(name)
+        if isinstance(value, np.ufunc) or any(value is f for f in _FUNCTIONS.values()):
+            continue
+        return (
+            f"{name}(...) is not one of NumPy's elementwise functions, so it may compute a row's "
+            "value from other rows"
+        )
+    return None

@@ -54,6 +54,7 @@ __all__ = [
     "bad_flag",
     "bad_rows",
     "refuse_incomplete",
+    "rows_where",
     "schema",
     "to_pandas",
 ]
@@ -294,10 +295,16 @@ def to_pandas(
 def bad_rows(data: Any, column: str, numeric: bool = True) -> np.ndarray:
     """Positions (0..N-1, the engine's order) of rows whose ``column`` is missing or, if
     ``numeric``, not finite (:func:`bad_flag`)."""
-    frame = data[[column]].compute() if is_dask(data) else data
-    out = open_frame(frame).select(bad_flag(column, numeric).alias("bad"))
+    return rows_where(data, [column], bad_flag(column, numeric))
+
+
+def rows_where(data: Any, columns: Sequence[str], flag: Any) -> np.ndarray:
+    """Positions (0..N-1, the engine's order) of the rows where the narwhals expression
+    ``flag`` of ``columns`` is true: the rows an error names."""
+    frame = data[list(columns)].compute() if is_dask(data) else data
+    out = open_frame(frame).select(flag.fill_null(False).alias("flag"))
     out = out.collect() if hasattr(out, "collect") else out
-    return np.flatnonzero(out["bad"].to_numpy())
+    return np.flatnonzero(out["flag"].to_numpy())
 
 
 def refuse_incomplete(data: Any, columns: Sequence[str], what: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import hierbayes as hb
+from hierbayes.analysis.variance import icc_draws
 from hierbayes.errors import SpecError
 from tests.conftest import assert_same_draws, quiet_fit
 
@@ -186,6 +187,66 @@ def test_distinct_rows_save_load_and_refuse_what_needs_rows(bernoulli_fits, tmp_
     assert again.model.priors == distinct.model.priors
     np.testing.assert_allclose(
         again.predict(df.head(5)).values, distinct.predict(df.head(5)).values, rtol=0, atol=0
+    )
+
+
+POISSON = "c ~ k + offset(np.log(t)) + (1 | g)"
+
+
+@pytest.fixture(scope="module")
+def poisson_fits(tmp_path_factory) -> tuple[hb.Fit, hb.Fit, pd.DataFrame]:
+    """c ~ k + offset(np.log(t)) + (1 | g), 3,000 rows each with its own exposure: from
+    their 120 cells (Parquet; counts and exposures summed) and from the rows."""
+    rng = np.random.default_rng(6)
+    g, k, t = rng.integers(0, 40, 3000), rng.integers(0, 3, 3000), rng.gamma(2.0, 1.0, 3000)
+    eta = -0.3 + 0.5 * (k == 1) - 0.4 * (k == 2) + rng.normal(0, 0.6, 40)[g]
+    c = rng.poisson(np.exp(eta) * t)
+    df = pd.DataFrame({"c": c, "t": t, "k": [f"k{v}" for v in k], "g": [f"g{v:02d}" for v in g]})
+    path = tmp_path_factory.mktemp("poisson") / "rows.parquet"
+    df.to_parquet(path, index=False)
+    settings = {"draws": 500, "tune": 500, "random_seed": 3}
+    cells = quiet_fit(hb.Model(POISSON, path, family="poisson"), **settings)
+    rows = quiet_fit(hb.Model(POISSON, df, family="poisson"), **settings)
+    return cells, rows, df
+
+
+def test_cells_give_the_posterior_and_pooling_report_of_the_rows(poisson_fits):
+    """The same posterior (the log densities differ by a constant, tests/spec/test_summed.py):
+    means within 4 Monte Carlo standard errors of the difference. Each group's no-pooling
+    Poisson fit is the rows' to rounding (the cells' score equations are the rows'), and
+    the ICC of the same draws is the rows' (each cell's mean is its rows' sum)."""
+    cells, rows, _ = poisson_fits
+    assert (cells.model.design.n_obs, cells.model.design.n_rows) == (120, 3000)
+    for name in ("Intercept", "k[k1]", "k[k2]", "sd_g"):
+        a, b = (f.idata.posterior[name] for f in (cells, rows))
+        mcse = np.hypot(*(float(az.mcse(x.to_dataset())[name].max()) for x in (a, b)))
+        assert abs(float(a.mean()) - float(b.mean())) < 4 * mcse, name
+    by = ["group", "term"]
+    a, b = (f.pooling().table.set_index(by).sort_index() for f in (cells, rows))
+    for column in ("no_pooling", "se", "complete_pooling"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-9, atol=1e-12, err_msg=column)
+    np.testing.assert_array_equal(a["n"], b["n"])
+    np.testing.assert_allclose(
+        icc_draws(cells.model.design, cells.idata)["g"],
+        icc_draws(rows.model.design, cells.idata)["g"],
+        rtol=1e-12,
+    )
+
+
+def test_cells_save_load_and_refuse_what_needs_rows(poisson_fits, tmp_path):
+    cells, rows, df = poisson_fits
+    assert "log_likelihood" not in cells.idata.groups()
+    with pytest.raises(SpecError, match="holds no log-likelihood.*120 cells of its 3,000"):
+        hb.compare({"cells": cells, "rows": rows})
+    with pytest.raises(SpecError, match="Bayesian R.*counts and exposures summed"):
+        cells.r2()
+    again = hb.load(cells.save(tmp_path / "fit.nc"))
+    d, e = again.model.design, cells.model.design
+    for a, b in [(d.multiplicity, e.multiplicity), (d.summed_offsets, e.summed_offsets)]:
+        np.testing.assert_array_equal(a, b)
+    assert again.model.priors == cells.model.priors
+    np.testing.assert_allclose(
+        again.predict(df.head(5)).values, cells.predict(df.head(5)).values, rtol=0, atol=0
     )
 
 
