@@ -8,6 +8,9 @@ of the row number and a seed, so the same file comes out on any machine:
   in DuckDB (``y = 1 + 0.5 x + u_0g + u_1g x + e``, SDs 1 and 0.3, correlation 0.4);
 * ``--family bernoulli``: ``y ~ C(k) + (1 | g)`` with a three-level k, fitted from the
   distinct rows with their counts (one GROUP BY in DuckDB);
+* ``--family poisson``: ``y ~ C(k) + offset(np.log(t)) + (1 | g)`` with a continuous exposure
+  t, so that no two rows are alike, fitted from the cells (k, g) with their counts and
+  exposures summed (one GROUP BY in DuckDB);
 * ``--family crossed``: gaussian, ``y ~ x + (x | g) + (1 | h)`` with ``h`` (``--crossed``
   groups, SD 0.5) crossed with ``g``, fitted from per-cell sums (one GROUP BY g, h): its
   sampling cost grows with the cells (at most groups x crossed), not the rows. NUTS
@@ -23,6 +26,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/big_data.py                        # 10^7 and 10^8
     .venv/bin/python benchmarks/big_data.py --rows 1e6 --pandas    # a quick check
     .venv/bin/python benchmarks/big_data.py --family bernoulli --rows 1e6,1e8
+    .venv/bin/python benchmarks/big_data.py --family poisson --rows 1e6,1e7,1e8 --pandas
     .venv/bin/python benchmarks/big_data.py --family crossed --groups 1000 --crossed 50
 """
 
@@ -83,8 +87,8 @@ if "sigma" in post:
 d = model.design
 out = {
     "rows": d.n_rows,
-    "form": "sums" if d.sums is not None else "distinct rows" if d.multiplicity is not None
-    else "rows",
+    "form": "sums" if d.sums is not None else "cells" if d.summed_offsets is not None
+    else "distinct rows" if d.multiplicity is not None else "rows",
     "distinct": d.n_obs if d.multiplicity is not None else None,
     "cells": len(d.sums.gram) if d.sums is not None and d.sums.cells is not None else None,
     "seconds_read": read - start,
@@ -104,6 +108,7 @@ print("RESULT " + json.dumps(out))
 FORMULAS = {
     "gaussian": "y ~ x + (x | g)",
     "bernoulli": "y ~ C(k) + (1 | g)",
+    "poisson": "y ~ C(k) + offset(np.log(t)) + (1 | g)",
     "crossed": "y ~ x + (x | g) + (1 | h)",
 }
 
@@ -188,7 +193,7 @@ def report(records: list[dict], family: str) -> str:
             f"{r['max_rhat']:.3f} | {r['min_ess_bulk']:,.0f} | {means} |"
         )
     pair = [r for r in records if "error" not in r and r["rows"] == records[0].get("rows")]
-    if len(pair) == 2 and family == "crossed":  # trajectories part: compare the means
+    if len(pair) == 2 and family in ("crossed", "poisson"):  # other graphs: compare the means
         diff = max(abs(pair[0]["mean"][k] - pair[1]["mean"][k]) for k in pair[0]["mean"])
         lines += [
             "",

@@ -152,10 +152,10 @@ def r2_draws(design: Design, idata: az.InferenceData) -> dict[str, np.ndarray]:
     >>> {k: round(float(v[0]), 3) for k, v in r2_draws(d, idata).items()}
     {'conditional': 0.325, 'marginal': 0.325}
     """
+    design.require_rows("Bayesian R²")  # first: distinct rows' counts are not weights= given
     reason = _r2_unavailable(design)
     if reason is not None:
         raise SpecError(f"no R² for this model: {reason}")
-    design.require_rows("Bayesian R²")
     y = design.y / design.trials if design.trials is not None else design.y
     beta = fixed_draws(idata, design)
     aux = {k: v[:] if isinstance(v, RowDraws) else v for k, v in aux_draws(idata, design).items()}

@@ -238,7 +238,11 @@ def simulate_parquet(
     * ``family="bernoulli"``: a three-level predictor ``k`` (0, 1, 2 equally often) and
       ``y ~ Bernoulli(logit^-1(-0.5 + 0.8 [k = 1] - 0.6 [k = 2] + u0_g))``, ``u0_g`` normal
       with SD 1; the model is ``y ~ C(k) + (1 | g)``, whose 10^8 rows are at most 6 groups'
-      worth of distinct rows per group.
+      worth of distinct rows per group;
+    * ``family="poisson"``: the same ``k``, an exposure ``t`` uniform on (0.5, 2.5), and
+      ``y ~ Poisson(t exp(-0.5 + 0.8 [k = 1] - 0.6 [k = 2] + u0_g))``, ``u0_g`` normal with
+      SD 0.5; the model is ``y ~ C(k) + offset(np.log(t)) + (1 | g)``, whose rows are all
+      distinct but sum into at most 3 cells per group.
 
     ``crossed=H`` (gaussian) adds a second grouping column ``h``, crossed with ``g``: row i's
     ``h`` is a hash of i modulo H, and its effect ``v_h``, normal with SD 0.5, is added to
@@ -296,12 +300,35 @@ def simulate_parquet(
         eta = "-0.5 + 0.8 * (r.k = 1)::INTEGER - 0.6 * (r.k = 2)::INTEGER + z0"
         columns = f"r.k, (r.u < 1.0 / (1.0 + exp(-({eta}))))::INTEGER AS y"
         truth = {"Intercept": -0.5, "C(k)[1]": 0.8, "C(k)[2]": -0.6, "sd_Intercept": 1.0}
+    elif family == "poisson":
+        rows_sql = f"""SELECT range % {int(groups)} AS g, (hash(range * 64 + 9) % 3)::INTEGER
+                              AS k, 0.5 + 2.0 * {_uniform("range", seed, 15)} AS t,
+                              {_uniform("range", seed, 14)} AS u FROM range({int(rows)})"""
+        eta = "-0.5 + 0.8 * (r.k = 1)::INTEGER - 0.6 * (r.k = 2)::INTEGER + 0.5 * z0"
+        columns = f"r.k, r.t, r.u, r.t * exp({eta}) AS mu"
+        truth = {"Intercept": -0.5, "C(k)[1]": 0.8, "C(k)[2]": -0.6, "sd_Intercept": 0.5}
     else:
-        raise SpecError(unknown_name("family", str(family), ["bernoulli", "gaussian"]))
+        raise SpecError(unknown_name("family", str(family), ["bernoulli", "gaussian", "poisson"]))
+    select = f"""SELECT r.g::INTEGER AS g, {columns} FROM ({rows_sql}) r JOIN ({effects}) USING (g)
+                 {join if family == "gaussian" else ""}"""
+    if family == "poisson":
+        select = _poisson_count(select)
     duckdb.connect().execute(
-        f"""COPY (
-            SELECT r.g::INTEGER AS g, {columns} FROM ({rows_sql}) r JOIN ({effects}) USING (g)
-            {join if family == "gaussian" else ""}
-        ) TO '{Path(path)}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"""
+        f"COPY ({select}) TO '{Path(path)}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"
     )
     return truth
+
+
+def _poisson_count(select: str, top: int = 80) -> str:
+    """SQL of ``select``'s rows g, k, t with a Poisson(mu) count y from their columns mu and
+    u (uniform), by inversion: y = #{j: F(j) < u}, the Poisson CDF F(j) built term by term,
+    p_j = p_(j-1) mu / j, one nested select per term (one select list would inline every
+    alias into the next, which takes DuckDB a minute to plan). Counts above ``top`` are cut
+    to ``top``: for mu <= 25 that has probability below 10^-10."""
+    sql = f"SELECT g, k, t, u, mu, exp(-mu) AS p, exp(-mu) AS f, 0 AS y FROM ({select})"
+    for j in range(1, top + 1):
+        sql = (
+            f"SELECT g, k, t, u, mu, p * mu / {j} AS p, f + p * mu / {j} AS f, "
+            f"y + (u > f)::INTEGER AS y FROM ({sql})"
+        )
+    return f"SELECT g, k, t, y FROM ({sql})"

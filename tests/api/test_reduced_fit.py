@@ -173,23 +173,6 @@ def test_distinct_rows_give_the_posterior_of_the_rows(bernoulli_fits):
     )
 
 
-def test_distinct_rows_save_load_and_refuse_what_needs_rows(bernoulli_fits, tmp_path):
-    distinct, rows, df = bernoulli_fits
-    assert "log_likelihood" not in distinct.idata.groups()
-    with pytest.raises(SpecError, match="holds no log-likelihood.*reduce=False"):
-        hb.compare({"distinct": distinct, "rows": rows})
-    with pytest.raises(SpecError, match="posterior predictive.*distinct rows of its 3,000"):
-        distinct.posterior_predictive()
-    again = hb.load(distinct.save(tmp_path / "fit.nc"))
-    np.testing.assert_array_equal(
-        again.model.design.multiplicity, distinct.model.design.multiplicity
-    )
-    assert again.model.priors == distinct.model.priors
-    np.testing.assert_allclose(
-        again.predict(df.head(5)).values, distinct.predict(df.head(5)).values, rtol=0, atol=0
-    )
-
-
 POISSON = "c ~ k + offset(np.log(t)) + (1 | g)"
 
 
@@ -233,20 +216,28 @@ def test_cells_give_the_posterior_and_pooling_report_of_the_rows(poisson_fits):
     )
 
 
-def test_cells_save_load_and_refuse_what_needs_rows(poisson_fits, tmp_path):
-    cells, rows, df = poisson_fits
-    assert "log_likelihood" not in cells.idata.groups()
-    with pytest.raises(SpecError, match="holds no log-likelihood.*120 cells of its 3,000"):
-        hb.compare({"cells": cells, "rows": rows})
-    with pytest.raises(SpecError, match="Bayesian R.*counts and exposures summed"):
-        cells.r2()
-    again = hb.load(cells.save(tmp_path / "fit.nc"))
-    d, e = again.model.design, cells.model.design
+@pytest.mark.parametrize(
+    ("fits", "holds"),
+    [("bernoulli_fits", "distinct rows of its 3,000"), ("poisson_fits", "120 cells of its 3,000")],
+)
+def test_counted_rows_save_load_and_refuse_what_needs_rows(request, fits, holds, tmp_path):
+    """Distinct rows and cells: no log-likelihood, nothing per row; saved and loaded with
+    their counts (and the cells' summed offsets), so the priors and predictions are kept."""
+    reduced, rows, df = request.getfixturevalue(fits)
+    assert "log_likelihood" not in reduced.idata.groups()
+    with pytest.raises(SpecError, match=f"holds no log-likelihood.*{holds}.*reduce=False"):
+        hb.compare({"reduced": reduced, "rows": rows})
+    with pytest.raises(SpecError, match=f"posterior predictive.*{holds}"):
+        reduced.posterior_predictive()
+    with pytest.raises(SpecError, match=f"Bayesian R.*{holds}"):
+        reduced.r2()
+    again = hb.load(reduced.save(tmp_path / "fit.nc"))
+    d, e = again.model.design, reduced.model.design
     for a, b in [(d.multiplicity, e.multiplicity), (d.summed_offsets, e.summed_offsets)]:
         np.testing.assert_array_equal(a, b)
-    assert again.model.priors == cells.model.priors
+    assert again.model.priors == reduced.model.priors
     np.testing.assert_allclose(
-        again.predict(df.head(5)).values, cells.predict(df.head(5)).values, rtol=0, atol=0
+        again.predict(df.head(5)).values, reduced.predict(df.head(5)).values, rtol=0, atol=0
     )
 
 
