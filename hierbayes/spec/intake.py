@@ -176,7 +176,7 @@ def intake(
     if reduce and (no_collapse or dropna):
         check_reducible(f"{why}; nor do its rows collapse: {no_collapse}", dropna, "auto")
     if no_collapse is None and (reduce or automatic):
-        summed = exposure(formula, family, namespace, options, columns)
+        summed = exposure(formula, family, namespace, options, schema(data))
         keys = columns
         if isinstance(summed, Exposure):  # the response and exposure are summed per cell
             keys = [c for c in columns if c not in (formula.response, summed.column)]

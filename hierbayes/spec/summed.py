@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import DataError, describe_rows
+from hierbayes.spec.columns import is_number_type
 from hierbayes.spec.families import Family
 from hierbayes.spec.formula import Formula
 from hierbayes.spec.namespace import Namespace
@@ -87,23 +88,26 @@ def exposure(
     family: Family,
     namespace: Namespace,
     options: Mapping[str, str | None],
-    columns: Sequence[str],
+    types: Mapping[str, Any],
 ) -> Exposure | str:
     """The exposure of a model whose rows sum into cells, or why they do not.
 
-    ``options`` are the model's column arguments; ``columns`` the data's columns.
+    ``options`` are the model's column arguments; ``types`` the data's columns and their
+    types (:func:`~hierbayes.spec.sources.schema`): the response and exposure must hold
+    numbers (other types are read and named in the errors of the rows they collapse into).
 
     Examples
     --------
     >>> from hierbayes.spec.formula import parse
     >>> from hierbayes.spec.families import POISSON
     >>> from hierbayes.spec.namespace import resolve
+    >>> types = dict.fromkeys(["y", "x", "t"], np.dtype(float)) | {"g": np.dtype(object)}
     >>> exposure(parse("y ~ x + offset(np.log(t)) + (1 | g)"), POISSON, resolve("safe"), {},
-    ...          ["y", "x", "t", "g"])
+    ...          types)
     Exposure(column='t', logged=True)
-    >>> exposure(parse("y ~ x + offset(log(t) + 1) + (1 | g)"), POISSON, resolve("safe"), {},
-    ...          ["y", "x", "t", "g"])[:38]
-    'its offset(log(t) + 1) is neither a co'
+    >>> exposure(parse("y ~ x + offset(log(2 * t)) + (1 | g)"), POISSON, resolve("safe"), {},
+    ...          types)[:40]
+    'its offset(log(2 * t)) is neither a colu'
     """
     if family.name != "poisson" or family.link != "log":
         return f"the {family.name} family with the {family.link} link does not add up over rows"
@@ -125,8 +129,11 @@ def exposure(
                 f"its offset({column}) is neither a column nor the log of one, so it cannot "
                 "be summed"
             )
-    if column not in columns:
-        return f"its offset {column!r} is not a data column"
+    for name in (formula.response, column):
+        if name not in types:
+            return f"column {name!r} is not in the data"
+        if not is_number_type(types[name]):
+            return f"column {name!r} holds {types[name]}, not numbers"
     if column in replace(formula, offsets=()).variables:
         return f"its exposure column {column!r} is read by another term too"
     return Exposure(column, logged)

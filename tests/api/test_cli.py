@@ -675,6 +675,31 @@ def test_a_parquet_file_is_reduced_in_duckdb(tmp_path, capsys, factors_data):
     np.testing.assert_array_equal(fit.idata.posterior["sd_b"], same.idata.posterior["sd_b"])
 
 
+def test_a_parquet_file_of_poisson_rows_is_summed_in_duckdb(tmp_path, monkeypatch):
+    """A Poisson model with an exposure reaches the model as cells summed in DuckDB."""
+    designs = []
+
+    def fit(self, **kwargs):
+        designs.append(self.design)
+        raise Stop
+
+    monkeypatch.setattr(hb.Model, "fit", fit)
+    rng = np.random.default_rng(5)
+    t = rng.gamma(2.0, 1.0, 600)
+    rows = pd.DataFrame({"c": rng.poisson(t), "t": t, "g": [f"g{i % 12:02d}" for i in range(600)]})
+    rows.to_parquet(tmp_path / "visits.parquet", index=False)
+    formula = "c ~ 1 + offset(log(t)) + (1 | g)"
+    with pytest.raises(Stop):
+        main(
+            ["fit", "--formula", formula, "--data", str(tmp_path / "visits.parquet")]
+            + ["--family", "poisson"]
+        )
+    (design,) = designs
+    assert (design.n_obs, design.n_rows) == (12, 600)
+    np.testing.assert_allclose(design.y, rows.groupby("g")["c"].sum(), rtol=0)
+    np.testing.assert_allclose(np.exp(design.offset), rows.groupby("g")["t"].sum(), rtol=1e-12)
+
+
 def test_a_damaged_parquet_file_exits_2_before_sampling(tmp_path, capsys, recorded):
     data = tmp_path / "bad.parquet"
     data.write_bytes(b"PAR1 not really parquet")

@@ -5,6 +5,8 @@ read otherwise; bad counts and exposures named by engine row."""
 
 from __future__ import annotations
 
+import re
+
 import dask.dataframe as dd
 import duckdb
 import numpy as np
@@ -138,9 +140,9 @@ def test_what_does_not_sum_says_why_and_is_read_otherwise(visits, formula, optio
     with a continuous exposure as many as the rows)."""
     options = {"family": "poisson", **options}
     model = hb.Model(formula, pl.from_pandas(visits), **options)
-    names = visits.columns.tolist()
+    types = sources.schema(visits)
     reason = exposure(
-        model.formula, model.family, model.namespace, {"offset": options.get("offset")}, names
+        model.formula, model.family, model.namespace, {"offset": options.get("offset")}, types
     )
     assert isinstance(reason, str) and why in reason, reason
     if why != "it has no offset":  # without an offset the rows repeat: distinct rows
@@ -204,3 +206,17 @@ def test_bad_counts_and_exposures_are_named_by_row_in_the_engine(
         bad.loc[row, column] = value
     with pytest.raises(DataError, match=match):
         hb.Model(FORMULA, ENGINES[engine](bad), family="poisson")
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_text_exposures_and_empty_data_get_the_errors_of_rows(visits, engine):
+    """A text exposure is not summed: the rows are read, and the error is the one a pandas
+    frame of those rows gets; no rows at all is said so."""
+    text = visits.assign(t=visits["t"].map("{:.3f}".format))
+    with pytest.raises(SpecError) as expected:
+        hb.Model(FORMULA, text, family="poisson")
+    assert "offset(np.log(t))" in str(expected.value)
+    with pytest.raises(SpecError, match=re.escape(str(expected.value))):
+        hb.Model(FORMULA, ENGINES[engine](text), family="poisson")
+    with pytest.raises(DataError, match="has no rows"):
+        hb.Model(FORMULA, ENGINES[engine](visits.iloc[:0]), family="poisson")
