@@ -144,7 +144,10 @@ def lme4_summary(
     if design.factors:
         lines += ["Random effects:", *_random_effects(design, idata, hdi_prob)]
     groups = ", ".join(f"{f.name}, {f.n_groups}" for f in design.factors)
-    lines.append(f"Number of obs: {design.n_obs}" + (f", groups: {groups}" if groups else ""))
+    held = f" (held as {design.reduced})" if design.reduced else ""
+    lines.append(
+        f"Number of obs: {design.n_rows}{held}" + (f", groups: {groups}" if groups else "")
+    )
     fixed = fixef(design, idata, hdi_prob)
     if len(fixed):
         pct = f"{100 * hdi_prob:g}% HDI"

@@ -224,6 +224,7 @@ def test_counted_rows_save_load_and_refuse_what_needs_rows(request, fits, holds,
     """Distinct rows and cells: no log-likelihood, nothing per row; saved and loaded with
     their counts (and the cells' summed offsets), so the priors and predictions are kept."""
     reduced, rows, df = request.getfixturevalue(fits)
+    assert f"Number of obs: 3000 (held as the {reduced.model.design.n_obs}" in str(reduced)
     assert "log_likelihood" not in reduced.idata.groups()
     with pytest.raises(SpecError, match=f"holds no log-likelihood.*{holds}.*reduce=False"):
         hb.compare({"reduced": reduced, "rows": rows})
