@@ -38,6 +38,7 @@ import pandas as pd
 
 from hierbayes.errors import DataError
 from hierbayes.spec.families import Family
+from hierbayes.spec.names import free_name
 from hierbayes.spec.sources import check_fits_in_memory, describe_source, is_dask, open_frame
 
 __all__ = ["COLLAPSIBLE", "DistinctRows", "collapse", "collapsible", "count_distinct"]
@@ -67,13 +68,6 @@ def collapsible(family: Family, se: str | None = None, weights: str | None = Non
     if se is not None or weights is not None:
         return f"{'se' if se is not None else 'weights'}= is a column of its own per row"
     return None
-
-
-def _count_column(columns: Sequence[str]) -> str:
-    name = "rows"
-    while name in columns:
-        name = f"_{name}"
-    return name
 
 
 def count_distinct(data: Any, columns: Sequence[str], head: int | None = None) -> tuple[int, int]:
@@ -124,7 +118,7 @@ def collapse(
         why=f"its {distinct:,} distinct rows are too many: a continuous predictor makes nearly "
         "every row distinct",
     )
-    count = _count_column(columns)
+    count = free_name("rows", columns)
     if isinstance(data, pd.DataFrame) or is_dask(data):
         out = data[columns].groupby(columns, dropna=False, sort=False).size()
         out = (out.compute() if is_dask(data) else out).rename(count).reset_index()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from hierbayes.errors import SpecError
 
-__all__ = ["INTERCEPT_PRIOR", "RESERVED_DIMS", "SHIFTED_INTERCEPT", "check_names"]
+__all__ = ["INTERCEPT_PRIOR", "RESERVED_DIMS", "SHIFTED_INTERCEPT", "check_names", "free_name"]
 
 
 #: Dimension names that belong to the posterior itself (ArviZ reserves chain, draw and
@@ -104,3 +104,17 @@ def check_names(
             f"{', '.join(RESERVED_DIMS)}): rename the column, e.g. "
             f"data.rename(columns={{{clash[0]!r}: {clash[0] + '_value'!r}}})"
         )
+
+
+def free_name(name: str, taken: Sequence[str]) -> str:
+    """``name``, prefixed with "_" until none of ``taken`` has it: a column of our own beside
+    the data's (the count of distinct rows, a cell's summed offsets).
+
+    Examples
+    --------
+    >>> free_name("rows", ["y", "rows", "_rows"])
+    '__rows'
+    """
+    while name in taken:
+        name = f"_{name}"
+    return name

@@ -39,6 +39,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import formulae as fm
@@ -53,7 +54,16 @@ from hierbayes.spec.formula import Formula
 from hierbayes.spec.grouped import GroupSums
 from hierbayes.spec.names import check_names
 from hierbayes.spec.namespace import resolve
-from hierbayes.spec.sources import bad_flag, bad_rows, column_names, is_dask, open_frame, schema
+from hierbayes.spec.sources import (
+    bad_flag,
+    bad_rows,
+    by_partition,
+    column_names,
+    is_dask,
+    key_names,
+    open_frame,
+    schema,
+)
 from hierbayes.spec.terms import (
     check_two_levels,
     evaluate_terms,
@@ -195,11 +205,6 @@ def check_reducible(why: str | None, dropna: bool, parameterization: str) -> Non
         )
 
 
-def _key_names(n: int) -> list[str]:
-    """The sums table's columns of the grouping columns' values."""
-    return [f"key{i}" for i in range(n)]
-
-
 def _sums_narwhals(frame: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> pd.DataFrame:
     """One grouped aggregation of ``frame`` (narwhals, eager or lazy): per distinct
     combination of the ``keys`` the count, the sums of the columns and of their pairwise
@@ -208,7 +213,7 @@ def _sums_narwhals(frame: Any, keys: tuple[str, ...], columns: tuple[str, ...]) 
 
     m = len(columns)
     values = [nw.col(c).cast(nw.Float64).alias(f"v{i}") for i, c in enumerate(columns)]
-    names = _key_names(len(keys))
+    names = key_names(len(keys))
     frame = frame.select(*(nw.col(k).alias(n) for k, n in zip(keys, names, strict=True)), *values)
     pairs = [(a, b) for a in range(m) for b in range(a, m)]
     products = [(nw.col(f"v{a}") * nw.col(f"v{b}")).alias(f"p{a}_{b}") for a, b in pairs]
@@ -238,22 +243,15 @@ def _engine_sums(data: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> 
     engine; one row per combination."""
     if not is_dask(data):
         return _sums_narwhals(open_frame(data), keys, columns)
-    import dask
-
-    parts = [dask.delayed(_partition_sums)(p, keys, columns) for p in data.to_delayed()]
-    partial = pd.concat(dask.compute(*parts), ignore_index=True)
-    names = _key_names(len(keys))
-    how = {
-        c: "min" if c.startswith("min") else "max" if c.startswith("max") else "sum"
-        for c in partial.columns
-        if c not in names
-    }
-    return partial.groupby(names, dropna=False, sort=False).agg(how).reset_index()
+    m = range(len(columns))
+    how = {f"min{a}": "min" for a in m} | {f"max{a}": "max" for a in m}
+    part = partial(_partition_sums, keys=keys, columns=columns)
+    return by_partition(data, part, key_names(len(keys)), how)
 
 
 def _refuse_bad(data: Any, table: pd.DataFrame, layout: _Layout, what: str) -> None:
     """A DataError naming the first column with missing or non-finite values and its rows."""
-    for key, column in zip(_key_names(len(layout.keys)), layout.keys, strict=True):
+    for key, column in zip(key_names(len(layout.keys)), layout.keys, strict=True):
         if table[key].isna().any():
             rows = bad_rows(data, column, numeric=False)
             raise DataError(
@@ -371,7 +369,7 @@ def _cells(table: pd.DataFrame, layout: _Layout) -> tuple[list[pd.Index], np.nda
     """Each factor's levels, and each cell's (row of ``table``'s) group of every factor,
     (C, F). One grouping column: its values in sorted order; several (``a:b``): labels
     ``"a1:b1"`` in the order of the sorted columns."""
-    keys = table[_key_names(len(layout.keys))].set_axis(list(layout.keys), axis=1)
+    keys = table[key_names(len(layout.keys))].set_axis(list(layout.keys), axis=1)
     levels, codes = [], []
     for f in layout.factors:
         labels = group_labels(keys, f.columns)
@@ -410,7 +408,7 @@ def _group_table(data: Any, layout: _Layout, what: str) -> pd.DataFrame:
         raise DataError(f"data {what} has no rows")
     _refuse_bad(data, table, layout, what)
     table = table.drop(columns=[f"bad{a}" for a in range(len(layout.columns))])
-    keys = _key_names(len(layout.keys))
+    keys = key_names(len(layout.keys))
     return table.sort_values(keys, kind="stable").reset_index(drop=True)
 
 

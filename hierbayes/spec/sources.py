@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ __all__ = [
     "open_source",
     "bad_flag",
     "bad_rows",
+    "by_partition",
+    "key_names",
     "refuse_incomplete",
     "rows_where",
     "schema",
@@ -305,6 +307,27 @@ def rows_where(data: Any, columns: Sequence[str], flag: Any) -> np.ndarray:
     out = open_frame(frame).select(flag.fill_null(False).alias("flag"))
     out = out.collect() if hasattr(out, "collect") else out
     return np.flatnonzero(out["flag"].to_numpy())
+
+
+def key_names(n: int) -> list[str]:
+    """The names a grouped aggregation gives its ``n`` key columns, ``key0, key1, ...``: the
+    grouping columns renamed, so that no data column's name can collide with an aggregate's
+    (a grouping column called ``_y``, say)."""
+    return [f"key{i}" for i in range(n)]
+
+
+def by_partition(
+    data: Any, part: Callable[[pd.DataFrame], pd.DataFrame], keys: list[str], how: dict
+) -> pd.DataFrame:
+    """A grouped aggregation of a Dask frame: ``part`` (a partition -> one row of partial
+    results per combination of ``keys``) on each partition, on the worker that holds it, then
+    the partial results combined per combination, column by column as ``how`` says
+    (``"sum"``, ``"min"``, ``"max"``; "sum" for a column it does not name)."""
+    import dask
+
+    partial = pd.concat(dask.compute(*map(dask.delayed(part), data.to_delayed())))
+    combine = {c: how.get(c, "sum") for c in partial.columns if c not in keys}
+    return partial.groupby(keys, dropna=False, sort=False).agg(combine).reset_index()
 
 
 def refuse_incomplete(data: Any, columns: Sequence[str], what: str) -> None:

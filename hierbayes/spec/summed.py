@@ -48,11 +48,14 @@ from hierbayes.errors import DataError, describe_rows
 from hierbayes.spec.columns import is_number_type
 from hierbayes.spec.families import Family
 from hierbayes.spec.formula import Formula
+from hierbayes.spec.names import free_name
 from hierbayes.spec.namespace import Namespace
 from hierbayes.spec.sources import (
+    by_partition,
     check_fits_in_memory,
     describe_source,
     is_dask,
+    key_names,
     open_frame,
     rows_where,
 )
@@ -140,22 +143,25 @@ def exposure(
 
 
 def _aggregate(frame: Any, keys: list[str], y: str, exposure: Exposure) -> pd.DataFrame:
-    """One grouped aggregation (narwhals): per cell its rows, summed count, summed exposure
-    and summed offsets, and what checks the counts and exposures (smallest values, the
-    count of non-integers)."""
+    """One grouped aggregation (narwhals): per cell (the ``keys`` as
+    :func:`~hierbayes.spec.sources.key_names`) its rows, summed count, summed exposure and
+    summed offsets, and what checks the counts and exposures (smallest values, the count of
+    non-integers)."""
     import narwhals.stable.v2 as nw
 
     count, e = nw.col(y).cast(nw.Float64), nw.col(exposure.column).cast(nw.Float64)
+    names = key_names(len(keys))
     with np.errstate(divide="ignore", invalid="ignore"):  # eager: log(E <= 0), refused after
         # the values first, then plain sums and minima (pandas and Dask: its fast group-by)
-        frame = frame.with_columns(
+        frame = frame.select(
+            *(nw.col(k).alias(n) for k, n in zip(keys, names, strict=True)),
             count.alias("_y"),
             (e if exposure.logged else e.exp()).alias("_e"),
             (e.log() if exposure.logged else e).alias("_offsets"),
             (count != count.round(0)).cast(nw.Int64).alias("_fractions"),
             e.alias("_emin"),
         )
-        out = frame.group_by(keys, drop_null_keys=False).agg(
+        out = frame.group_by(names, drop_null_keys=False).agg(
             nw.len().alias("_rows"),
             *(nw.col(c).sum() for c in ("_y", "_e", "_offsets", "_fractions")),
             nw.col("_y").min().alias("_ymin"),
@@ -166,17 +172,15 @@ def _aggregate(frame: Any, keys: list[str], y: str, exposure: Exposure) -> pd.Da
 
 
 def _engine_cells(data: Any, keys: list[str], y: str, exposure: Exposure) -> pd.DataFrame:
-    columns = list(dict.fromkeys([*keys, y, exposure.column]))
     if not is_dask(data):
-        return _aggregate(open_frame(data).select(columns), keys, y, exposure)
-    import dask
+        return _aggregate(open_frame(data), keys, y, exposure)
 
     def part(frame: pd.DataFrame) -> pd.DataFrame:
         return _aggregate(open_frame(frame), keys, y, exposure)
 
-    partial = pd.concat(dask.compute(*map(dask.delayed(part), data[columns].to_delayed())))
-    how = {c: "min" if c in ("_ymin", "_emin") else "sum" for c in partial if c not in keys}
-    return partial.groupby(keys, dropna=False, sort=False).agg(how).reset_index()
+    columns = list(dict.fromkeys([*keys, y, exposure.column]))
+    how = {"_ymin": "min", "_emin": "min"}
+    return by_partition(data[columns], part, key_names(len(keys)), how)
 
 
 def _refuse_bad(data: Any, table: pd.DataFrame, y: str, exposure: Exposure, what: str) -> None:
@@ -235,19 +239,12 @@ def sum_cells(
         raise DataError(f"data {what} has no rows")
     _refuse_bad(data, table, response, exposure, what)
     e = table["_e"] if exposure.logged else np.log(table["_e"])
-    names = _free_names(keys, ["rows", "offsets"])
-    out = table[keys].assign(**{response: table["_y"], exposure.column: e})
-    out[names[0]], out[names[1]] = table["_rows"].astype(np.int64), table["_offsets"]
+    out = table[key_names(len(keys))].set_axis(keys, axis=1)
+    out = out.assign(**{response: table["_y"], exposure.column: e})
+    count = free_name("rows", out.columns)
+    out[count] = table["_rows"].astype(np.int64)
+    offsets = free_name("offsets", out.columns)
+    out[offsets] = table["_offsets"]
     # in sorted order, whatever order the engine's threads finished in: the same design each time
     out = out.sort_values(keys, kind="stable").reset_index(drop=True)
-    return SummedCells(out, *names)
-
-
-def _free_names(taken: Sequence[str], wanted: Sequence[str]) -> list[str]:
-    """``wanted`` names, each prefixed with "_" until no column of ``taken`` has it."""
-    out = []
-    for name in wanted:
-        while name in taken:
-            name = f"_{name}"
-        out.append(name)
-    return out
+    return SummedCells(out, count, offsets)

@@ -108,6 +108,22 @@ def test_every_engine_gives_the_cells_pandas_gives(visits, tmp_path):
         pd.testing.assert_frame_equal(got.frame, reference, check_dtype=False, rtol=1e-10, obj=name)
 
 
+@pytest.mark.parametrize("engine", ["pandas", "dask"])
+def test_columns_named_like_the_cells_own_keep_their_values(visits, engine):
+    """A grouping column named like an aggregate (_y), a response named like the count
+    column (rows) and an exposure named like the offsets column (offsets) are not
+    overwritten: the cells' own columns take other names."""
+    named = visits.rename(columns={"k": "_y", "c": "rows", "t": "offsets"})
+    data = named if engine == "pandas" else dd.from_pandas(named, npartitions=3)
+    got = sum_cells(data, ["_y", "g"], "rows", Exposure("offsets", logged=True))
+    assert (got.count, got.offsets) == ("_rows", "_offsets")
+    cells = named.groupby(["_y", "g"])
+    np.testing.assert_array_equal(got.frame["_y"], cells.size().index.get_level_values("_y"))
+    np.testing.assert_allclose(got.frame["rows"], cells["rows"].sum(), rtol=0)
+    np.testing.assert_allclose(got.frame["offsets"], cells["offsets"].sum(), rtol=1e-12)
+    np.testing.assert_array_equal(got.frame["_rows"], cells.size())
+
+
 def test_every_way_of_writing_the_exposure_gives_one_design(visits):
     data = pl.from_pandas(visits)
     ways = {
