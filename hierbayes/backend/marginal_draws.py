@@ -97,14 +97,19 @@ def _draw(C: Matrix, mean: Entries, chol: np.ndarray, gen: np.random.Generator) 
 
 
 def _nested_terms(
-    stats: NestedStats, beta: np.ndarray, chol1: np.ndarray, chol2: np.ndarray, tau: Any
+    stats: NestedStats,
+    by_outer: Callable[[np.ndarray], np.ndarray],
+    beta: np.ndarray,
+    chol1: np.ndarray,
+    chol2: np.ndarray,
+    tau: Any,
 ) -> tuple:
     """Both levels of a nested model integrated out for a chunk of draws (``beta``, ``chol1``,
-    ``chol2`` of those draws, ``tau`` = 1/sigma (n, 1) or 1.0): (C1, a1) of the outer groups,
-    (C2, a2, H) of the inner ones, entry by entry (:mod:`hierbayes.backend.marginal_multi`)."""
+    ``chol2`` of those draws, ``tau`` = 1/sigma (n, 1) or 1.0; ``by_outer`` adds up the inner
+    groups of each outer one, :func:`_summer`): (C1, a1) of the outer groups, (C2, a2, H) of
+    the inner ones, entry by entry (:mod:`hierbayes.backend.marginal_multi`)."""
     g, (n, K) = stats.inner, (beta.shape[0], len(stats.parent))
     q1, q2 = stats.Z1Z1.shape[1], g.ZtZ.shape[1]
-    by_outer = _summer(stats.parent, stats.n_outer)
     z1e = _project(stats.Z1y, stats.Z1X, beta) * np.reshape(tau, (-1, 1, 1))
     z2e = _project(g.Zty, g.ZtX, beta) * np.reshape(tau, (-1, 1, 1))
     C2, a2, H = _absorb(
@@ -159,10 +164,11 @@ def draw_nested_effects(
     S, K, J = beta.shape[0], len(stats.parent), stats.n_outer
     q1, q2 = stats.Z1Z1.shape[1], stats.inner.ZtZ.shape[1]
     out1, out2 = np.empty((S, J, q1)), np.empty((S, K, q2))
+    by_outer = _summer(stats.parent, J)
 
     def fill(sl: slice, gen: np.random.Generator) -> None:
         tau = _scale(sigma, sl)
-        C1, a1, C2, a2, H = _nested_terms(stats, beta[sl], chol1[sl], chol2[sl], tau)
+        C1, a1, C2, a2, H = _nested_terms(stats, by_outer, beta[sl], chol1[sl], chol2[sl], tau)
         u1 = _draw(C1, a1, chol1[sl], gen)
         shift = [u1[k][:, stats.parent] * tau for k in range(q1)]
         mean = [a2[i] - _dot([(H[i][k], shift[k]) for k in range(q1)]) for i in range(q2)]
@@ -290,7 +296,7 @@ def nested_group_loglik(
     def fill(sl: slice, gen: np.random.Generator) -> None:
         n = sl.stop - sl.start
         tau = _scale(sigma, sl)
-        C1, a1, C2, a2, _ = _nested_terms(stats, beta[sl], chol1[sl], chol2[sl], tau)
+        C1, a1, C2, a2, _ = _nested_terms(stats, by_outer, beta[sl], chol1[sl], chol2[sl], tau)
         inner = sum(2.0 * np.log(C2[i][i]) - a2[i] ** 2 for i in range(q2))  # (n, K)
         outer = sum(2.0 * np.log(C1[i][i]) - a1[i] ** 2 for i in range(q1))  # (n, J)
         v = np.concatenate([-beta[sl], np.ones((n, 1))], axis=1)  # r = [X, y] v
