@@ -211,11 +211,14 @@ class Stop(Exception):
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """Model.fit replaced: records the model's parameterization and fit's arguments."""
+    """Model.fit replaced: records the model's parameterization and design and fit's
+    arguments."""
     calls = []
 
     def fit(self, **kwargs):
-        calls.append({"parameterization": self.spec.parameterization, **kwargs})
+        calls.append(
+            {"parameterization": self.spec.parameterization, "design": self.design, **kwargs}
+        )
         raise Stop
 
     monkeypatch.setattr(hb.Model, "fit", fit)
@@ -675,15 +678,8 @@ def test_a_parquet_file_is_reduced_in_duckdb(tmp_path, capsys, factors_data):
     np.testing.assert_array_equal(fit.idata.posterior["sd_b"], same.idata.posterior["sd_b"])
 
 
-def test_a_parquet_file_of_poisson_rows_is_summed_in_duckdb(tmp_path, monkeypatch):
+def test_a_parquet_file_of_poisson_rows_is_summed_in_duckdb(tmp_path, recorded):
     """A Poisson model with an exposure reaches the model as cells summed in DuckDB."""
-    designs = []
-
-    def fit(self, **kwargs):
-        designs.append(self.design)
-        raise Stop
-
-    monkeypatch.setattr(hb.Model, "fit", fit)
     rng = np.random.default_rng(5)
     t = rng.gamma(2.0, 1.0, 600)
     rows = pd.DataFrame({"c": rng.poisson(t), "t": t, "g": [f"g{i % 12:02d}" for i in range(600)]})
@@ -694,7 +690,8 @@ def test_a_parquet_file_of_poisson_rows_is_summed_in_duckdb(tmp_path, monkeypatc
             ["fit", "--formula", formula, "--data", str(tmp_path / "visits.parquet")]
             + ["--family", "poisson"]
         )
-    (design,) = designs
+    (call,) = recorded
+    design = call["design"]
     assert (design.n_obs, design.n_rows) == (12, 600)
     np.testing.assert_allclose(design.y, rows.groupby("g")["c"].sum(), rtol=0)
     np.testing.assert_allclose(np.exp(design.offset), rows.groupby("g")["t"].sum(), rtol=1e-12)
